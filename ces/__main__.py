@@ -1,0 +1,7 @@
+"""`python -m ces` is the `ces` command."""
+
+import sys
+
+from ces.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Projections: events in, immutable PostgreSQL rows and the Redis cache out."""
