@@ -44,6 +44,43 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    """The whole service on its local defaults: stack, schema, topics, then CES's processes."""
+    import asyncio
+
+    from ces.agents.topics import ensure_topics
+    from ces.projections import migrate
+    from ces.stack import apps, manager
+
+    started = time.monotonic()
+    _print_statuses(manager.up(settings))
+    migrate.upgrade(settings.database_url)
+    print("  schema    migrated to head")
+    created = asyncio.run(
+        ensure_topics(
+            settings.kafka_bootstrap,
+            partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication_factor,
+            prefix=settings.topic_prefix,
+        )
+    )
+    print(f"  topics    {len(created)} created" + (f" ({', '.join(created)})" if created else ""))
+    for app in apps.ces_apps():
+        state = apps.start(settings, app)
+        print(f"  {app.name:<9} {state:<16} log: {app.log_file(settings)}")
+    print(f"CES is up in {time.monotonic() - started:.1f}s. Logs: {settings.stack_dir}/logs/. Stop: ces down")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    from ces.stack import apps, manager
+
+    for app in reversed(apps.ces_apps()):
+        print(f"  {app.name:<9} {'stopped' if apps.stop(settings, app) else 'not running'}")
+    _print_statuses(manager.down(settings))
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ces.bootstrap import run_worker
 
@@ -64,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--revision", default="head")
     db.add_argument("--schema", default=None, help="migrate a schema other than the default one")
     db.set_defaults(func=cmd_db)
+
+    sub.add_parser("up", help="stack, migrations, topics and CES processes").set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop CES processes and the stack it started").set_defaults(func=cmd_down)
 
     worker = sub.add_parser("worker", help="run a Faust worker (agents and timers)")
     worker.set_defaults(func=cmd_worker)

@@ -24,7 +24,8 @@ class Settings(BaseSettings):
     # Where `ces stack` keeps binaries, data, logs and pid files (git-ignored).
     stack_dir: Path = Path(".stack")
 
-    # Kafka topics CES creates.
+    # Kafka topics CES creates. A prefix isolates several CES deployments (or test runs) on one cluster.
+    topic_prefix: str = ""
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
 

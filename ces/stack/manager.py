@@ -19,15 +19,15 @@ def up(settings: Settings) -> list[Status]:
         if service.answers():
             detail = "already running" if ours else "existing service, left alone"
         else:
-            if not ours and service.endpoint.accepts_connections():
-                raise StackError(
-                    f"{service.name}: something listens on {service.endpoint} but does not answer as "
-                    f"{service.name} with the configured credentials; stop it or point CES_* elsewhere"
-                )
             if not service.endpoint.is_loopback:
                 raise StackError(
                     f"{service.name}: {service.endpoint} does not answer and is not on this machine; "
                     "the stack only starts services on loopback"
+                )
+            if not ours and service.endpoint.accepts_connections():
+                raise StackError(
+                    f"{service.name}: something listens on {service.endpoint} but does not answer as "
+                    f"{service.name} with the configured credentials; stop it or point CES_* elsewhere"
                 )
             if ours:
                 service.stop()

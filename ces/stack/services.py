@@ -118,8 +118,16 @@ class Kafka:
             shutil.rmtree(self.lib_dir)
         print("resolving Kafka from Maven Central ...", flush=True)
         subprocess.run(
-            [mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(pom), "dependency:copy-dependencies",
-             f"-DoutputDirectory={self.lib_dir}"],
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-Dstyle.color=never",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={self.lib_dir}",
+            ],
             check=True,
         )
         stamp.write_text(digest + "\n")
@@ -159,9 +167,17 @@ class Kafka:
         java = system.ensure_java()
         log4j = Path(str(resources.files("ces.stack") / "log4j2.xml"))
         return [
-            java, "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-            f"-Dkafka.logs.dir={self.logs}", f"-Dlog4j2.configurationFile={log4j}",
-            "-cp", f"{self.lib_dir}/*", main_class, *args,
+            java,
+            "-Xms256m",
+            "-Xmx768m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={self.logs}",
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-cp",
+            f"{self.lib_dir}/*",
+            main_class,
+            *args,
         ]
 
     def start(self) -> None:
@@ -171,7 +187,8 @@ class Kafka:
             cluster_id = _kafka_cluster_id()
             subprocess.run(
                 self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg)),
-                check=True, stdout=subprocess.DEVNULL,
+                check=True,
+                stdout=subprocess.DEVNULL,
             )
         process.spawn(
             self._java_cmd("kafka.Kafka", str(cfg)),
@@ -259,12 +276,22 @@ class Postgres:
             if system.is_root():
                 shutil.chown(self.data_dir, "postgres", "postgres")
             subprocess.run(
-                self._as_owner([
-                    str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                    "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",
-                    "--locale=C.UTF-8",
-                ]),
-                check=True, stdout=subprocess.DEVNULL,
+                self._as_owner(
+                    [
+                        str(bin_dir / "initdb"),
+                        "-D",
+                        str(self.data_dir),
+                        "-U",
+                        "postgres",
+                        "--auth-local=trust",
+                        "--auth-host=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                        "--locale=C.UTF-8",
+                    ]
+                ),
+                check=True,
+                stdout=subprocess.DEVNULL,
             )
         options = (
             f"-p {self.endpoint.port} -k {self.socket_dir} "
@@ -272,11 +299,23 @@ class Postgres:
             "-c fsync=on -c shared_buffers=256MB"
         )
         subprocess.run(
-            self._as_owner([
-                str(bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.logs / "postgres.log"),
-                "-o", options, "-w", "-t", "60", "start",
-            ]),
-            check=True, stdout=subprocess.DEVNULL,
+            self._as_owner(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.logs / "postgres.log"),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         pid_line = (self.data_dir / "postmaster.pid").read_text().splitlines()[0]
         self.pid_file().parent.mkdir(parents=True, exist_ok=True)
@@ -286,11 +325,24 @@ class Postgres:
 
     def _psql(self, bin_dir: Path, sql: str, db: str = "postgres") -> str:
         out = subprocess.run(
-            self._as_owner([
-                str(bin_dir / "psql"), "-h", str(self.socket_dir), "-p", str(self.endpoint.port),
-                "-U", "postgres", "-d", db, "-tAc", sql,
-            ]),
-            check=True, capture_output=True, text=True,
+            self._as_owner(
+                [
+                    str(bin_dir / "psql"),
+                    "-h",
+                    str(self.socket_dir),
+                    "-p",
+                    str(self.endpoint.port),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    db,
+                    "-tAc",
+                    sql,
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            text=True,
         )
         return out.stdout.strip()
 
@@ -302,7 +354,7 @@ class Postgres:
         if self._psql(bin_dir, f"SELECT 1 FROM pg_roles WHERE rolname = '{user}'") != "1":
             self._psql(bin_dir, f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{quoted_pw}' CREATEDB")
         if self._psql(bin_dir, f"SELECT 1 FROM pg_database WHERE datname = '{database}'") != "1":
-            self._psql(bin_dir, f"CREATE DATABASE \"{database}\" OWNER \"{user}\"")
+            self._psql(bin_dir, f'CREATE DATABASE "{database}" OWNER "{user}"')
 
     def answers(self) -> bool:
         if not self.endpoint.accepts_connections():
@@ -319,7 +371,7 @@ class Postgres:
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT 1")
-                return cur.fetchone() == (1,)
+                return bool(cur.fetchone() == (1,))
         finally:
             conn.close()
 
@@ -330,8 +382,11 @@ class Postgres:
         bin_dir = system.postgres_bin_dir()
         if bin_dir is not None:
             subprocess.run(
-                self._as_owner([str(bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]),
-                check=False, stdout=subprocess.DEVNULL,
+                self._as_owner(
+                    [str(bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]
+                ),
+                check=False,
+                stdout=subprocess.DEVNULL,
             )
         process.stop(self.pid_file())
         return True
@@ -360,9 +415,23 @@ class Redis:
         server = system.ensure_redis()
         self.root.mkdir(parents=True, exist_ok=True)
         process.spawn(
-            [server, "--bind", self.endpoint.host, "--port", str(self.endpoint.port),
-             "--dir", str(self.root), "--save", "", "--appendonly", "no",
-             "--daemonize", "no", "--protected-mode", "no"],
+            [
+                server,
+                "--bind",
+                self.endpoint.host,
+                "--port",
+                str(self.endpoint.port),
+                "--dir",
+                str(self.root),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "no",
+            ],
             pid_file=self.pid_file(),
             log_file=self.logs / "redis.log",
         )
@@ -388,4 +457,3 @@ class Redis:
 
 def all_services(settings: Settings) -> list[Service]:
     return [Postgres(settings), Redis(settings), Kafka(settings)]
-

@@ -1,0 +1,37 @@
+# The two commands of README.md: `make run` (CES up on local defaults) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PHASE := scripts/phase
+
+.PHONY: install run up down status test lint typecheck unit integration e2e clean
+
+$(INSTALLED): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(INSTALLED)
+
+install:
+	@$(PHASE) install $(MAKE) -s $(INSTALLED)
+
+run: install
+	$(BIN)/ces up
+
+down:
+	$(BIN)/ces down
+
+status:
+	$(BIN)/ces stack status
+
+test: install
+	@$(PHASE) stack $(BIN)/ces stack up
+	@$(PHASE) migrate $(BIN)/ces db upgrade
+	@$(PHASE) lint sh -c '$(BIN)/ruff check ces tests && $(BIN)/ruff format --check ces tests'
+	@$(PHASE) typecheck $(BIN)/mypy
+	@$(PHASE) unit $(BIN)/pytest tests/unit -q
+	@$(PHASE) integration $(BIN)/pytest tests/integration -q
+	@$(PHASE) e2e $(BIN)/pytest tests/e2e -q
+
+clean: down
+	rm -rf .stack $(VENV)

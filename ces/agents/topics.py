@@ -1,0 +1,70 @@
+"""The Kafka topics CES owns: names, keys, partitions and retention, created explicitly and idempotently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+FOREVER = "-1"
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    config: dict[str, str] = field(default_factory=dict)
+
+
+# Rates and audits are the event log that `ces replay` rebuilds the database from: kept forever.
+# Requests and rejections are operational: kept long enough to investigate and to re-drive.
+RATES_FETCHED = TopicSpec("rates-fetched", "BASE:TARGET", {"retention.ms": FOREVER})
+RATE_FETCH_FAILURES = TopicSpec("rate-fetch-failures", "provider", {"retention.ms": str(30 * DAY_MS)})
+CONVERSION_REQUESTS = TopicSpec("conversion-requests", "request_id", {"retention.ms": str(7 * DAY_MS)})
+CONVERSIONS_AUDITED = TopicSpec("conversions-audited", "request_id", {"retention.ms": FOREVER})
+CONVERSIONS_REJECTED = TopicSpec("conversions-rejected", "request_id", {"retention.ms": str(30 * DAY_MS)})
+DEAD_LETTERS = TopicSpec("ces-dead-letters", "source topic key", {"retention.ms": str(30 * DAY_MS)})
+
+ALL_TOPICS = (
+    RATES_FETCHED,
+    RATE_FETCH_FAILURES,
+    CONVERSION_REQUESTS,
+    CONVERSIONS_AUDITED,
+    CONVERSIONS_REJECTED,
+    DEAD_LETTERS,
+)
+
+
+async def ensure_topics(
+    bootstrap: str,
+    specs: tuple[TopicSpec, ...] = ALL_TOPICS,
+    *,
+    partitions: int,
+    replication_factor: int = 1,
+    prefix: str = "",
+) -> list[str]:
+    """Create the missing topics; existing ones are left as they are. Returns the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                prefix + spec.name,
+                num_partitions=partitions,
+                replication_factor=replication_factor,
+                topic_configs=dict(spec.config),
+            )
+            for spec in specs
+            if prefix + spec.name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another worker created them between our list and create
+        return [t.name for t in missing]
+    finally:
+        await admin.close()

@@ -1,0 +1,55 @@
+"""CES's own long-running processes (worker, and later gateway and simulator) started by `ces up`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ces.settings import Settings
+from ces.stack import process
+from ces.stack.system import StackError
+
+
+@dataclass(frozen=True)
+class AppProcess:
+    name: str
+    argv: tuple[str, ...]
+    ready_marker: str  # a line the process logs once it serves
+
+    def pid_file(self, settings: Settings) -> Path:
+        return settings.stack_dir.resolve() / "run" / f"{self.name}.pid"
+
+    def log_file(self, settings: Settings) -> Path:
+        return settings.stack_dir.resolve() / "logs" / f"{self.name}.log"
+
+
+def ces_apps() -> list[AppProcess]:
+    python = sys.executable
+    return [
+        AppProcess("worker", (python, "-m", "ces", "worker"), "Ready"),
+    ]
+
+
+def start(settings: Settings, app: AppProcess, *, timeout: float = 120.0) -> str:
+    pid_file = app.pid_file(settings)
+    if process.running_pid(pid_file) is not None:
+        return "already running"
+    log = app.log_file(settings)
+    offset = log.stat().st_size if log.exists() else 0
+    process.spawn(app.argv, pid_file=pid_file, log_file=log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            if app.ready_marker.encode() in f.read():
+                return "started"
+        if process.running_pid(pid_file) is None:
+            raise StackError(f"{app.name} exited during start-up; see {log}")
+        time.sleep(0.2)
+    raise StackError(f"{app.name} was not ready within {timeout:.0f}s; see {log}")
+
+
+def stop(settings: Settings, app: AppProcess) -> bool:
+    return process.stop(app.pid_file(settings), timeout=30)

@@ -1,0 +1,79 @@
+"""Real Kafka, PostgreSQL and Redis (the local stack, or whatever CES_* points at), isolated per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from sqlalchemy import Engine, create_engine, text
+
+from ces.projections import migrate
+from ces.settings import Settings
+from ces.stack.services import all_services
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stack_answers() -> None:
+    settings = Settings()
+    down = [s.name for s in all_services(settings) if not s.answers()]
+    if down:
+        pytest.fail(
+            f"integration tests need the stack; not answering: {', '.join(down)}. "
+            "Run `ces stack up` (or `make test`, which starts it).",
+            pytrace=False,
+        )
+
+
+NewTopicFactory = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def new_topic(settings: Settings, unique: str) -> AsyncIterator[NewTopicFactory]:
+    """Create uniquely named topics for one test and delete them afterwards."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    created: list[str] = []
+
+    async def create(prefix: str = "t", partitions: int = 1) -> str:
+        name = f"test-{prefix}-{unique}-{len(created)}"
+        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        created.append(name)
+        return name
+
+    try:
+        yield create
+    finally:
+        if created:
+            await admin.delete_topics(created)
+        await admin.close()
+
+
+@pytest.fixture
+def pg_schema(settings: Settings, unique: str) -> Iterator[tuple[Engine, str]]:
+    """A fresh schema, migrated to head, with an engine whose connections use it."""
+    schema = f"test_{unique}"
+    migrate.upgrade(settings.database_url, schema=schema)
+    engine = create_engine(
+        settings.database_url, connect_args={"options": f"-csearch_path={schema}"}, pool_pre_ping=True
+    )
+    try:
+        yield engine, schema
+    finally:
+        engine.dispose()
+        admin = create_engine(settings.database_url)
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()

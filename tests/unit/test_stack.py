@@ -1,0 +1,98 @@
+"""The stack manager's rules, with fake services: start what is missing, leave the rest alone."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from ces.settings import Settings
+from ces.stack import manager, process
+from ces.stack.services import Endpoint, Kafka
+from ces.stack.system import StackError
+
+
+def test_spawned_process_is_recorded_and_stopped(tmp_path: Path) -> None:
+    pid_file = tmp_path / "run" / "sleeper.pid"
+    pid = process.spawn(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        pid_file=pid_file,
+        log_file=tmp_path / "logs" / "sleeper.log",
+    )
+    assert process.running_pid(pid_file) == pid
+    assert process.stop(pid_file, timeout=10) is True
+    assert not process.is_alive(pid)
+    assert not pid_file.exists()
+    assert process.stop(pid_file) is False  # a second stop has nothing to do
+
+
+@dataclass
+class FakeService:
+    name: str
+    endpoint: Endpoint
+    pid_path: Path
+    running: bool = False
+    external: bool = False
+    calls: list[str] = field(default_factory=list)
+
+    def pid_file(self) -> Path:
+        return self.pid_path
+
+    def start(self) -> None:
+        self.calls.append("start")
+        self.running = True
+        self.pid_path.write_text(f"{process.os.getpid()}\n")
+
+    def answers(self) -> bool:
+        return self.running or self.external
+
+    def stop(self) -> bool:
+        self.calls.append("stop")
+        ours = self.pid_path.exists()
+        self.pid_path.unlink(missing_ok=True)
+        self.running = False
+        return ours
+
+
+def _fakes(tmp_path: Path) -> list[FakeService]:
+    return [
+        FakeService("missing", Endpoint("127.0.0.1", 1), tmp_path / "missing.pid"),
+        FakeService("external", Endpoint("127.0.0.1", 2), tmp_path / "external.pid", external=True),
+    ]
+
+
+def test_up_starts_missing_and_leaves_existing_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fakes = _fakes(tmp_path)
+    monkeypatch.setattr(manager, "all_services", lambda settings: fakes)
+    statuses = {s.name: s for s in manager.up(Settings())}
+    assert fakes[0].calls == ["start"]
+    assert fakes[1].calls == []
+    assert statuses["missing"].managed and not statuses["external"].managed
+
+    again = {s.name: s for s in manager.up(Settings())}
+    assert fakes[0].calls == ["start"]  # idempotent: nothing started twice
+    assert again["missing"].detail == "already running"
+
+    stopped = {s.name: s for s in manager.down(Settings())}
+    assert stopped["missing"].managed and not stopped["external"].managed
+    assert fakes[1].external  # still answering: down never touches what up did not start
+
+
+def test_up_refuses_to_start_services_off_this_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = FakeService("remote", Endpoint("kafka.example.invalid", 9092), tmp_path / "remote.pid")
+    monkeypatch.setattr(manager, "all_services", lambda settings: [remote])
+    with pytest.raises(StackError, match="not on this machine"):
+        manager.up(Settings())
+    assert remote.calls == []
+
+
+def test_kafka_config_derives_listeners_from_the_bootstrap_address(tmp_path: Path) -> None:
+    kafka = Kafka(Settings(kafka_bootstrap="127.0.0.1:29092", stack_dir=tmp_path))
+    config = kafka._config().read_text().splitlines()
+    assert "listeners=PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093" in config
+    assert "process.roles=broker,controller" in config
+    assert f"log.dirs={tmp_path.resolve() / 'kafka' / 'data'}" in config
