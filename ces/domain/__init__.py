@@ -1,0 +1,1 @@
+"""The pure core: money, currencies, rates and conversions in `Decimal`, with no framework imports."""

@@ -1,0 +1,1 @@
+"""The public wire contract: pydantic events with stable type names and versions, as UTF-8 JSON."""

@@ -1,0 +1,99 @@
+"""The event envelope and the field types every event shares (decimal strings, UTC timestamps)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar
+from uuid import UUID, uuid4
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
+
+from ces.domain.money import InvalidDecimal, parse_decimal
+
+_CODE = re.compile(r"^[A-Z]{3}$")
+
+
+def _decimal_from_text(value: Any) -> Decimal:
+    # JSON numbers are refused on purpose: a float has already lost the provider's digits.
+    if isinstance(value, Decimal):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a decimal string such as \"1.0712\", not a JSON number")
+    try:
+        return parse_decimal(value)
+    except InvalidDecimal as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def decimal_text(value: Decimal) -> str:
+    """Plain notation, exact digits: Decimal('1.2E-7') -> '0.00000012'."""
+    return format(value, "f")
+
+
+DecimalStr = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_from_text),
+    PlainSerializer(decimal_text, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^-?(\d+(\.\d*)?|\.\d+)$", "examples": ["1.0712"]}),
+]
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a UTC offset (RFC 3339)")
+    return value.astimezone(UTC)
+
+
+def rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+UtcDatetime = Annotated[
+    datetime,
+    AfterValidator(_utc),
+    PlainSerializer(rfc3339, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+def _currency_code(value: str) -> str:
+    if not _CODE.match(value):
+        raise ValueError("must be a three-letter upper-case ISO 4217 code")
+    return value
+
+
+CurrencyCode = Annotated[str, AfterValidator(_currency_code)]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Envelope shared by every event. Subclasses pin `event_type` and `schema_version` with Literals."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    TOPIC: ClassVar[str]
+
+    event_id: UUID = Field(default_factory=uuid4)
+    event_type: str
+    schema_version: int
+    occurred_at: UtcDatetime = Field(default_factory=utc_now)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    def key(self) -> bytes:
+        """The Kafka message key; it decides the partition, and so the order per key."""
+        raise NotImplementedError

@@ -1,0 +1,327 @@
+"""Dockerfile, .dockerignore and docker-compose.kafka.yml hold together, checked without a Docker daemon."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.kafka.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+# The CES processes the compose file runs from the project's image, and the `ces` arguments of each.
+CES_COMMANDS: dict[str, list[str]] = {
+    "migrate": ["db", "upgrade"],
+    "worker": ["worker"],
+    "gateway": ["gateway"],
+    "provider-sim": ["provider-sim"],
+}
+CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict), f"{COMPOSE_FILE.name} is not a YAML mapping"
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = compose.get("services")
+    assert isinstance(found, dict), "the compose file has no `services` mapping"
+    assert found, "the compose file declares no services"
+    return found
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    """A service's `environment`, in either of compose's two spellings (mapping or KEY=VALUE list)."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(([*item.split("=", 1), ""])[:2] for item in env)
+    return {str(key): "" if value is None else str(value) for key, value in env.items()}
+
+
+def dependencies(service: dict[str, Any]) -> dict[str, str]:
+    """depends_on as {service: condition}; the short list form means `service_started`."""
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return dict.fromkeys(deps, "service_started")
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
+
+
+def listeners(value: str) -> dict[str, tuple[str, int]]:
+    """`NAME://host:port,...` (Kafka's listener syntax) as {NAME: (host, port)}; an empty host stays empty."""
+    parsed: dict[str, tuple[str, int]] = {}
+    for entry in filter(None, (part.strip() for part in value.split(","))):
+        name, _, address = entry.partition("://")
+        host, _, port = address.rpartition(":")
+        parsed[name] = (host, int(port))
+    return parsed
+
+
+def published_container_ports(service: dict[str, Any]) -> set[int]:
+    """Container ports a service publishes on the host (short `[ip:]host:container` or long syntax)."""
+    ports: set[int] = set()
+    for port in service.get("ports") or []:
+        if isinstance(port, dict):
+            ports.add(int(port["target"]))
+        else:
+            ports.add(int(str(port).split("/")[0].rsplit(":", 1)[-1]))
+    return ports
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with comments dropped and `\\` continuations joined."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, args = (pending + line).partition(" ")
+        instructions.append((keyword.upper(), args.strip()))
+        pending = ""
+    return instructions
+
+
+def command_words(args: str) -> list[str]:
+    """The words of an ENTRYPOINT/CMD, exec form (JSON array) or shell form."""
+    if args.startswith("["):
+        words = json.loads(args)
+        assert isinstance(words, list)
+        return [str(word) for word in words]
+    return shlex.split(args)
+
+
+def compose_cli_missing() -> str | None:
+    """Why `docker compose` cannot be run here, or None when it can (`config` needs no daemon)."""
+    docker = shutil.which("docker")
+    if docker is None:
+        return "the docker client is not installed"
+    probe = subprocess.run(
+        [docker, "compose", "version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    if probe.returncode != 0:
+        return f"the docker compose plugin is not installed ({(probe.stderr or probe.stdout).strip()[:120]})"
+    return None
+
+
+# ------------------------------------------------------------------------------------------ compose CLI
+
+
+def test_docker_compose_config_accepts_the_file() -> None:
+    reason = compose_cli_missing()
+    if reason is not None:
+        pytest.skip(f"cannot run `docker compose config`: {reason}")
+    result = subprocess.run(
+        ["docker", "compose", "-f", str(COMPOSE_FILE), "config", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# ------------------------------------------------------------------------------------- compose, as YAML
+
+
+def test_every_service_has_an_image_or_a_build(services: dict[str, dict[str, Any]]) -> None:
+    missing = [
+        name for name, service in services.items() if not (service.get("image") or service.get("build"))
+    ]
+    assert missing == []
+
+
+def test_the_expected_services_are_declared(services: dict[str, dict[str, Any]]) -> None:
+    assert {"kafka", "postgres", "redis", *CES_COMMANDS} <= set(services)
+
+
+def test_every_dependency_is_a_declared_service_that_can_meet_its_condition(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    problems: list[str] = []
+    for name, service in services.items():
+        for target, condition in dependencies(service).items():
+            if target not in services:
+                problems.append(f"{name} depends on undeclared service {target!r}")
+            elif condition not in CONDITIONS:
+                problems.append(f"{name} -> {target}: unknown condition {condition!r}")
+            elif condition == "service_healthy" and not services[target].get("healthcheck"):
+                problems.append(f"{name} waits for {target} to be healthy, but {target} has no healthcheck")
+            elif condition == "service_completed_successfully" and services[target].get("restart") not in (
+                None,
+                "no",
+            ):
+                problems.append(f"{name} waits for {target} to complete, but {target} restarts")
+    assert problems == []
+
+
+def test_ces_processes_wait_for_their_backing_services(services: dict[str, dict[str, Any]]) -> None:
+    assert dependencies(services["migrate"]) == {"postgres": "service_healthy"}
+    for name in ("worker", "gateway"):
+        deps = dependencies(services[name])
+        assert deps.get("kafka") == "service_healthy", name
+        assert deps.get("migrate") == "service_completed_successfully", name
+
+
+@pytest.mark.parametrize("name", ["kafka", "postgres", "redis"])
+def test_backing_services_have_healthchecks(services: dict[str, dict[str, Any]], name: str) -> None:
+    test = services[name].get("healthcheck", {}).get("test")
+    assert test, f"{name} has no healthcheck test"
+
+
+def test_kafka_is_a_single_node_kraft_broker_and_controller(services: dict[str, dict[str, Any]]) -> None:
+    kafka = services["kafka"]
+    assert str(kafka.get("image", "")).startswith("apache/kafka:")
+    env = environment(kafka)
+    assert {role.strip() for role in env["KAFKA_PROCESS_ROLES"].split(",")} == {"broker", "controller"}
+    assert "KAFKA_ZOOKEEPER_CONNECT" not in env
+
+    declared = listeners(env["KAFKA_LISTENERS"])
+    protocols = dict(item.split(":", 1) for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert set(declared) <= set(protocols), "every listener needs a security protocol"
+
+    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    assert controller in declared
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in declared
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] != controller
+
+    # The one voter is this node, reached on the controller listener.
+    voter_id, _, voter_address = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].partition("@")
+    assert voter_id == str(env["KAFKA_NODE_ID"])
+    assert int(voter_address.rsplit(":", 1)[1]) == declared[controller][1]
+
+    # One broker: internal topics cannot have more than one replica.
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
+
+
+def test_kafka_advertises_an_internal_and_a_host_listener(services: dict[str, dict[str, Any]]) -> None:
+    kafka = services["kafka"]
+    env = environment(kafka)
+    declared = listeners(env["KAFKA_LISTENERS"])
+    advertised = listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    assert set(advertised) <= set(declared)
+    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] not in advertised
+    for name, (_host, port) in advertised.items():
+        assert declared[name][1] == port, f"listener {name} is advertised on another port than it binds"
+
+    addresses = set(advertised.values())
+    assert ("localhost", 9092) in addresses, "the host reaches Kafka on localhost:9092"
+    assert 9092 in published_container_ports(kafka)
+    kafka_names = {"kafka", kafka.get("hostname")}
+    assert any(host in kafka_names for host, _port in addresses), "other containers need an internal listener"
+
+
+@pytest.mark.parametrize("name", sorted(CES_COMMANDS))
+def test_ces_service_bootstraps_at_a_declared_kafka_listener(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    kafka = services["kafka"]
+    kafka_env = environment(kafka)
+    declared_ports = {port for _host, port in listeners(kafka_env["KAFKA_LISTENERS"]).values()}
+    controller_port = listeners(kafka_env["KAFKA_LISTENERS"])[kafka_env["KAFKA_CONTROLLER_LISTENER_NAMES"]][1]
+    advertised = set(listeners(kafka_env["KAFKA_ADVERTISED_LISTENERS"]).values())
+    kafka_names = {"kafka", kafka.get("hostname")}
+
+    bootstrap = environment(services[name])["CES_KAFKA_BOOTSTRAP"]
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        assert host in kafka_names, f"{name}: {server} is not the kafka service"
+        assert int(port) in declared_ports, f"{name}: kafka does not listen on {port}"
+        assert int(port) != controller_port, f"{name}: {server} is the controller listener"
+        assert (host, int(port)) in advertised, f"{name}: {server} is not an advertised listener"
+
+
+@pytest.mark.parametrize("name", sorted(CES_COMMANDS))
+def test_ces_service_reaches_postgres_redis_and_the_provider(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    env = environment(services[name])
+    postgres = environment(services["postgres"])
+
+    db = urlsplit(env["CES_DATABASE_URL"])
+    assert db.scheme == "postgresql+psycopg2"
+    assert (db.hostname, db.port or 5432) == ("postgres", 5432)
+    assert (db.username, db.password) == (postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"])
+    assert db.path.lstrip("/") == postgres["POSTGRES_DB"]
+
+    cache = urlsplit(env["CES_REDIS_URL"])
+    assert (cache.scheme, cache.hostname, cache.port or 6379) == ("redis", "redis", 6379)
+
+    provider = urlsplit(env["CES_PROVIDER_URL"])
+    assert provider.hostname in services
+    assert provider.port in published_container_ports(services[provider.hostname])
+    assert env["CES_GATEWAY_HOST"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize(("name", "args"), sorted(CES_COMMANDS.items()))
+def test_ces_service_runs_its_subcommand_from_the_project_image(
+    services: dict[str, dict[str, Any]], name: str, args: list[str]
+) -> None:
+    service = services[name]
+    command = service.get("command")
+    assert (command_words(command) if isinstance(command, str) else command) == args
+    assert "entrypoint" not in service, "the image's `ces` entrypoint must stay in place"
+
+    build = service.get("build")
+    assert build, f"{name} must build the project's image"
+    context = ROOT / (build if isinstance(build, str) else build.get("context", "."))
+    dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+    assert (context / dockerfile).resolve() == DOCKERFILE
+
+
+@pytest.mark.parametrize(("name", "port"), [("gateway", 8080), ("provider-sim", 8090)])
+def test_http_services_publish_their_port(services: dict[str, dict[str, Any]], name: str, port: int) -> None:
+    assert port in published_container_ports(services[name])
+
+
+# ---------------------------------------------------------------------------------------------- image
+
+
+def test_dockerfile_installs_the_package_and_runs_ces_as_non_root() -> None:
+    assert DOCKERFILE.is_file()
+    instructions = dockerfile_instructions()
+    bases = [args for keyword, args in instructions if keyword == "FROM"]
+    assert bases, "no FROM"
+    assert bases[-1].split()[0] == "python:3.11-slim"
+
+    runs = " ".join(args for keyword, args in instructions if keyword == "RUN")
+    assert "pip install ." in runs
+
+    users = [args for keyword, args in instructions if keyword == "USER"]
+    assert users, "the image must not run as root"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+
+    entrypoints = [args for keyword, args in instructions if keyword == "ENTRYPOINT"]
+    cmds = [args for keyword, args in instructions if keyword == "CMD"]
+    runs_first = command_words(entrypoints[-1]) if entrypoints else command_words(cmds[-1]) if cmds else []
+    assert runs_first[:1] == ["ces"]
+
+
+def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
+    patterns = {
+        line.strip().strip("/")
+        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".venv", ".stack", ".git"} <= patterns
+    assert not {"ces", "pyproject.toml"} & patterns, "the build needs the package and pyproject.toml"
