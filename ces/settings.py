@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,8 +35,28 @@ class Settings(BaseSettings):
     worker_web_port: int = 6066
     log_level: str = "INFO"
 
+    # Redis keys: the latest rate of a pair is at `<prefix>BASE:TARGET`.
+    redis_key_prefix: str = ""
+
+    # Rate providers. `ecb` reads the ECB daily reference-rate XML feed, `fixer` a Fixer-compatible
+    # JSON API. The default URL is the local simulator (`ces provider-sim`); the real ECB feed is
+    # https://www.ecb.europa.eu (same paths).
+    provider: Literal["ecb", "fixer"] = "ecb"
+    provider_url: str = "http://127.0.0.1:8090"
+    provider_access_key: str = "sim-key"
+    provider_base: str = "EUR"
+    provider_symbols: str = ""  # comma-separated; empty means every currency the provider has
+    provider_sim_host: str = "127.0.0.1"
+    provider_sim_port: int = 8090
+
     # Rates ingestion.
     fetch_interval_seconds: float = Field(default=3600.0, gt=0)
+    fetch_timeout_seconds: float = Field(default=10.0, gt=0)
+    fetch_max_attempts: int = Field(default=5, ge=1)
+    fetch_backoff_initial_seconds: float = Field(default=1.0, ge=0)
+    fetch_backoff_max_seconds: float = Field(default=60.0, ge=0)
+    fetch_max_total_seconds: float = Field(default=300.0, gt=0)
+    projection_batch_size: int = Field(default=2000, ge=1)
 
     # Conversions.
     default_margin: Decimal = Decimal("0.01")

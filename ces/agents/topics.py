@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -61,10 +62,9 @@ async def ensure_topics(
             if prefix + spec.name not in existing
         ]
         if missing:
-            try:
+            # Another worker may create them between our list and our create.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another worker created them between our list and create
         return [t.name for t in missing]
     finally:
         await admin.close()

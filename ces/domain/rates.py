@@ -89,9 +89,7 @@ def cross(from_leg: Rate, to_leg: Rate) -> DerivedRate:
     if from_leg.base_currency != to_leg.base_currency:
         raise ValueError("cross legs must share their base currency")
     value = round_significant(RATE_CONTEXT.divide(to_leg.rate_value, from_leg.rate_value))
-    return DerivedRate(
-        from_leg.target_currency, to_leg.target_currency, value, RateKind.CROSS, (from_leg, to_leg)
-    )
+    return DerivedRate(from_leg.target_currency, to_leg.target_currency, value, RateKind.CROSS, (from_leg, to_leg))
 
 
 def direct(leg: Rate) -> DerivedRate:

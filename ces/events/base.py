@@ -28,7 +28,7 @@ def _decimal_from_text(value: Any) -> Decimal:
     if isinstance(value, Decimal):
         return value
     if not isinstance(value, str):
-        raise ValueError("must be a decimal string such as \"1.0712\", not a JSON number")
+        raise ValueError('must be a decimal string such as "1.0712", not a JSON number')
     try:
         return parse_decimal(value)
     except InvalidDecimal as exc:

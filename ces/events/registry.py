@@ -11,10 +11,13 @@ from ces.events.base import Event
 from ces.events.rates import RateFetched, RateFetchFailed
 from ces.events.upcasters import upcast
 
-EVENT_TYPES: dict[str, type[Event]] = {cls.model_fields["event_type"].default: cls for cls in (
-    RateFetched,
-    RateFetchFailed,
-)}
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.model_fields["event_type"].default: cls
+    for cls in (
+        RateFetched,
+        RateFetchFailed,
+    )
+}
 
 
 class UndecodableEvent(ValueError):

@@ -382,9 +382,7 @@ class Postgres:
         bin_dir = system.postgres_bin_dir()
         if bin_dir is not None:
             subprocess.run(
-                self._as_owner(
-                    [str(bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]
-                ),
+                self._as_owner([str(bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]),
                 check=False,
                 stdout=subprocess.DEVNULL,
             )

@@ -26,9 +26,7 @@ def ensure_packages(packages: list[str], *, why: str) -> None:
     if not packages:
         return
     if not is_root():
-        raise StackError(
-            f"{why} is missing. Install it with:\n  sudo apt-get install -y {' '.join(packages)}"
-        )
+        raise StackError(f"{why} is missing. Install it with:\n  sudo apt-get install -y {' '.join(packages)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     print(f"installing {' '.join(packages)} ({why}) from Debian packages ...", flush=True)
     if not _apt_updated:

@@ -1,0 +1,51 @@
+"""A plain aiokafka producer for bulk publishing outside a Faust worker (backfill, tools, benchmarks)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+from aiokafka import AIOKafkaProducer
+
+from ces.events.base import Event
+
+
+class BulkPublisher:
+    """Sends without waiting per message; `flush` waits until the broker acknowledged everything."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic_prefix: str = "") -> None:
+        self.producer = producer
+        self.topic_prefix = topic_prefix
+        self._pending: list[asyncio.Future[object]] = []
+        self.sent = 0
+
+    async def publish(self, events: Iterable[Event]) -> None:
+        for event in events:
+            fut = await self.producer.send(self.topic_prefix + event.TOPIC, event.to_json(), key=event.key())
+            self._pending.append(fut)
+            self.sent += 1
+        if len(self._pending) >= 10_000:
+            await self.flush()
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        await asyncio.gather(*pending)
+
+
+@asynccontextmanager
+async def bulk_publisher(bootstrap: str, topic_prefix: str = "") -> AsyncIterator[BulkPublisher]:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+    )
+    await producer.start()
+    try:
+        publisher = BulkPublisher(producer, topic_prefix)
+        yield publisher
+        await publisher.flush()
+    finally:
+        await producer.stop()

@@ -1,0 +1,97 @@
+"""The Redis cache of the latest rate per pair (key `BASE:TARGET`), which never moves backwards.
+
+Each key is a hash: rate_id, rate_value (decimal string), provider_name, published_at, fetched_at and
+`order` (published_at in epoch microseconds, then fetched_at as a tie-breaker). A Lua script writes only
+when the incoming `order` is newer than the stored one, atomically, so replays, redeliveries and
+reordering across partitions never regress a pair. Redis is derived state: `rebuild` refills it from
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from uuid import UUID
+
+import redis.asyncio as aioredis
+
+from ces.domain.rates import Rate
+
+_SET_IF_NEWER = """
+local current = redis.call('HGET', KEYS[1], 'order')
+if current and current >= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'order', ARGV[1], 'rate_id', ARGV[2], 'rate_value', ARGV[3],
+           'provider_name', ARGV[4], 'published_at', ARGV[5], 'fetched_at', ARGV[6])
+return 1
+"""
+
+
+def _micros(ts: datetime) -> int:
+    return int(ts.timestamp()) * 1_000_000 + ts.microsecond
+
+
+def order_key(rate: Rate) -> str:
+    # Fixed-width digits so that Lua's string comparison is the chronological order.
+    return f"{_micros(rate.published_at):020d}.{_micros(rate.fetched_at):020d}"
+
+
+class RateCache:
+    def __init__(self, client: aioredis.Redis, *, key_prefix: str = "") -> None:
+        self.client = client
+        self.key_prefix = key_prefix
+        self._script = client.register_script(_SET_IF_NEWER)
+
+    def key(self, base: str, target: str) -> str:
+        return f"{self.key_prefix}{base}:{target}"
+
+    async def put_many(self, rates: Iterable[Rate]) -> int:
+        """Offer rates to the cache; returns how many keys moved forward."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            count = 0
+            for rate in rates:
+                await self._script(
+                    keys=[self.key(rate.base_currency, rate.target_currency)],
+                    args=[
+                        order_key(rate),
+                        str(rate.rate_id),
+                        format(rate.rate_value, "f"),
+                        rate.provider_name,
+                        rate.published_at.isoformat(),
+                        rate.fetched_at.isoformat(),
+                    ],
+                    client=pipe,
+                )
+                count += 1
+            if count == 0:
+                return 0
+            results = await pipe.execute()
+        return sum(int(r) for r in results)
+
+    async def get(self, base: str, target: str) -> Rate | None:
+        found = await self.get_many([(base, target)])
+        return found[0]
+
+    async def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Rate | None]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for base, target in pairs:
+                pipe.hgetall(self.key(base, target))
+            results = await pipe.execute()
+        return [_decode(base, target, h) for (base, target), h in zip(pairs, results, strict=True)]
+
+
+def _decode(base: str, target: str, fields: dict[bytes, bytes]) -> Rate | None:
+    if not fields:
+        return None
+    f = {k.decode(): v.decode() for k, v in fields.items()}
+    return Rate(
+        rate_id=UUID(f["rate_id"]),
+        base_currency=base,
+        target_currency=target,
+        rate_value=Decimal(f["rate_value"]),
+        provider_name=f["provider_name"],
+        published_at=datetime.fromisoformat(f["published_at"]).astimezone(UTC),
+        fetched_at=datetime.fromisoformat(f["fetched_at"]).astimezone(UTC),
+    )

@@ -1,0 +1,14 @@
+"""Prometheus metrics of CES (one registry per process; exposed on the worker's and gateway's /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+RATE_FETCHES = Counter("ces_rate_fetches", "Provider fetches by outcome", ["provider", "outcome"])
+RATE_FETCH_RETRIES = Counter("ces_rate_fetch_retries", "Provider fetch attempts that were retried", ["provider"])
+RATE_EVENTS = Counter("ces_rate_events", "RateFetched events consumed by the projection")
+RATE_ROWS = Counter("ces_rate_rows_inserted", "exchange_rate rows inserted (duplicates excluded)")
+CACHE_ERRORS = Counter("ces_rate_cache_errors", "Redis cache operations that failed", ["operation"])
+DEAD_LETTERS = Counter("ces_dead_letters", "Messages sent to the dead-letter topic", ["source_topic", "reason"])
+PROJECTION_RETRIES = Counter("ces_projection_retries", "Database batches retried after a transient error")
+BATCH_SECONDS = Histogram("ces_projection_batch_seconds", "Time to project one batch", ["projection"])

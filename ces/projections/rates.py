@@ -1,0 +1,118 @@
+"""The rate projection: `RateFetched` events -> immutable `exchange_rate` rows, in batches, idempotently."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects.postgresql import insert
+
+from ces.domain.rates import Rate
+from ces.events.rates import RateFetched
+from ces.projections.tables import exchange_rate
+
+
+def rate_of(event: RateFetched) -> Rate:
+    return Rate(
+        rate_id=event.rate_id,
+        base_currency=event.base_currency,
+        target_currency=event.target_currency,
+        rate_value=event.rate_value,
+        provider_name=event.provider_name,
+        published_at=event.published_at,
+        fetched_at=event.fetched_at,
+    )
+
+
+class RateProjector:
+    """Writes a batch of events in one transaction; replays and redeliveries add nothing.
+
+    Idempotency: the row's primary key is the event's `rate_id`, itself derived from provider,
+    publication time and pair, so the same publication fetched twice, redelivered or replayed hits the
+    primary key (or the publication's unique key) and `ON CONFLICT DO NOTHING` skips it.
+    Blocking (psycopg2): call it from a worker thread, never on the event loop.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def project(self, events: Sequence[RateFetched]) -> list[UUID]:
+        """Insert the rows that are new; return their ids."""
+        if not events:
+            return []
+        rows = [
+            {
+                "id": e.rate_id,
+                "base_currency": e.base_currency,
+                "target_currency": e.target_currency,
+                "rate_value": e.rate_value,
+                "provider_name": e.provider_name,
+                "published_at": e.published_at,
+                "fetched_at": e.fetched_at,
+                "fetch_id": e.fetch_id,
+                "event_id": e.event_id,
+            }
+            for e in events
+        ]
+        stmt = insert(exchange_rate).on_conflict_do_nothing().returning(exchange_rate.c.id)
+        with self.engine.begin() as conn:
+            return list(conn.execute(stmt, rows).scalars())
+
+
+class RateRepository:
+    """Read side of `exchange_rate` (blocking; call from a thread)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def latest(self, base: str, target: str, *, at: datetime | None = None) -> Rate | None:
+        query = select(exchange_rate).where(
+            exchange_rate.c.base_currency == base, exchange_rate.c.target_currency == target
+        )
+        if at is not None:
+            query = query.where(exchange_rate.c.published_at <= at)
+        query = query.order_by(exchange_rate.c.published_at.desc(), exchange_rate.c.fetched_at.desc())
+        with self.engine.connect() as conn:
+            row = conn.execute(query.limit(1)).mappings().first()
+        return _rate(row) if row else None
+
+    def latest_for_base(self, base: str) -> list[Rate]:
+        """The newest row of every pair `base -> *`."""
+        query = (
+            select(exchange_rate)
+            .distinct(exchange_rate.c.target_currency)
+            .where(exchange_rate.c.base_currency == base)
+            .order_by(
+                exchange_rate.c.target_currency,
+                exchange_rate.c.published_at.desc(),
+                exchange_rate.c.fetched_at.desc(),
+            )
+        )
+        with self.engine.connect() as conn:
+            return [_rate(row) for row in conn.execute(query).mappings()]
+
+    def get(self, rate_id: UUID) -> Rate | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(exchange_rate).where(exchange_rate.c.id == rate_id)).mappings().first()
+        return _rate(row) if row else None
+
+    def count(self) -> int:
+        from sqlalchemy import func
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(exchange_rate)).scalar_one())
+
+
+def _rate(row: object) -> Rate:
+    m = dict(row)  # type: ignore[call-overload]
+    return Rate(
+        rate_id=m["id"],
+        base_currency=m["base_currency"],
+        target_currency=m["target_currency"],
+        rate_value=m["rate_value"],
+        provider_name=m["provider_name"],
+        published_at=m["published_at"],
+        fetched_at=m["fetched_at"],
+    )

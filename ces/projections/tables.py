@@ -1,0 +1,30 @@
+"""SQLAlchemy Core tables of the projections (the schema itself is owned by the Alembic migrations)."""
+
+from __future__ import annotations
+
+from sqlalchemy import CHAR, Column, DateTime, MetaData, Numeric, Table, Text, Uuid
+
+metadata = MetaData()
+
+exchange_rate = Table(
+    "exchange_rate",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("base_currency", CHAR(3), nullable=False),
+    Column("target_currency", CHAR(3), nullable=False),
+    Column("rate_value", Numeric(asdecimal=True), nullable=False),
+    Column("provider_name", Text, nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+    Column("fetched_at", DateTime(timezone=True), nullable=False),
+    Column("fetch_id", Uuid, nullable=False),
+    Column("event_id", Uuid, nullable=False),
+    Column("recorded_at", DateTime(timezone=True)),
+)
+
+processed_event = Table(
+    "processed_event",
+    metadata,
+    Column("projection", Text, primary_key=True),
+    Column("event_id", Uuid, primary_key=True),
+    Column("processed_at", DateTime(timezone=True)),
+)

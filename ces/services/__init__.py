@@ -1,0 +1,1 @@
+"""Application services: the use cases agents, HTTP handlers and the CLI call."""
