@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from ces.projections import migrate
+from ces.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -47,6 +54,46 @@ class RunningProcess:
 StartCes = Callable[..., RunningProcess]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """Everything a CES process shares with others, made private to one test."""
+
+    env: dict[str, str]
+    schema: str
+    engine: Engine
+    topic_prefix: str
+    redis_prefix: str
+
+
+@pytest.fixture
+def isolation(settings: Settings, unique: str) -> Iterator[Isolation]:
+    schema = f"e2e_{unique}"
+    migrate.upgrade(settings.database_url, schema=schema)
+    url = make_url(settings.database_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    url_text = url.render_as_string(hide_password=False)
+    engine = create_engine(url_text)
+    env = {
+        "CES_APP_ID": f"e2e-{unique}",
+        "CES_TOPIC_PREFIX": f"e2e-{unique}-",
+        "CES_REDIS_KEY_PREFIX": f"e2e-{unique}:",
+        "CES_DATABASE_URL": url_text,
+    }
+    try:
+        yield Isolation(env, schema, engine, env["CES_TOPIC_PREFIX"], env["CES_REDIS_KEY_PREFIX"])
+    finally:
+        engine.dispose()
+        admin = create_engine(settings.database_url)
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
 @pytest.fixture
 def start_ces(tmp_path: Path, unique: str) -> Iterator[StartCes]:
     """Start `ces <args>` as a subprocess with an isolated app id and topic prefix."""
@@ -58,7 +105,7 @@ def start_ces(tmp_path: Path, unique: str) -> Iterator[StartCes]:
             **os.environ,
             "CES_APP_ID": f"e2e-{unique}",
             "CES_TOPIC_PREFIX": f"e2e-{unique}-",
-            "CES_WORKER_WEB_PORT": str(20000 + len(started) + (os.getpid() % 20000)),
+            "CES_WORKER_WEB_PORT": str(free_port()),
             **(env or {}),
         }
         with open(log, "wb") as out:
@@ -70,5 +117,17 @@ def start_ces(tmp_path: Path, unique: str) -> Iterator[StartCes]:
         return running
 
     yield start
-    for running in started:
+    for running in reversed(started):
         running.terminate()
+
+
+def poll(check: Callable[[], object], *, timeout: float = 60.0, interval: float = 0.2, what: str = "") -> object:
+    """Call `check` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}; last value {last!r}")
