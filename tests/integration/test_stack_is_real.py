@@ -103,9 +103,7 @@ async def test_redis_round_trips_a_key(redis_client: aioredis.Redis, unique: str
 
 
 def test_stack_up_is_idempotent_and_status_reports_every_service() -> None:
-    up = subprocess.run(
-        [sys.executable, "-m", "ces", "stack", "up"], capture_output=True, text=True, timeout=300
-    )
+    up = subprocess.run([sys.executable, "-m", "ces", "stack", "up"], capture_output=True, text=True, timeout=300)
     assert up.returncode == 0, up.stderr
     assert up.stdout.count("already running") + up.stdout.count("left alone") == 3, up.stdout
     status = subprocess.run(

@@ -114,9 +114,7 @@ def compose_cli_missing() -> str | None:
     docker = shutil.which("docker")
     if docker is None:
         return "the docker client is not installed"
-    probe = subprocess.run(
-        [docker, "compose", "version"], capture_output=True, text=True, timeout=60, check=False
-    )
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=60, check=False)
     if probe.returncode != 0:
         return f"the docker compose plugin is not installed ({(probe.stderr or probe.stdout).strip()[:120]})"
     return None
@@ -144,9 +142,7 @@ def test_docker_compose_config_accepts_the_file() -> None:
 
 
 def test_every_service_has_an_image_or_a_build(services: dict[str, dict[str, Any]]) -> None:
-    missing = [
-        name for name, service in services.items() if not (service.get("image") or service.get("build"))
-    ]
+    missing = [name for name, service in services.items() if not (service.get("image") or service.get("build"))]
     assert missing == []
 
 
@@ -232,9 +228,7 @@ def test_kafka_advertises_an_internal_and_a_host_listener(services: dict[str, di
 
 
 @pytest.mark.parametrize("name", sorted(CES_COMMANDS))
-def test_ces_service_bootstraps_at_a_declared_kafka_listener(
-    services: dict[str, dict[str, Any]], name: str
-) -> None:
+def test_ces_service_bootstraps_at_a_declared_kafka_listener(services: dict[str, dict[str, Any]], name: str) -> None:
     kafka = services["kafka"]
     kafka_env = environment(kafka)
     declared_ports = {port for _host, port in listeners(kafka_env["KAFKA_LISTENERS"]).values()}
@@ -252,9 +246,7 @@ def test_ces_service_bootstraps_at_a_declared_kafka_listener(
 
 
 @pytest.mark.parametrize("name", sorted(CES_COMMANDS))
-def test_ces_service_reaches_postgres_redis_and_the_provider(
-    services: dict[str, dict[str, Any]], name: str
-) -> None:
+def test_ces_service_reaches_postgres_redis_and_the_provider(services: dict[str, dict[str, Any]], name: str) -> None:
     env = environment(services[name])
     postgres = environment(services["postgres"])
 

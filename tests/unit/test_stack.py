@@ -80,9 +80,7 @@ def test_up_starts_missing_and_leaves_existing_alone(tmp_path: Path, monkeypatch
     assert fakes[1].external  # still answering: down never touches what up did not start
 
 
-def test_up_refuses_to_start_services_off_this_machine(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_up_refuses_to_start_services_off_this_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     remote = FakeService("remote", Endpoint("kafka.example.invalid", 9092), tmp_path / "remote.pid")
     monkeypatch.setattr(manager, "all_services", lambda settings: [remote])
     with pytest.raises(StackError, match="not on this machine"):

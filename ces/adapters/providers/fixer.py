@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -21,6 +22,9 @@ from ces.adapters.providers.base import (
 
 # Fixer refuses longer /timeseries windows (error 505), so history is fetched in slices this long.
 MAX_TIMESERIES_DAYS = 365
+
+_EPOCH = Decimal(0)
+_LAST_TIMESTAMP = Decimal(int(datetime(9999, 12, 31, tzinfo=UTC).timestamp()))
 
 
 class FixerClient:
@@ -89,13 +93,11 @@ def parse_latest(body: bytes, provider: str, base_currency: str) -> ProviderQuot
     payload = _decode(body, provider, base_currency)
     day = _parse_day(provider, payload.get("date")) if "date" in payload else None
     timestamp = payload.get("timestamp")
-    if isinstance(timestamp, Decimal) and timestamp.is_finite() and timestamp == timestamp.to_integral_value():
-        published_at = datetime.fromtimestamp(int(timestamp), UTC)
-    elif timestamp is None and day is not None:
+    if timestamp is None and day is not None:
         # Some Fixer look-alikes send only the date.
         published_at = datetime(day.year, day.month, day.day, tzinfo=UTC)
     else:
-        raise TransientProviderError(f"{provider}: malformed body: bad timestamp {timestamp!r}")
+        published_at = _parse_timestamp(provider, timestamp)
     return ProviderQuote(provider, base_currency, published_at, _parse_rates(provider, payload.get("rates")))
 
 
@@ -139,6 +141,14 @@ def _parse_rates(provider: str, rates: object) -> dict[str, Decimal]:
     if not isinstance(rates, dict) or not rates:
         raise TransientProviderError(f"{provider}: malformed body: 'rates' is not a non-empty object")
     return dict(parse_rate(provider, currency, value) for currency, value in rates.items())
+
+
+def _parse_timestamp(provider: str, value: object) -> datetime:
+    # Bounds first: int() of a JSON number like 1e999999999 would build a billion-digit integer.
+    if isinstance(value, Decimal) and _EPOCH <= value <= _LAST_TIMESTAMP and value == value.to_integral_value():
+        with contextlib.suppress(OverflowError, OSError):  # a platform with a narrower time_t
+            return datetime.fromtimestamp(int(value), UTC)
+    raise TransientProviderError(f"{provider}: malformed body: bad timestamp {value!r}")
 
 
 def _parse_day(provider: str, value: object) -> date:
