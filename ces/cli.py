@@ -140,6 +140,29 @@ def cmd_events_schemas(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_cache_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ces.adapters.rate_cache import RateCache
+    from ces.bootstrap import build_engine, build_redis
+    from ces.services.cache_rebuild import rebuild_from_database
+
+    async def run() -> int:
+        client = build_redis(settings)
+        try:
+            return await rebuild_from_database(engine, RateCache(client, key_prefix=settings.redis_key_prefix))
+        finally:
+            await client.aclose()
+
+    engine = build_engine(settings)
+    try:
+        pairs = asyncio.run(run())
+    finally:
+        engine.dispose()
+    print(f"cache rebuilt from PostgreSQL: {pairs} pairs offered")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ces", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = events_sub.add_parser("schemas", help="export the JSON Schema of every event")
     schemas.add_argument("--out", default="docs/schemas")
     schemas.set_defaults(func=cmd_events_schemas)
+
+    cache = sub.add_parser("cache", help="the Redis rate cache")
+    cache.add_argument("action", choices=["rebuild"])
+    cache.set_defaults(func=cmd_cache_rebuild)
 
     worker = sub.add_parser("worker", help="run a Faust worker (agents and timers)")
     worker.set_defaults(func=cmd_worker)

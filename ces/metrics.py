@@ -12,3 +12,4 @@ CACHE_ERRORS = Counter("ces_rate_cache_errors", "Redis cache operations that fai
 DEAD_LETTERS = Counter("ces_dead_letters", "Messages sent to the dead-letter topic", ["source_topic", "reason"])
 PROJECTION_RETRIES = Counter("ces_projection_retries", "Database batches retried after a transient error")
 BATCH_SECONDS = Histogram("ces_projection_batch_seconds", "Time to project one batch", ["projection"])
+CACHE_MISSES = Counter("ces_rate_cache_misses", "Rate lookups the Redis cache could not answer")

@@ -76,7 +76,7 @@ class RateRepository:
         query = query.order_by(exchange_rate.c.published_at.desc(), exchange_rate.c.fetched_at.desc())
         with self.engine.connect() as conn:
             row = conn.execute(query.limit(1)).mappings().first()
-        return _rate(row) if row else None
+        return rate_from_row(row) if row else None
 
     def latest_for_base(self, base: str) -> list[Rate]:
         """The newest row of every pair `base -> *`."""
@@ -91,12 +91,12 @@ class RateRepository:
             )
         )
         with self.engine.connect() as conn:
-            return [_rate(row) for row in conn.execute(query).mappings()]
+            return [rate_from_row(row) for row in conn.execute(query).mappings()]
 
     def get(self, rate_id: UUID) -> Rate | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(exchange_rate).where(exchange_rate.c.id == rate_id)).mappings().first()
-        return _rate(row) if row else None
+        return rate_from_row(row) if row else None
 
     def count(self) -> int:
         from sqlalchemy import func
@@ -105,7 +105,7 @@ class RateRepository:
             return int(conn.execute(select(func.count()).select_from(exchange_rate)).scalar_one())
 
 
-def _rate(row: object) -> Rate:
+def rate_from_row(row: object) -> Rate:
     m = dict(row)  # type: ignore[call-overload]
     return Rate(
         rate_id=m["id"],

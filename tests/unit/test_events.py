@@ -22,9 +22,7 @@ codes = st.from_regex(r"\A[A-Z]{3}\Z")
 rate_values = st.decimals(min_value=Decimal("1E-12"), max_value=Decimal("1E12"), allow_nan=False, places=12).filter(
     lambda d: d > 0
 )
-instants = st.datetimes(
-    min_value=datetime(1999, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
-)
+instants = st.datetimes(min_value=datetime(1999, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
 
 
 @given(base=codes, target=codes, value=rate_values, published=instants, lag=st.integers(0, 10**6))

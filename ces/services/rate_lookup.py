@@ -1,0 +1,52 @@
+"""The latest rate for any pair: from the Redis cache, or from PostgreSQL on a miss, with provenance.
+
+Only pairs against the provider's base (`pivot`, EUR for the ECB) are stored; the others are derived at
+lookup: inverse X->EUR from
+EUR->X, cross X->Y from EUR->X and EUR->Y (see `ces.domain.rates`). Every answer names the rows it used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from redis.exceptions import RedisError
+
+from ces.adapters.rate_cache import RateCache
+from ces.domain.rates import DerivedRate, Rate, derive, legs_needed
+from ces.metrics import CACHE_ERRORS, CACHE_MISSES
+from ces.projections.rates import RateRepository
+
+log = logging.getLogger(__name__)
+
+
+class RateLookup:
+    def __init__(self, cache: RateCache | None, repository: RateRepository, pivot: str) -> None:
+        self.cache = cache
+        self.repository = repository
+        self.pivot = pivot
+
+    async def latest(self, base: str, target: str) -> DerivedRate | None:
+        if base == target:
+            return None
+        legs = await self._rates(legs_needed(base, target, self.pivot))
+        present = [leg for leg in legs if leg is not None]
+        if len(present) != len(legs):
+            return None
+        return derive(base, target, self.pivot, present)
+
+    async def _rates(self, pairs: list[tuple[str, str]]) -> list[Rate | None]:
+        found: list[Rate | None] = [None] * len(pairs)
+        if self.cache is not None:
+            try:
+                found = await self.cache.get_many(pairs)
+            except (RedisError, OSError) as exc:
+                CACHE_ERRORS.labels("get").inc()
+                log.warning("rate cache unavailable (%s); reading PostgreSQL", exc)
+        for i, (base, target) in enumerate(pairs):
+            if found[i] is None:
+                if self.cache is not None:
+                    CACHE_MISSES.inc()
+                    log.warning("cache miss for %s:%s; reading PostgreSQL", base, target)
+                found[i] = await asyncio.to_thread(self.repository.latest, base, target)
+        return found
