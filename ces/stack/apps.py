@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ class AppProcess:
 def ces_apps() -> list[AppProcess]:
     python = sys.executable
     return [
-        AppProcess("worker", (python, "-m", "ces", "worker"), "Ready"),
+        AppProcess("provider-sim", (python, "-m", "ces", "provider-sim"), "Running on"),
+        AppProcess("worker", (python, "-m", "ces", "worker"), "[^Worker]: Ready"),
     ]
 
 
@@ -38,7 +40,8 @@ def start(settings: Settings, app: AppProcess, *, timeout: float = 120.0) -> str
         return "already running"
     log = app.log_file(settings)
     offset = log.stat().st_size if log.exists() else 0
-    process.spawn(app.argv, pid_file=pid_file, log_file=log)
+    # Unbuffered, so the ready marker reaches the log file as soon as it is printed.
+    process.spawn(app.argv, pid_file=pid_file, log_file=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with open(log, "rb") as f:

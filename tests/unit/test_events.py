@@ -52,7 +52,7 @@ def test_arbitrary_bytes_decode_or_fail_with_a_reason(raw: bytes) -> None:
     try:
         decode(raw, expected=RateFetched)
     except UndecodableEvent as exc:
-        assert exc.reason in {
+        assert exc.reason in {  # decoding may also succeed: both outcomes are valid
             "invalid_json",
             "not_an_object",
             "unknown_event_type",
