@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import aiohttp
 import faust
@@ -18,13 +19,16 @@ from ces.adapters.providers.fixer import FixerClient
 from ces.adapters.rate_cache import RateCache
 from ces.agents import topics
 from ces.agents.app import create_app
-from ces.agents.dead_letters import DeadLetters, Send
-from ces.agents.publishing import FaustPublisher, dead_letter_sender
-from ces.agents.rates import register_rate_agents
+from ces.agents.consumers import register_conversions, register_rate_projection
+from ces.agents.publishing import FaustPublisher
+from ces.agents.rates import register_fetch_timer
 from ces.metrics import RATE_FETCH_RETRIES, RATE_FETCHES
+from ces.projections.audit import AuditStore
 from ces.projections.rate_handler import RateEventHandler
-from ces.projections.rates import RateProjector
+from ces.projections.rates import RateProjector, RateRepository
+from ces.services.conversions import ConversionDecider
 from ces.services.rate_fetching import FetchOutcome, RateFetcher
+from ces.services.rate_lookup import RateLookup
 from ces.services.retry import RetryPolicy
 from ces.settings import Settings
 
@@ -103,6 +107,11 @@ class Worker:
     redis: aioredis.Redis
 
 
+def build_rate_lookup(settings: Settings, engine: Engine, redis_client: aioredis.Redis) -> RateLookup:
+    cache = RateCache(redis_client, key_prefix=settings.redis_key_prefix)
+    return RateLookup(cache, RateRepository(engine), settings.provider_base)
+
+
 def build_worker_app(settings: Settings) -> Worker:
     app = create_app(settings)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -112,10 +121,7 @@ def build_worker_app(settings: Settings) -> Worker:
     }
     engine = build_engine(settings)
     redis_client = build_redis(settings)
-    dead_letters = DeadLetters(dead_letter_sender(faust_topics[topics.DEAD_LETTERS.name]))  # type: ignore[arg-type]
-    rate_handler = RateEventHandler(
-        RateProjector(engine), RateCache(redis_client, key_prefix=settings.redis_key_prefix), dead_letters
-    )
+    cache = RateCache(redis_client, key_prefix=settings.redis_key_prefix)
     fetcher = RateFetcher(
         provider_factory(settings),
         FaustPublisher(faust_topics),
@@ -124,14 +130,32 @@ def build_worker_app(settings: Settings) -> Worker:
         settings.fetch_interval_seconds,
         on_outcome=record_outcome,
     )
-    register_rate_agents(
+    register_fetch_timer(
+        app, fetcher=fetcher, provider_name=settings.provider, fetch_interval_seconds=settings.fetch_interval_seconds
+    )
+    register_rate_projection(
         app,
-        rates_topic=faust_topics[topics.RATES_FETCHED.name],
-        handler=rate_handler,
-        fetcher=fetcher,
-        provider_name=settings.provider,
-        fetch_interval_seconds=settings.fetch_interval_seconds,
-        batch_size=settings.projection_batch_size,
+        bootstrap=settings.kafka_bootstrap,
+        topic_prefix=settings.topic_prefix,
+        app_id=settings.app_id,
+        batch=settings.projection_batch_size,
+        make=lambda dead: RateEventHandler(RateProjector(engine), cache, dead),
+    )
+    decider = ConversionDecider(
+        build_rate_lookup(settings, engine, redis_client),
+        default_margin=settings.default_margin,
+        margin_overrides=settings.margin_overrides,
+        max_rate_age=timedelta(seconds=settings.max_rate_age_seconds),
+    )
+    register_conversions(
+        app,
+        bootstrap=settings.kafka_bootstrap,
+        topic_prefix=settings.topic_prefix,
+        app_id=settings.app_id,
+        batch=settings.conversion_batch_size,
+        decider=decider,
+        store=AuditStore(engine),
+        max_amount=settings.max_amount,
     )
     register_metrics_page(app)
     return Worker(app, engine, redis_client)
@@ -161,6 +185,3 @@ def run_worker(settings: Settings) -> None:
     ensure_all_topics(settings)
     worker = build_worker_app(settings)
     faust.Worker(worker.app, loglevel=logging.getLevelName(settings.log_level.upper())).execute_from_commandline()
-
-
-__all__ = ["Send", "Worker", "build_worker_app", "run_worker"]

@@ -13,3 +13,6 @@ DEAD_LETTERS = Counter("ces_dead_letters", "Messages sent to the dead-letter top
 PROJECTION_RETRIES = Counter("ces_projection_retries", "Database batches retried after a transient error")
 BATCH_SECONDS = Histogram("ces_projection_batch_seconds", "Time to project one batch", ["projection"])
 CACHE_MISSES = Counter("ces_rate_cache_misses", "Rate lookups the Redis cache could not answer")
+CONSUMED = Counter("ces_consumed_messages", "Messages consumed and handled", ["consumer"])
+BATCH_FAILURES = Counter("ces_batch_failures", "Batches whose handling raised and was retried", ["consumer"])
+CONVERSIONS = Counter("ces_conversions", "Conversion decisions published", ["outcome"])

@@ -59,7 +59,14 @@ class Settings(BaseSettings):
     projection_batch_size: int = Field(default=2000, ge=1)
 
     # Conversions.
-    default_margin: Decimal = Decimal("0.01")
+    default_margin: Decimal = Field(default=Decimal("0.01"), ge=0, lt=1)
+    # Per-pair margins, JSON: CES_MARGIN_OVERRIDES='{"USD:NGN": "0.02"}'.
+    margin_overrides: dict[str, Decimal] = Field(default_factory=dict)
+    # ECB rates are published on TARGET business days at 16:00 CET; the longest gap (Easter, some
+    # Christmases) is 5 days. 6 days leaves a day for a provider outage.
+    max_rate_age_seconds: int = Field(default=6 * 24 * 3600, gt=0)
+    max_amount: Decimal = Field(default=Decimal("1000000000000"), gt=0)  # in base currency units
+    conversion_batch_size: int = Field(default=2000, ge=1)
 
 
 @lru_cache(maxsize=1)

@@ -30,6 +30,7 @@ class Received:
     offset: int
     key: bytes | None
     value: bytes
+    timestamp_ms: int | None = None
 
 
 class DeadLetters:

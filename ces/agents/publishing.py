@@ -1,4 +1,4 @@
-"""Publishing CES events (and dead letters) through the Faust app's producer."""
+"""Publishing CES events through the Faust app's producer (the fetch timer's output)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import faust
 
-from ces.agents.dead_letters import Headers
 from ces.events.base import Event
 
 
@@ -20,11 +19,3 @@ class FaustPublisher:
     async def publish(self, events: Sequence[Event]) -> None:
         pending = [await self.topics[event.TOPIC].send(key=event.key(), value=event.to_json()) for event in events]
         await asyncio.gather(*pending)
-
-
-def dead_letter_sender(topic: faust.TopicT) -> object:
-    async def send(key: bytes | None, value: bytes, headers: Headers) -> None:
-        fut = await topic.send(key=key, value=value, headers=headers)
-        await fut
-
-    return send

@@ -28,3 +28,38 @@ processed_event = Table(
     Column("event_id", Uuid, primary_key=True),
     Column("processed_at", DateTime(timezone=True)),
 )
+
+conversion_request = Table(
+    "conversion_request",
+    metadata,
+    Column("request_id", Uuid, primary_key=True),
+    Column("outcome", Text, nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+)
+
+conversion_audit = Table(
+    "conversion_audit",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("request_id", Uuid, nullable=False, unique=True),
+    Column("rate_used_id", Uuid, nullable=False),
+    Column("second_rate_id", Uuid),
+    Column("rate_kind", Text, nullable=False),
+    Column("base_currency", CHAR(3), nullable=False),
+    Column("target_currency", CHAR(3), nullable=False),
+    Column("input_amount", Numeric(asdecimal=True), nullable=False),
+    Column("rate_value", Numeric(asdecimal=True), nullable=False),
+    Column("margin", Numeric(asdecimal=True), nullable=False),
+    Column("output_amount", Numeric(asdecimal=True), nullable=False),
+    Column("converted_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True)),
+)
+
+conversion_rejection = Table(
+    "conversion_rejection",
+    metadata,
+    Column("request_id", Uuid, primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("rejected_at", DateTime(timezone=True), nullable=False),
+)

@@ -35,8 +35,22 @@ class RateLookup:
             return None
         return derive(base, target, self.pivot, present)
 
+    async def latest_many(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], DerivedRate | None]:
+        """Rates for many pairs with one cache round trip for all their legs."""
+        needed = sorted({leg for base, target in pairs for leg in legs_needed(base, target, self.pivot)})
+        legs = dict(zip(needed, await self._rates(needed), strict=True))
+        result: dict[tuple[str, str], DerivedRate | None] = {}
+        for base, target in pairs:
+            wanted = [legs[leg] for leg in legs_needed(base, target, self.pivot)]
+            present = [leg for leg in wanted if leg is not None]
+            ok = base != target and len(present) == len(wanted)
+            result[(base, target)] = derive(base, target, self.pivot, present) if ok else None
+        return result
+
     async def _rates(self, pairs: list[tuple[str, str]]) -> list[Rate | None]:
         found: list[Rate | None] = [None] * len(pairs)
+        if not pairs:
+            return found
         if self.cache is not None:
             try:
                 found = await self.cache.get_many(pairs)

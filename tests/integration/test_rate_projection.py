@@ -118,7 +118,7 @@ async def test_redis_down_does_not_stop_the_projection(pg_schema: tuple[Engine, 
     [
         "UPDATE exchange_rate SET rate_value = 2",
         "DELETE FROM exchange_rate",
-        "TRUNCATE exchange_rate",
+        "TRUNCATE exchange_rate CASCADE",
     ],
 )
 def test_exchange_rate_is_insert_only_in_the_database(pg_schema: tuple[Engine, str], statement: str) -> None:

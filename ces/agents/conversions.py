@@ -1,0 +1,68 @@
+"""The conversion handler: a batch of `conversion-requests` in, one recorded decision per request out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Protocol
+
+from ces.agents.dead_letters import DeadLetters, Received
+from ces.events.base import Event
+from ces.events.conversions import ConversionAudited
+from ces.events.registry import UndecodableEvent
+from ces.metrics import CONVERSIONS
+from ces.projections.audit import AuditStore
+from ces.services.conversions import ConversionDecider, ParsedRequest, parse_request
+
+log = logging.getLogger(__name__)
+
+
+class EventSink(Protocol):
+    async def publish(self, events: Sequence[Event]) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+class ConversionHandler:
+    """Decide, record (one transaction for the batch), then publish what stands.
+
+    Recording before publishing is what makes the effect exactly-once: a request id decided before
+    gets its stored decision re-published, identical, never a second conversion.
+    """
+
+    def __init__(
+        self,
+        decider: ConversionDecider,
+        store: AuditStore,
+        sink: EventSink,
+        dead_letters: DeadLetters,
+        *,
+        max_amount: Decimal,
+    ) -> None:
+        self.decider = decider
+        self.store = store
+        self.sink = sink
+        self.dead_letters = dead_letters
+        self.max_amount = max_amount
+
+    async def handle(self, batch: Sequence[Received]) -> int:
+        requests: dict[object, ParsedRequest] = {}
+        for message in batch:
+            try:
+                parsed = parse_request(message.value, message.timestamp_ms, max_amount=self.max_amount)
+            except UndecodableEvent as exc:
+                await self.dead_letters.publish(message, exc.reason, exc.detail)
+                continue
+            requests.setdefault(parsed.request_id, parsed)  # in-batch duplicates: one decision, one result
+        if not requests:
+            return 0
+        decisions = await self.decider.decide(list(requests.values()))
+        standing = await asyncio.to_thread(self.store.record, decisions)
+        await self.sink.publish(standing)
+        await self.sink.flush()
+        audited = sum(isinstance(d, ConversionAudited) for d in standing)
+        CONVERSIONS.labels("audited").inc(audited)
+        CONVERSIONS.labels("rejected").inc(len(standing) - audited)
+        return len(standing)

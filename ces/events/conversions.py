@@ -1,0 +1,80 @@
+"""Conversion events: `ConversionRequested` in, exactly one `ConversionAudited` or `ConversionRejected` out.
+
+Ids derive from `request_id` (uuid5), so a re-emitted result for the same request is identical to the
+first, byte for byte.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+from uuid import UUID, uuid5
+
+from pydantic import Field
+
+from ces.events.base import CurrencyCode, DecimalStr, Event, UtcDatetime
+
+CONVERSION_NAMESPACE = UUID("0b7c8f1e-6a0d-4c54-9b7e-3f1c2d9a4e60")
+
+
+def audit_id_for(request_id: UUID) -> UUID:
+    return uuid5(CONVERSION_NAMESPACE, f"audit|{request_id}")
+
+
+def result_event_id(event_type: str, request_id: UUID) -> UUID:
+    return uuid5(CONVERSION_NAMESPACE, f"{event_type}|{request_id}")
+
+
+class ConversionRequested(Event):
+    """What a producer publishes. Only `request_id`, the currencies and `amount` are required; the
+    envelope is filled in when missing (`event_id` from `request_id`, `occurred_at` from the Kafka
+    record's timestamp)."""
+
+    TOPIC: ClassVar[str] = "conversion-requests"
+
+    event_type: Literal["ConversionRequested"] = "ConversionRequested"
+    schema_version: Literal[1] = 1
+    request_id: UUID
+    base_currency: CurrencyCode
+    target_currency: CurrencyCode
+    amount: DecimalStr = Field(description="positive, at most the base currency's minor-unit decimals")
+
+    def key(self) -> bytes:
+        return str(self.request_id).encode()
+
+
+class ConversionAudited(Event):
+    TOPIC: ClassVar[str] = "conversions-audited"
+
+    event_type: Literal["ConversionAudited"] = "ConversionAudited"
+    schema_version: Literal[1] = 1
+    audit_id: UUID
+    request_id: UUID
+    rate_id: UUID = Field(description="the exchange_rate row used (the first leg for a cross rate)")
+    rate_ids: list[UUID] = Field(description="every exchange_rate row used, in derivation order")
+    rate_kind: Literal["direct", "inverse", "cross"]
+    base_currency: CurrencyCode
+    target_currency: CurrencyCode
+    input_amount: DecimalStr
+    rate_value: DecimalStr = Field(description="the rate applied, before margin")
+    margin: DecimalStr
+    output_amount: DecimalStr = Field(description="input * rate * (1 - margin), rounded half-even to minor units")
+    converted_at: UtcDatetime
+
+    def key(self) -> bytes:
+        return str(self.request_id).encode()
+
+
+class ConversionRejected(Event):
+    TOPIC: ClassVar[str] = "conversions-rejected"
+
+    event_type: Literal["ConversionRejected"] = "ConversionRejected"
+    schema_version: Literal[1] = 1
+    request_id: UUID
+    reason: Literal[
+        "invalid_request", "invalid_amount", "unknown_currency", "unsupported_pair", "no_rate", "stale_rate"
+    ]
+    message: str
+    rejected_at: UtcDatetime
+
+    def key(self) -> bytes:
+        return str(self.request_id).encode()
