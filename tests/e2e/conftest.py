@@ -106,6 +106,7 @@ def start_ces(tmp_path: Path, unique: str) -> Iterator[StartCes]:
             "CES_APP_ID": f"e2e-{unique}",
             "CES_TOPIC_PREFIX": f"e2e-{unique}-",
             "CES_WORKER_WEB_PORT": str(free_port()),
+            "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
         with open(log, "wb") as out:

@@ -1,0 +1,248 @@
+"""Conversions end to end: a plain aiokafka producer (as an outside service) -> the worker -> results on
+Kafka and immutable audit rows in PostgreSQL, checked against an oracle computed here independently."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from datetime import timedelta
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from ces.events.base import utc_now
+from ces.events.rates import RateFetched
+from ces.settings import Settings
+from tests.e2e.conftest import Isolation, StartCes, poll
+
+# EUR-based rates as a provider would publish them; minor units per ISO 4217, typed here by hand.
+RATES = {"USD": "1.0892", "JPY": "161.87", "GBP": "0.85713", "KWD": "0.33421", "NGN": "1745.1234"}
+MINOR = {"EUR": 2, "USD": 2, "JPY": 0, "GBP": 2, "KWD": 3, "NGN": 2}
+MARGIN = Decimal("0.01")
+
+
+def oracle(base: str, target: str, amount: Decimal) -> Decimal:
+    """amount * rate * (1 - margin), rate derived from EUR legs and kept to 16 significant digits."""
+    with localcontext() as ctx:
+        ctx.prec = 60
+        eur_to = {code: Decimal(v) for code, v in RATES.items()} | {"EUR": Decimal(1)}
+        rate = eur_to[target] / eur_to[base]
+        if base != "EUR":  # derived (inverse or cross): 16 significant digits, half-even
+            rate = Decimal(f"{rate:.15e}")
+        out = amount * rate * (1 - MARGIN)
+        return out.quantize(Decimal(1).scaleb(-MINOR[target]), rounding=ROUND_HALF_EVEN)
+
+
+async def produce(settings: Settings, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def collect(settings: Settings, topics: list[str], want: int, timeout: float = 120) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    got: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while len(got) < want:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    got.extend(json.loads(r.value) for r in records)
+    finally:
+        await consumer.stop()
+    return got
+
+
+def seed_rates(settings: Settings, isolation: Isolation) -> dict[str, str]:
+    """Publish fresh EUR rates to the isolated rates-fetched topic; return currency -> rate_id."""
+    published = utc_now() - timedelta(hours=1)
+    events = [
+        RateFetched.for_quote(
+            provider_name="ecb",
+            base_currency="EUR",
+            target_currency=code,
+            rate_value=Decimal(value),
+            published_at=published,
+            fetched_at=published,
+            fetch_id=uuid.uuid4(),
+        )
+        for code, value in RATES.items()
+    ]
+    asyncio.run(produce(settings, f"{isolation.topic_prefix}rates-fetched", [(e.key(), e.to_json()) for e in events]))
+
+    def projected() -> bool:
+        with isolation.engine.connect() as conn:
+            return bool(conn.execute(text("SELECT count(*) FROM exchange_rate")).scalar_one() == len(RATES))
+
+    poll(projected, timeout=90, what="seeded rates projected")
+    return {e.target_currency: str(e.rate_id) for e in events}
+
+
+def request(base: str, target: str, amount: str, request_id: str | None = None) -> tuple[bytes, bytes]:
+    rid = request_id or str(uuid.uuid4())
+    payload = {"request_id": rid, "base_currency": base, "target_currency": target, "amount": amount}
+    return rid.encode(), json.dumps(payload).encode()
+
+
+def raw_request(**fields: object) -> tuple[bytes, bytes]:
+    rid = str(uuid.uuid4())
+    return rid.encode(), json.dumps({"request_id": rid, **fields}).encode()
+
+
+@pytest.fixture
+def worker_env(isolation: Isolation) -> dict[str, str]:
+    # No live fetches: rates are seeded by the test.
+    return {**isolation.env, "CES_PROVIDER_URL": "http://127.0.0.1:9", "CES_FETCH_MAX_ATTEMPTS": "1"}
+
+
+def test_a_thousand_mixed_conversions_match_the_oracle_and_name_existing_rates(
+    start_ces: StartCes, isolation: Isolation, settings: Settings, worker_env: dict[str, str]
+) -> None:
+    start_ces("worker", env=worker_env)
+    rate_ids = seed_rates(settings, isolation)
+    rng = random.Random(7)
+    codes = ["EUR", *RATES]
+    expected: dict[str, tuple[str, str, Decimal]] = {}
+    messages = []
+    for _ in range(1000):
+        base, target = rng.sample(codes, 2)  # direct (EUR->X), inverse (X->EUR) and cross (X->Y)
+        units = rng.randint(1, 10**7)
+        amount = Decimal(units).scaleb(-MINOR[base])
+        key, value = request(base, target, str(amount))
+        expected[key.decode()] = (base, target, amount)
+        messages.append((key, value))
+    asyncio.run(produce(settings, f"{isolation.topic_prefix}conversion-requests", messages))
+
+    results = asyncio.run(collect(settings, [f"{isolation.topic_prefix}conversions-audited"], 1000))
+    assert len(results) == 1000
+    for audited in results:
+        base, target, amount = expected[audited["request_id"]]
+        assert audited["event_type"] == "ConversionAudited"
+        assert Decimal(audited["output_amount"]) == oracle(base, target, amount), audited
+        assert audited["input_amount"] == str(amount)
+        legs = [code for code in (base, target) if code != "EUR"]
+        assert audited["rate_ids"] == [rate_ids[code] for code in legs]
+
+    with isolation.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT count(*) AS n, count(r1.id) AS first_ok, count(a.second_rate_id) AS crosses, "
+                "count(r2.id) AS second_ok FROM conversion_audit a "
+                "LEFT JOIN exchange_rate r1 ON r1.id = a.rate_used_id "
+                "LEFT JOIN exchange_rate r2 ON r2.id = a.second_rate_id"
+            )
+        ).one()
+    assert rows.n == 1000 and rows.first_ok == 1000 and rows.second_ok == rows.crosses > 0
+
+
+def test_bad_messages_are_rejected_or_dead_lettered_and_good_ones_go_through(
+    start_ces: StartCes, isolation: Isolation, settings: Settings, worker_env: dict[str, str]
+) -> None:
+    start_ces("worker", env=worker_env)
+    seed_rates(settings, isolation)
+    bad_rejected = {
+        "negative": (request("USD", "EUR", "-5.00"), "invalid_amount"),
+        "nan": (request("USD", "EUR", "NaN"), "invalid_amount"),
+        "infinity": (request("USD", "EUR", "Infinity"), "invalid_amount"),
+        "too_many_decimals": (request("JPY", "USD", "10.5"), "invalid_amount"),
+        "json_number": (raw_request(base_currency="USD", target_currency="EUR", amount=10.5), "invalid_amount"),
+        "unknown_currency": (request("USD", "ZZZ", "1.00"), "unknown_currency"),
+        "same_currency": (request("USD", "USD", "1.00"), "unsupported_pair"),
+        "no_rate": (request("USD", "CHF", "1.00"), "no_rate"),
+        "wrong_type": (raw_request(base_currency=840, target_currency="EUR", amount="1.00"), "invalid_request"),
+        "huge_amount": (request("USD", "EUR", "1" + "0" * 20), "invalid_amount"),
+    }
+    dead = {
+        b"{not json": "invalid_json",
+        b"[1, 2]": "not_an_object",
+        json.dumps({"base_currency": "USD", "target_currency": "EUR", "amount": "1.00"}).encode(): "invalid_request_id",
+        b"\xff\xfe\x00": "invalid_json",
+        json.dumps({"pad": "x" * 40_000}).encode(): "oversized",
+    }
+    good = [request("USD", "EUR", f"{i}.00") for i in range(1, 21)]
+    messages: list[tuple[bytes | None, bytes]] = []
+    bad_iter = iter(list(bad_rejected.values()))
+    dead_iter = iter(list(dead))
+    for i, message in enumerate(good):  # interleave: good, bad, good, dead, ...
+        messages.append(message)
+        nxt = next(bad_iter, None) if i % 2 == 0 else None
+        if nxt is not None:
+            messages.append(nxt[0])
+        elif (poison := next(dead_iter, None)) is not None:
+            messages.append((None, poison))
+    assert all(m in messages for m, _ in bad_rejected.values())
+    asyncio.run(produce(settings, f"{isolation.topic_prefix}conversion-requests", messages))
+
+    prefix = isolation.topic_prefix
+    results = asyncio.run(
+        collect(
+            settings, [f"{prefix}conversions-audited", f"{prefix}conversions-rejected"], len(good) + len(bad_rejected)
+        )
+    )
+    by_id = {r["request_id"]: r for r in results}
+    for key, _ in good:
+        assert by_id[key.decode()]["event_type"] == "ConversionAudited"
+    for (key, _), reason in bad_rejected.values():
+        result = by_id[key.decode()]
+        assert (result["event_type"], result["reason"]) == ("ConversionRejected", reason), result
+        assert result["message"]
+
+    async def dead_letters() -> list[tuple[bytes, str]]:
+        consumer = AIOKafkaConsumer(
+            f"{prefix}ces-dead-letters", bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        got: list[tuple[bytes, str]] = []
+        try:
+            async with asyncio.timeout(60):
+                while len(got) < len(dead):
+                    for records in (await consumer.getmany(timeout_ms=500)).values():
+                        got.extend((r.value, dict(r.headers)["ces.dlq.reason"].decode()) for r in records)
+        finally:
+            await consumer.stop()
+        return got
+
+    assert sorted(asyncio.run(dead_letters())) == sorted(dead.items())
+
+
+def test_duplicate_request_ids_give_one_audit_and_identical_results(
+    start_ces: StartCes, isolation: Isolation, settings: Settings, worker_env: dict[str, str]
+) -> None:
+    start_ces("worker", env=worker_env)
+    seed_rates(settings, isolation)
+    rid = str(uuid.uuid4())
+    message = request("GBP", "JPY", "250.00", rid)
+    topic = f"{isolation.topic_prefix}conversion-requests"
+    asyncio.run(produce(settings, topic, [message, message]))  # a producer retry in the same batch
+    first = asyncio.run(collect(settings, [f"{isolation.topic_prefix}conversions-audited"], 1))
+    asyncio.run(produce(settings, topic, [message]))  # and a retry much later
+    results = asyncio.run(collect(settings, [f"{isolation.topic_prefix}conversions-audited"], 2))
+    assert results[0] == results[1] == first[0]  # re-emitted result identical to the first
+    with isolation.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM conversion_audit")).scalar_one() == 1
+    for statement in ("UPDATE conversion_audit SET output_amount = 0", "DELETE FROM conversion_audit"):
+        with pytest.raises(DBAPIError, match="insert-only"), isolation.engine.begin() as conn:
+            conn.execute(text(statement))
+
+
+def test_conversions_continue_from_postgres_when_redis_is_down(
+    start_ces: StartCes, isolation: Isolation, settings: Settings, worker_env: dict[str, str]
+) -> None:
+    worker = start_ces("worker", env={**worker_env, "CES_REDIS_URL": "redis://127.0.0.1:1/0"})
+    seed_rates(settings, isolation)  # rows are written; the cache update fails and is only logged
+    key, value = request("USD", "NGN", "100.00")
+    asyncio.run(produce(settings, f"{isolation.topic_prefix}conversion-requests", [(key, value)]))
+    results = asyncio.run(collect(settings, [f"{isolation.topic_prefix}conversions-audited"], 1))
+    assert results[0]["request_id"] == key.decode()
+    assert Decimal(results[0]["output_amount"]) == oracle("USD", "NGN", Decimal("100.00"))
+    assert "rate cache unavailable" in worker.output()  # the fallback is visible to operators
