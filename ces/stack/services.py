@@ -117,19 +117,13 @@ class Kafka:
         if self.lib_dir.exists():
             shutil.rmtree(self.lib_dir)
         print("resolving Kafka from Maven Central ...", flush=True)
-        subprocess.run(
-            [
-                mvn,
-                "-q",
-                "-B",
-                "-Dstyle.color=never",
-                "-f",
-                str(pom),
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={self.lib_dir}",
-            ],
-            check=True,
+        result = subprocess.run(
+            [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={self.lib_dir}"],
+            capture_output=True,
+            text=True,
         )
+        if result.returncode != 0:
+            raise StackError(f"Maven could not resolve Kafka:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
         stamp.write_text(digest + "\n")
 
     def _config(self) -> Path:
