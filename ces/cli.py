@@ -94,7 +94,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_provider_sim(args: argparse.Namespace, settings: Settings) -> int:
     from ces.provider_sim.app import run_sim
 
-    run_sim(args.host or settings.provider_sim_host, args.port or settings.provider_sim_port, args.today)
+    run_sim(
+        args.host or settings.provider_sim_host, args.port or settings.provider_sim_port, args.today, live=args.live
+    )
     return 0
 
 
@@ -184,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default=None)
     sim.add_argument("--port", type=int, default=None)
     sim.add_argument("--today", type=date.fromisoformat, default=None, help="the simulated date (YYYY-MM-DD)")
+    sim.add_argument(
+        "--live",
+        action="store_true",
+        help="demo mode: the daily feeds show the newest historical rates dated as the latest weekday",
+    )
     sim.set_defaults(func=cmd_provider_sim)
 
     rates = sub.add_parser("rates", help="rate history")

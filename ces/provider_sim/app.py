@@ -20,7 +20,7 @@ import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
@@ -55,6 +55,18 @@ class SimState:
     requests_by_path: Counter[str] = field(default_factory=Counter)
     # Set on shutdown so requests held by the timeout mode let the server stop promptly.
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    # Live mode (demos): the latest feeds show the newest historical rates dated as the latest real
+    # weekday, so a service that rejects stale rates accepts them. Setting a date turns it off.
+    live: bool = False
+
+    def shown_day(self, day: date) -> date:
+        """The date the daily feeds print for the rates of `day`."""
+        if not self.live:
+            return day
+        shown = datetime.now(UTC).date()
+        while shown.weekday() >= 5:
+            shown -= timedelta(days=1)
+        return shown
 
     def business_day(self) -> date:
         day = self.history.latest_on_or_before(self.today)
@@ -66,6 +78,7 @@ class SimState:
         if today < self.history.days[0]:
             raise ValueError(f"the history starts on {self.history.days[0]}; {today} is before it")
         self.today = today
+        self.live = False
 
     def take_failure(self) -> FailureMode:
         if self.failures_left <= 0:
@@ -77,6 +90,7 @@ class SimState:
         return {
             "today": self.today.isoformat(),
             "business_day": self.business_day().isoformat(),
+            "live": self.live,
             "history": {"first": self.history.days[0].isoformat(), "last": self.history.days[-1].isoformat()},
             "failure": {
                 "mode": self.failure_mode.value if self.failures_left else FailureMode.NONE.value,
@@ -98,13 +112,14 @@ def create_sim_app(
     *,
     access_key: str = "sim-key",
     timeout_delay: float = DEFAULT_TIMEOUT_DELAY,
+    live: bool = False,
 ) -> web.Application:
     """The simulator app; `today` defaults to the last day of the bundled history.
 
     The first call in a process loads the bundled history (a fraction of a second); later calls reuse it.
     """
     history = load_history()
-    state = SimState(history, history.days[-1], access_key, timeout_delay)
+    state = SimState(history, history.days[-1], access_key, timeout_delay, live=live and today is None)
     if today is not None:
         state.set_today(today)
     app = web.Application(middlewares=[_provider_faults])
@@ -126,10 +141,10 @@ def create_sim_app(
     return app
 
 
-def run_sim(host: str, port: int, today: date | None) -> None:
+def run_sim(host: str, port: int, today: date | None, *, live: bool = False) -> None:
     """Serve the simulator until interrupted."""
     # Cancelling a handler when its client gives up frees requests held by the timeout mode.
-    web.run_app(create_sim_app(today), host=host, port=port, handler_cancellation=True)
+    web.run_app(create_sim_app(today, live=live), host=host, port=port, handler_cancellation=True)
 
 
 async def _release_held_requests(app: web.Application) -> None:
@@ -164,7 +179,7 @@ async def _provider_faults(request: web.Request, handler: _Handler) -> web.Strea
 async def ecb_daily(request: web.Request) -> web.Response:
     state = request.app[SIM_STATE]
     day = state.business_day()
-    return _xml(feed_document([render_day(day, state.history.rates[day])]))
+    return _xml(feed_document([render_day(state.shown_day(day), state.history.rates[day])]))
 
 
 async def ecb_hist_90d(request: web.Request) -> web.Response:
@@ -203,11 +218,12 @@ async def fixer_latest(request: web.Request) -> web.Response:
         rates = _fixer_rates(state.history.rates[day], base, symbols)
         if rates is None:
             raise _FixerRefusal(201, "invalid_base_currency", f"The ECB did not quote {base} on {day}.")
+        shown = state.shown_day(day)
         payload: Mapping[str, object] = {
             "success": True,
-            "timestamp": int(publication_instant(day).timestamp()),
+            "timestamp": int(publication_instant(shown).timestamp()),
             "base": base,
-            "date": day.isoformat(),
+            "date": shown.isoformat(),
             "rates": rates,
         }
     except _FixerRefusal as refusal:

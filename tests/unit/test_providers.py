@@ -450,3 +450,23 @@ def test_ecb_parser_raises_only_transient_errors(body: bytes) -> None:
         return
     assert days
     assert all(quote.rates and all(rate > 0 for rate in quote.rates.values()) for _day, quote in days)
+
+
+async def test_live_mode_dates_the_newest_rates_as_the_latest_weekday() -> None:
+    from datetime import UTC, datetime
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from ces.provider_sim.app import create_sim_app
+    from ces.provider_sim.data import load_history
+
+    history = load_history()
+    async with TestClient(TestServer(create_sim_app(live=True))) as client:
+        response = await client.get("/latest", params={"access_key": "sim-key"})
+        body = await response.json()
+        state = await (await client.get("/_sim/state")).json()
+    shown = datetime.fromisoformat(body["date"]).date()
+    today = datetime.now(UTC).date()
+    assert shown.weekday() < 5 and 0 <= (today - shown).days <= 2
+    assert state["live"] is True
+    assert body["rates"]["USD"] == float(history.rates[history.days[-1]]["USD"])
