@@ -84,6 +84,13 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from ces.http.app import run_gateway
+
+    run_gateway(settings)
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ces.bootstrap import run_worker
 
@@ -215,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     cache = sub.add_parser("cache", help="the Redis rate cache")
     cache.add_argument("action", choices=["rebuild"])
     cache.set_defaults(func=cmd_cache_rebuild)
+
+    sub.add_parser("gateway", help="the HTTP gateway (CES_GATEWAY_HOST:CES_GATEWAY_PORT)").set_defaults(
+        func=cmd_gateway
+    )
 
     worker = sub.add_parser("worker", help="run a Faust worker (agents and timers)")
     worker.set_defaults(func=cmd_worker)

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     max_amount: Decimal = Field(default=Decimal("1000000000000"), gt=0)  # in base currency units
     conversion_batch_size: int = Field(default=2000, ge=1)
 
+    # HTTP gateway.
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8080, ge=1, le=65535)
+    gateway_timeout_seconds: float = Field(default=10.0, gt=0)
+    gateway_max_pending: int = Field(default=10_000, ge=1)  # requests awaiting a result, per instance
+    gateway_max_body_bytes: int = Field(default=16 * 1024, ge=256)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -33,6 +33,21 @@ class BulkPublisher:
         await asyncio.gather(*pending)
 
 
+class AckedPublisher:
+    """For concurrent callers: each `publish` waits for the acknowledgements of its own events only."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic_prefix: str = "") -> None:
+        self.producer = producer
+        self.topic_prefix = topic_prefix
+
+    async def publish(self, events: Iterable[Event]) -> None:
+        futures = [
+            await self.producer.send(self.topic_prefix + event.TOPIC, event.to_json(), key=event.key())
+            for event in events
+        ]
+        await asyncio.gather(*futures)
+
+
 @asynccontextmanager
 async def bulk_publisher(bootstrap: str, topic_prefix: str = "") -> AsyncIterator[BulkPublisher]:
     producer = AIOKafkaProducer(

@@ -8,15 +8,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from ces.events.base import Event
+from ces.events.conversions import ConversionAudited, ConversionRejected, ConversionRequested
 from ces.events.rates import RateFetched, RateFetchFailed
 from ces.events.upcasters import upcast
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.model_fields["event_type"].default: cls
-    for cls in (
-        RateFetched,
-        RateFetchFailed,
-    )
+    for cls in (RateFetched, RateFetchFailed, ConversionRequested, ConversionAudited, ConversionRejected)
 }
 
 

@@ -9,7 +9,7 @@ from uuid import UUID
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects.postgresql import insert
 
-from ces.domain.rates import Rate
+from ces.domain.rates import DerivedRate, Rate, derive, legs_needed
 from ces.events.rates import RateFetched
 from ces.projections.tables import exchange_rate
 
@@ -116,3 +116,52 @@ def rate_from_row(row: object) -> Rate:
         published_at=m["published_at"],
         fetched_at=m["fetched_at"],
     )
+
+
+def pair_history(
+    engine: Engine,
+    base: str,
+    target: str,
+    pivot: str,
+    *,
+    start: datetime,
+    end: datetime,
+    after: datetime | None,
+    limit: int,
+) -> list[DerivedRate]:
+    """Rates of `base->target` published in [start, end), oldest first, one page (keyset on published_at).
+
+    Stored pairs come as they are; inverse and cross pairs are derived row by row from legs published
+    at the same instant by the same provider, so every entry names its immutable rows.
+    """
+    legs = legs_needed(base, target, pivot)
+    a = exchange_rate.alias("a")
+    b = exchange_rate.alias("b")
+    query = select(a).where(a.c.base_currency == legs[0][0], a.c.target_currency == legs[0][1])
+    if len(legs) == 2:
+        query = (
+            select(*(c.label(f"a_{c.name}") for c in a.c), *(c.label(f"b_{c.name}") for c in b.c))
+            .join_from(
+                a,
+                b,
+                (b.c.published_at == a.c.published_at)
+                & (b.c.provider_name == a.c.provider_name)
+                & (b.c.base_currency == legs[1][0])
+                & (b.c.target_currency == legs[1][1]),
+            )
+            .where(a.c.base_currency == legs[0][0], a.c.target_currency == legs[0][1])
+        )
+    query = query.where(a.c.published_at >= start, a.c.published_at < end)
+    if after is not None:
+        query = query.where(a.c.published_at > after)
+    query = query.order_by(a.c.published_at, a.c.fetched_at).limit(limit)
+    result = []
+    with engine.connect() as conn:
+        for row in conn.execute(query).mappings():
+            if len(legs) == 2:
+                first = rate_from_row({k[2:]: v for k, v in row.items() if k.startswith("a_")})
+                second = rate_from_row({k[2:]: v for k, v in row.items() if k.startswith("b_")})
+                result.append(derive(base, target, pivot, [first, second]))
+            else:
+                result.append(derive(base, target, pivot, [rate_from_row(row)]))
+    return result

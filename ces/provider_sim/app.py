@@ -63,8 +63,10 @@ class SimState:
         """The date the daily feeds print for the rates of `day`."""
         if not self.live:
             return day
-        shown = datetime.now(UTC).date()
-        while shown.weekday() >= 5:
+        now = datetime.now(UTC)
+        shown = now.date()
+        # The newest weekday whose 16:00 CET publication has already happened.
+        while shown.weekday() >= 5 or publication_instant(shown) > now:
             shown -= timedelta(days=1)
         return shown
 

@@ -31,6 +31,7 @@ def ces_apps() -> list[AppProcess]:
     return [
         AppProcess("provider-sim", (python, "-m", "ces", "provider-sim", "--live"), "Running on"),
         AppProcess("worker", (python, "-m", "ces", "worker"), "[^Worker]: Ready"),
+        AppProcess("gateway", (python, "-m", "ces", "gateway"), "Running on"),
     ]
 
 

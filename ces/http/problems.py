@@ -1,0 +1,60 @@
+"""RFC 9457 problem details: every error the gateway returns, with a stable `type` and `code`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+# code -> (HTTP status, title). The `type` of a problem is `/problems/<code>`, documented in docs/http.md.
+PROBLEMS: dict[str, tuple[int, str]] = {
+    "malformed_json": (400, "The body is not a JSON object"),
+    "invalid_request": (422, "The request is not valid"),
+    "invalid_amount": (422, "The amount is not valid"),
+    "unknown_currency": (422, "Unknown currency"),
+    "unsupported_pair": (422, "Unsupported currency pair"),
+    "idempotency_key_mismatch": (422, "request_id and Idempotency-Key differ"),
+    "no_rate": (404, "No rate for this pair"),
+    "not_found": (404, "Not found"),
+    "stale_rate": (409, "The newest rate is too old"),
+    "idempotency_conflict": (409, "This request_id was used for a different conversion"),
+    "method_not_allowed": (405, "Method not allowed"),
+    "payload_too_large": (413, "The body is too large"),
+    "unsupported_media_type": (415, "Send application/json"),
+    "overloaded": (503, "Too many conversions in flight; retry later"),
+    "not_ready": (503, "A dependency is unavailable"),
+    "result_timeout": (504, "No result within the gateway timeout"),
+    "internal_error": (500, "Internal error"),
+}
+
+
+def problem(code: str, detail: str, **extra: Any) -> web.Response:
+    status, title = PROBLEMS[code]
+    body = {"type": f"/problems/{code}", "title": title, "status": status, "detail": detail, "code": code, **extra}
+    headers = {"Retry-After": "1"} if status in (503,) else None
+    return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_JSON, headers=headers)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn aiohttp's HTTP errors and anything unexpected into problem+json; never leak a stack trace."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+        return problem(code.get(exc.status, "invalid_request"), exc.reason or exc.text or "")
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem("internal_error", "an unexpected error occurred; it has been logged")

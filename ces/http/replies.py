@@ -1,0 +1,123 @@
+"""Request/reply over Kafka for the gateway: wait for the result of one request id.
+
+Every gateway instance reads `conversions-audited` and `conversions-rejected` itself, from the end, with
+manually assigned partitions (no consumer group, no commits), and resolves the waiters it has for the
+request ids it sees; results for other instances' requests are skipped. This needs no reply topic, no
+change to the worker and no coordination between instances, and any number of instances can run; the
+cost is that each instance reads every result (measured in the gateway benchmark). The router starts
+reading before the gateway accepts requests, so a result can never arrive before its waiter exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from ces.events.base import Event
+from ces.events.conversions import ConversionAudited, ConversionRejected
+from ces.events.registry import UndecodableEvent, decode
+
+log = logging.getLogger(__name__)
+
+
+class TooManyPending(Exception):
+    pass
+
+
+class ReplyRouter:
+    def __init__(self, bootstrap: str, topics: list[str], *, max_pending: int) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.max_pending = max_pending
+        self._waiters: dict[UUID, list[asyncio.Future[Event]]] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.seen = 0
+
+    @property
+    def pending(self) -> int:
+        return sum(len(w) for w in self._waiters.values())
+
+    async def start(self, partitions_for: Callable[[str], Awaitable[set[int]]]) -> None:
+        """`partitions_for`: the producer's metadata lookup (it waits for the topic's metadata)."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
+        await consumer.start()
+        partitions = []
+        for topic in self.topics:
+            for partition in sorted(await partitions_for(topic)):
+                partitions.append(TopicPartition(topic, partition))
+        if not partitions:
+            await consumer.stop()
+            raise RuntimeError(f"result topics {self.topics} not found; has `ces up` or a worker created them?")
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        for tp in partitions:  # resolve the end offsets now, before any request is accepted
+            await consumer.position(tp)
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run(consumer), name="reply-router")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+        for waiters in self._waiters.values():
+            for fut in waiters:
+                fut.cancel()
+
+    def expect(self, request_id: UUID) -> asyncio.Future[Event]:
+        """Register interest before publishing; await the future (with a timeout), then `forget`."""
+        if self.pending >= self.max_pending:
+            raise TooManyPending
+        fut: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(request_id, []).append(fut)
+        return fut
+
+    def forget(self, request_id: UUID, fut: asyncio.Future[Event]) -> None:
+        waiters = self._waiters.get(request_id)
+        if waiters is None:
+            return
+        with contextlib.suppress(ValueError):
+            waiters.remove(fut)
+        if not waiters:
+            del self._waiters[request_id]
+
+    async def _run(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            try:
+                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            except Exception:
+                log.exception("reading results failed; retrying")
+                await asyncio.sleep(1)
+                continue
+            for records in batches.values():
+                for record in records:
+                    self.seen += 1
+                    if record.key is None or not self._waiters:
+                        continue
+                    try:
+                        request_id = UUID(record.key.decode())
+                    except (ValueError, UnicodeDecodeError):
+                        continue
+                    if request_id in self._waiters:
+                        self._resolve(request_id, record.value)
+
+    def _resolve(self, request_id: UUID, value: bytes) -> None:
+        try:
+            event = decode(value)
+        except (UndecodableEvent, json.JSONDecodeError) as exc:
+            log.warning("undecodable result for %s: %s", request_id, exc)
+            return
+        if not isinstance(event, ConversionAudited | ConversionRejected):
+            return
+        for fut in self._waiters.pop(request_id, []):
+            if not fut.done():
+                fut.set_result(event)

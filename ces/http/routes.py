@@ -1,0 +1,284 @@
+"""Gateway handlers: parse, call one service, respond. No business logic lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from ces.domain.conversion import Rejection, validate
+from ces.domain.money import currencies, is_currency_code
+from ces.events.base import decimal_text, rfc3339, utc_now
+from ces.events.conversions import ConversionAudited
+from ces.events.registry import validation_detail
+from ces.http.deps import DEPS, Deps
+from ces.http.openapi import docs_html, openapi_document
+from ces.http.problems import problem
+from ces.http.replies import TooManyPending
+from ces.http.schemas import ConversionBody, audit_json, leg_json, rate_json, rejection_json
+from ces.projections.rates import pair_history
+from ces.services.conversion_requests import IdempotencyConflict, ResultTimeout
+
+REJECTION_PROBLEMS = {
+    "invalid_request": "invalid_request",
+    "invalid_amount": "invalid_amount",
+    "unknown_currency": "unknown_currency",
+    "unsupported_pair": "unsupported_pair",
+    "no_rate": "no_rate",
+    "stale_rate": "stale_rate",
+}
+MAX_HISTORY_PAGE = 5000
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(body, status=status, headers=headers, dumps=lambda o: json.dumps(o))
+
+
+async def post_conversion(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    if request.content_type != "application/json":
+        return problem("invalid_request", "send the body as application/json")
+    try:
+        payload = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        return problem("malformed_json", "the body is not valid JSON")
+    if not isinstance(payload, dict):
+        return problem("malformed_json", "the body must be a JSON object")
+    try:
+        body = ConversionBody.model_validate(payload)
+    except ValidationError as exc:
+        return problem("invalid_request", validation_detail(exc))
+    request_id = body.request_id
+    header = request.headers.get("Idempotency-Key")
+    if header is not None:
+        try:
+            key = UUID(header)
+        except ValueError:
+            return problem("invalid_request", "Idempotency-Key must be a UUID")
+        if request_id is not None and request_id != key:
+            return problem(
+                "idempotency_key_mismatch", "request_id and Idempotency-Key must be equal when both are sent"
+            )
+        request_id = key
+    if request_id is None:
+        return problem("invalid_request", "send a request_id (UUID) in the body or an Idempotency-Key header")
+    checked = validate(
+        body.base_currency.upper(), body.target_currency.upper(), body.amount, max_amount=deps.settings.max_amount
+    )
+    if isinstance(checked, Rejection):
+        return problem(REJECTION_PROBLEMS[checked.reason.value], checked.message, request_id=str(request_id))
+    try:
+        decision, replayed = await deps.requester.convert(
+            request_id, checked.base.code, checked.target.code, checked.amount
+        )
+    except TooManyPending:
+        return problem("overloaded", f"more than {deps.settings.gateway_max_pending} conversions in flight")
+    except ResultTimeout:
+        return problem(
+            "result_timeout",
+            f"no result within {deps.settings.gateway_timeout_seconds:g}s; retry with the same request_id",
+            request_id=str(request_id),
+        )
+    except IdempotencyConflict as exc:
+        return problem("idempotency_conflict", str(exc), request_id=str(request_id))
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    if isinstance(decision, ConversionAudited):
+        headers["Location"] = f"/v1/conversions/{decision.audit_id}"
+        return _json(audit_json(decision), status=201, headers=headers)
+    code = REJECTION_PROBLEMS[decision.reason]
+    return problem(code, decision.message, request_id=str(request_id), rejected_at=rfc3339(decision.rejected_at))
+
+
+async def get_conversion(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    try:
+        audit_id = UUID(request.match_info["audit_id"])
+    except ValueError:
+        return problem("not_found", "no conversion with that id")
+    audit = await asyncio.to_thread(deps.audits.get_audit, audit_id)
+    if audit is None:
+        return problem("not_found", f"no conversion {audit_id}")
+    return _json(audit_json(audit))
+
+
+async def get_conversion_request(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    try:
+        request_id = UUID(request.match_info["request_id"])
+    except ValueError:
+        return problem("not_found", "no request with that id")
+    decision = (await asyncio.to_thread(deps.audits.get, [request_id])).get(request_id)
+    if decision is None:
+        return problem("not_found", f"no decision for request {request_id} (yet)")
+    if isinstance(decision, ConversionAudited):
+        return _json(audit_json(decision))
+    return _json(rejection_json(decision))
+
+
+def _pair(request: web.Request) -> tuple[str, str] | web.Response:
+    base, target = request.match_info["base"].upper(), request.match_info["target"].upper()
+    for code in (base, target):
+        if not is_currency_code(code):
+            return problem("unknown_currency", f"{code[:16]!r} is not an ISO 4217 currency CES converts")
+    if base == target:
+        return problem("unsupported_pair", f"{base} to {target} is not a conversion")
+    return base, target
+
+
+async def get_rate(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    pair = _pair(request)
+    if isinstance(pair, web.Response):
+        return pair
+    rate = await deps.lookup.latest(*pair)
+    if rate is None:
+        return problem("no_rate", f"no rate for {pair[0]}->{pair[1]}")
+    return _json(rate_json(rate, utc_now()))
+
+
+async def get_rates_table(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    base = request.query.get("base", deps.settings.provider_base).upper()
+    if not is_currency_code(base):
+        return problem("unknown_currency", f"{base[:16]!r} is not an ISO 4217 currency CES converts")
+    symbols_param = request.query.get("symbols")
+    if symbols_param:
+        symbols = [s.strip().upper() for s in symbols_param.split(",") if s.strip()]
+        unknown = [s for s in symbols if not is_currency_code(s)]
+        if unknown or len(symbols) > 200:
+            return problem("unknown_currency", f"unknown currencies: {', '.join(unknown)[:200]}")
+    else:
+        symbols = await _available(deps)
+    pairs = [(base, s) for s in symbols if s != base]
+    rates = await deps.lookup.latest_many(pairs)
+    now = utc_now()
+    return _json(
+        {
+            "base_currency": base,
+            "rates": {t: rate_json(r, now) for (_, t), r in rates.items() if r is not None},
+            "missing": sorted(t for (_, t), r in rates.items() if r is None),
+        }
+    )
+
+
+async def _available(deps: Deps) -> list[str]:
+    rows = await asyncio.to_thread(deps.rates.latest_for_base, deps.settings.provider_base)
+    return sorted(
+        {deps.settings.provider_base} | {r.target_currency for r in rows if is_currency_code(r.target_currency)}
+    )
+
+
+def _day(value: str | None, name: str) -> date | web.Response:
+    if value is None:
+        return problem("invalid_request", f"query parameter {name}=YYYY-MM-DD is required")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return problem("invalid_request", f"{name} must be a date YYYY-MM-DD")
+
+
+async def get_rate_history(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    pair = _pair(request)
+    if isinstance(pair, web.Response):
+        return pair
+    start, end = _day(request.query.get("start"), "start"), _day(request.query.get("end"), "end")
+    if isinstance(start, web.Response):
+        return start
+    if isinstance(end, web.Response):
+        return end
+    if end < start:
+        return problem("invalid_request", "end is before start")
+    try:
+        limit = min(MAX_HISTORY_PAGE, max(1, int(request.query.get("limit", "500"))))
+        after = datetime.fromisoformat(request.query["after"]) if "after" in request.query else None
+    except ValueError:
+        return problem("invalid_request", "limit must be an integer and after an RFC 3339 timestamp")
+    if after is not None and after.tzinfo is None:
+        return problem("invalid_request", "after must carry a UTC offset")
+    window = (datetime.combine(start, time(), UTC), datetime.combine(end + timedelta(days=1), time(), UTC))
+    page = await asyncio.to_thread(
+        pair_history,
+        deps.engine,
+        *pair,
+        deps.settings.provider_base,
+        start=window[0],
+        end=window[1],
+        after=after,
+        limit=limit,
+    )
+    items = [
+        {
+            "rate_value": decimal_text(r.rate_value),
+            "kind": r.kind.value,
+            "published_at": rfc3339(r.published_at),
+            "rate_ids": [str(i) for i in r.rate_ids],
+            "legs": [leg_json(leg) for leg in r.legs],
+        }
+        for r in page
+    ]
+    next_url = None
+    if len(page) == limit:
+        query = {**request.query, "after": rfc3339(page[-1].published_at), "limit": str(limit)}
+        next_url = str(request.rel_url.with_query(query))
+    return _json({"base_currency": pair[0], "target_currency": pair[1], "items": items, "next": next_url})
+
+
+async def get_currencies(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    available = await _available(deps)
+    known = currencies()
+    return _json(
+        {
+            "currencies": [
+                {"code": c, "name": known[c].name, "minor_units": known[c].minor_units} for c in available if c in known
+            ]
+        }
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    checks = await deps.readiness()
+    if all(ok for ok, _ in checks.values()):
+        return _json({"status": "ready", "checks": {k: detail for k, (_, detail) in checks.items()}})
+    failing = {k: detail for k, (ok, detail) in checks.items() if not ok}
+    return problem("not_ready", f"unavailable: {', '.join(failing)}", checks=failing)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document())
+
+
+async def docs(request: web.Request) -> web.Response:
+    return web.Response(text=docs_html(), content_type="text/html")
+
+
+ROUTES = [
+    web.post("/v1/conversions", post_conversion),
+    web.get("/v1/conversions/{audit_id}", get_conversion),
+    web.get("/v1/conversion-requests/{request_id}", get_conversion_request),
+    web.get("/v1/rates", get_rates_table),
+    web.get("/v1/rates/{base}/{target}", get_rate),
+    web.get("/v1/rates/{base}/{target}/history", get_rate_history),
+    web.get("/v1/currencies", get_currencies),
+    web.get("/healthz", healthz),
+    web.get("/readyz", readyz),
+    web.get("/metrics", metrics),
+    web.get("/openapi.json", openapi),
+    web.get("/docs", docs),
+]

@@ -1,0 +1,75 @@
+"""Synchronous conversions for the gateway: publish a request, wait for its one decision.
+
+Idempotency: a request id decided before is answered from PostgreSQL without touching Kafka; a request
+id reused with different currencies or amount is a conflict. Otherwise the request is published and
+the reply router waits for the worker's result (which, for a request id decided meanwhile, is the stored
+decision re-published, so the caller still gets the first decision).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Protocol
+from uuid import UUID
+
+from ces.events.base import Event
+from ces.events.conversions import ConversionAudited, ConversionRejected, ConversionRequested
+from ces.http.replies import ReplyRouter
+from ces.projections.audit import AuditStore
+
+Decision = ConversionAudited | ConversionRejected
+
+
+class ResultTimeout(Exception):
+    pass
+
+
+class IdempotencyConflict(Exception):
+    pass
+
+
+class Publisher(Protocol):
+    async def publish(self, events: Sequence[Event]) -> None:
+        """Return once the broker acknowledged every event."""
+
+
+class ConversionRequester:
+    def __init__(self, store: AuditStore, publisher: Publisher, router: ReplyRouter, *, timeout: float) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.router = router
+        self.timeout = timeout
+
+    async def convert(self, request_id: UUID, base: str, target: str, amount: Decimal) -> tuple[Decision, bool]:
+        """The decision for this request, and whether it was decided before (an idempotent replay)."""
+        earlier = (await asyncio.to_thread(self.store.get, [request_id])).get(request_id)
+        if earlier is not None:
+            self._check_same(earlier, base, target, amount)
+            return earlier, True
+        waiter = self.router.expect(request_id)
+        try:
+            request = ConversionRequested(
+                request_id=request_id, base_currency=base, target_currency=target, amount=amount
+            )
+            await self.publisher.publish([request])
+            try:
+                decision = await asyncio.wait_for(waiter, timeout=self.timeout)
+            except TimeoutError:
+                raise ResultTimeout from None
+        finally:
+            self.router.forget(request_id, waiter)
+        assert isinstance(decision, ConversionAudited | ConversionRejected)
+        self._check_same(decision, base, target, amount)
+        return decision, False
+
+    @staticmethod
+    def _check_same(decision: Decision, base: str, target: str, amount: Decimal) -> None:
+        if isinstance(decision, ConversionAudited) and (
+            decision.base_currency != base or decision.target_currency != target or decision.input_amount != amount
+        ):
+            raise IdempotencyConflict(
+                f"request_id {decision.request_id} converted {decision.input_amount} "
+                f"{decision.base_currency}->{decision.target_currency}"
+            )
