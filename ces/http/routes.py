@@ -53,7 +53,9 @@ async def post_conversion(request: web.Request) -> web.Response:
     try:
         body = ConversionBody.model_validate(payload)
     except ValidationError as exc:
-        return problem("invalid_request", validation_detail(exc))
+        amount_only = all(e["loc"][:1] == ("amount",) for e in exc.errors())
+        code = "invalid_amount" if amount_only else "invalid_request"
+        return problem(code, validation_detail(exc) + (" (send a decimal string)" if amount_only else ""))
     request_id = body.request_id
     header = request.headers.get("Idempotency-Key")
     if header is not None:

@@ -1,0 +1,248 @@
+"""The HTTP gateway over real HTTP, with a real worker, Kafka, PostgreSQL and Redis behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal, localcontext
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import text
+
+from ces.settings import Settings
+from tests.e2e.conftest import Isolation, RunningProcess, StartCes, free_port
+from tests.e2e.test_conversions_pipeline import RATES, oracle, seed_rates
+
+
+def start_gateway(start_ces: StartCes, env: dict[str, str], **extra: str) -> str:
+    port = free_port()
+    gateway = start_ces("gateway", env={**env, "CES_GATEWAY_PORT": str(port), **extra})
+    gateway.wait_for_output("Running on")
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def worker_env(isolation: Isolation) -> dict[str, str]:
+    return {**isolation.env, "CES_PROVIDER_URL": "http://127.0.0.1:9", "CES_FETCH_MAX_ATTEMPTS": "1"}
+
+
+@pytest.fixture
+def running(
+    start_ces: StartCes, isolation: Isolation, settings: Settings, worker_env: dict[str, str]
+) -> RunningProcess:
+    worker = start_ces("worker", env=worker_env)
+    worker.wait_for_output("[^Worker]: Ready")
+    seed_rates(settings, isolation)
+    return worker
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: dict[str, Any], **headers: str) -> tuple[int, Any, Any]:
+    async with session.post(f"{url}/v1/conversions", json=body, headers=headers) as response:
+        return response.status, await response.json(content_type=None), response.headers
+
+
+def body(base: str, target: str, amount: str, request_id: str | None = None) -> dict[str, Any]:
+    return {
+        "base_currency": base,
+        "target_currency": target,
+        "amount": amount,
+        "request_id": request_id or str(uuid.uuid4()),
+    }
+
+
+def test_conversions_match_the_audit_rows_and_500_concurrent_posts_all_answer(
+    running: RunningProcess, start_ces: StartCes, isolation: Isolation, worker_env: dict[str, str]
+) -> None:
+    url = start_gateway(start_ces, worker_env)
+    codes = ["EUR", *RATES]
+
+    async def run() -> list[tuple[dict[str, Any], int, Any, Any]]:
+        async with aiohttp.ClientSession() as session:
+            # Whole amounts are valid in every currency (JPY has no minor units).
+            requests = [body(codes[i % 6], codes[(i + 1 + i // 6) % 6], str(i + 1)) for i in range(500)]
+            requests = [r for r in requests if r["base_currency"] != r["target_currency"]]
+            answers = await asyncio.gather(*(post(session, url, r) for r in requests))
+            return [(r, *a) for r, a in zip(requests, answers, strict=True)]
+
+    results = asyncio.run(run())
+    assert len(results) > 400
+    for request, status, answer, headers in results:
+        assert status == 201, answer
+        assert answer["request_id"] == request["request_id"]
+        expected = oracle(request["base_currency"], request["target_currency"], Decimal(request["amount"]))
+        assert Decimal(answer["output_amount"]) == expected
+        assert headers["Location"] == f"/v1/conversions/{answer['audit_id']}"
+    with isolation.engine.connect() as conn:
+        rows = {
+            str(r.id): r.output_amount for r in conn.execute(text("SELECT id, output_amount FROM conversion_audit"))
+        }
+    assert {a["audit_id"]: Decimal(a["output_amount"]) for _, _, a, _ in results} == rows
+
+    async def read_back(audit_id: str, request_id: str) -> tuple[Any, Any]:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{url}/v1/conversions/{audit_id}") as by_id:
+                first = await by_id.json()
+            async with session.get(f"{url}/v1/conversion-requests/{request_id}") as by_request:
+                second = await by_request.json()
+        return first, second
+
+    _, _, answer, _ = results[0]
+    assert asyncio.run(read_back(answer["audit_id"], answer["request_id"])) == (answer, answer)
+
+
+def test_idempotent_retry_returns_the_same_audit_and_a_changed_body_conflicts(
+    running: RunningProcess, start_ces: StartCes, worker_env: dict[str, str]
+) -> None:
+    url = start_gateway(start_ces, worker_env)
+    request_id = str(uuid.uuid4())
+
+    async def run() -> list[tuple[int, Any, Any]]:
+        async with aiohttp.ClientSession() as session:
+            first = await post(session, url, body("GBP", "KWD", "10.00", request_id))
+            again = await post(session, url, body("GBP", "KWD", "10.00", request_id))
+            header = await post(
+                session,
+                url,
+                {k: v for k, v in body("GBP", "KWD", "10.00").items() if k != "request_id"},
+                **{"Idempotency-Key": request_id},
+            )
+            changed = await post(session, url, body("GBP", "KWD", "99.00", request_id))
+            return [first, again, header, changed]
+
+    first, again, header, changed = asyncio.run(run())
+    assert first[0] == again[0] == header[0] == 201
+    assert first[1] == again[1] == header[1]
+    assert again[2]["Idempotent-Replayed"] == "true"
+    assert changed[0] == 409 and changed[1]["code"] == "idempotency_conflict"
+    assert changed[2]["Content-Type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        (body("USD", "JPY", "-1.00"), 422, "invalid_amount"),
+        (body("USD", "JPY", "1.001"), 422, "invalid_amount"),
+        ({**body("USD", "JPY", "1.00"), "amount": 1.5}, 422, "invalid_amount"),
+        (body("USD", "ZZZ", "1.00"), 422, "unknown_currency"),
+        (body("USD", "USD", "1.00"), 422, "unsupported_pair"),
+        ({**body("USD", "JPY", "1.00"), "surprise": True}, 422, "invalid_request"),
+        ({"base_currency": "USD", "target_currency": "JPY", "amount": "1.00"}, 422, "invalid_request"),
+        (body("USD", "CHF", "1.00"), 404, "no_rate"),
+    ],
+)
+def test_bad_requests_get_problem_details(
+    running: RunningProcess,
+    start_ces: StartCes,
+    worker_env: dict[str, str],
+    payload: dict[str, Any],
+    status: int,
+    code: str,
+) -> None:
+    url = start_gateway(start_ces, worker_env)
+
+    async def run() -> tuple[int, Any, Any]:
+        async with aiohttp.ClientSession() as session:
+            return await post(session, url, payload)
+
+    got_status, problem, headers = asyncio.run(run())
+    assert (got_status, problem["code"]) == (status, code), problem
+    assert headers["Content-Type"].startswith("application/problem+json")
+    assert problem["type"] == f"/problems/{code}" and problem["status"] == status and problem["detail"]
+
+
+def test_oversized_and_non_json_bodies_are_refused(
+    running: RunningProcess, start_ces: StartCes, worker_env: dict[str, str]
+) -> None:
+    url = start_gateway(start_ces, worker_env)
+
+    async def run() -> list[tuple[int, str]]:
+        async with aiohttp.ClientSession() as session:
+            out = []
+            for data in (b"x" * 100_000, b"{not json"):
+                async with session.post(
+                    f"{url}/v1/conversions", data=data, headers={"Content-Type": "application/json"}
+                ) as response:
+                    out.append((response.status, response.headers["Content-Type"]))
+            return out
+
+    (big, big_type), (bad, bad_type) = asyncio.run(run())
+    assert big == 413 and bad == 400
+    assert big_type.startswith("application/problem+json") and bad_type.startswith("application/problem+json")
+
+
+def test_no_worker_means_504_and_the_gateway_stays_healthy(
+    start_ces: StartCes, isolation: Isolation, settings: Settings, worker_env: dict[str, str]
+) -> None:
+    worker = start_ces("worker", env=worker_env)
+    worker.wait_for_output("[^Worker]: Ready")
+    seed_rates(settings, isolation)
+    assert worker.terminate() == 0  # the worker is gone: nobody answers requests
+    url = start_gateway(start_ces, worker_env, CES_GATEWAY_TIMEOUT_SECONDS="1.5")
+
+    async def run() -> tuple[list[int], int, str]:
+        async with aiohttp.ClientSession() as session:
+            answers = await asyncio.gather(*(post(session, url, body("USD", "JPY", "1.00")) for _ in range(20)))
+            async with session.get(f"{url}/healthz") as health:
+                healthy = health.status
+            async with session.get(f"{url}/metrics") as metrics:
+                text_metrics = await metrics.text()
+            return [a[0] for a in answers], healthy, text_metrics
+
+    statuses, healthy, metrics_text = asyncio.run(run())
+    assert statuses == [504] * 20
+    assert healthy == 200
+    assert "ces_gateway_pending_conversions" in metrics_text
+
+
+def test_two_gateway_instances_each_get_their_own_replies(
+    running: RunningProcess, start_ces: StartCes, worker_env: dict[str, str]
+) -> None:
+    urls = [start_gateway(start_ces, worker_env), start_gateway(start_ces, worker_env)]
+
+    async def run() -> list[tuple[dict[str, Any], int, Any, Any]]:
+        async with aiohttp.ClientSession() as session:
+            requests = [(urls[i % 2], body("EUR", "USD", f"{i + 1}.00")) for i in range(100)]
+            answers = await asyncio.gather(*(post(session, url, b) for url, b in requests))
+            return [(b, *a) for (_, b), a in zip(requests, answers, strict=True)]
+
+    for request, status, answer, _ in asyncio.run(run()):
+        assert status == 201, answer
+        assert answer["request_id"] == request["request_id"]
+        assert Decimal(answer["output_amount"]) == oracle("EUR", "USD", Decimal(request["amount"]))
+
+
+def test_rates_endpoints_serve_any_pair_with_provenance(
+    running: RunningProcess, start_ces: StartCes, worker_env: dict[str, str]
+) -> None:
+    url = start_gateway(start_ces, worker_env)
+
+    async def run() -> dict[str, Any]:
+        async with aiohttp.ClientSession() as session:
+            out = {}
+            for name, path in {
+                "cross": "/v1/rates/usd/ngn",
+                "table": "/v1/rates?base=EUR&symbols=USD,GBP",
+                "currencies": "/v1/currencies",
+                "ready": "/readyz",
+                "openapi": "/openapi.json",
+            }.items():
+                async with session.get(url + path) as response:
+                    out[name] = (response.status, await response.json(content_type=None))
+            return out
+
+    answers = asyncio.run(run())
+    status, cross = answers["cross"]
+    assert status == 200 and cross["kind"] == "cross" and len(cross["legs"]) == 2
+    with localcontext() as ctx:
+        ctx.prec = 60
+        expected_cross = Decimal(f"{Decimal(RATES['NGN']) / Decimal(RATES['USD']):.15e}")
+    assert Decimal(cross["rate_value"]) == expected_cross
+    assert [leg["target_currency"] for leg in cross["legs"]] == ["USD", "NGN"]
+    status, table = answers["table"]
+    assert status == 200 and sorted(table["rates"]) == ["GBP", "USD"]
+    assert table["rates"]["USD"]["rate_value"] == RATES["USD"]
+    assert {c["code"] for c in answers["currencies"][1]["currencies"]} == {"EUR", *RATES}
+    assert answers["ready"][0] == 200
+    assert answers["openapi"][1]["openapi"].startswith("3.1")
