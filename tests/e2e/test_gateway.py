@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
 import uuid
 from decimal import Decimal, localcontext
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -246,3 +250,31 @@ def test_rates_endpoints_serve_any_pair_with_provenance(
     assert {c["code"] for c in answers["currencies"][1]["currencies"]} == {"EUR", *RATES}
     assert answers["ready"][0] == 200
     assert answers["openapi"][1]["openapi"].startswith("3.1")
+
+
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(
+    running: RunningProcess, start_ces: StartCes, worker_env: dict[str, str]
+) -> None:
+    url = start_gateway(start_ces, worker_env)
+    schemathesis = Path(sys.executable).with_name("schemathesis")
+    checks = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+    result = subprocess.run(
+        [
+            str(schemathesis),
+            "run",
+            f"{url}/openapi.json",
+            "-c",
+            checks,
+            "-n",
+            "25",
+            "--request-timeout",
+            "15",
+            "--generation-deterministic",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-5000:]
+    summary = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
+    assert summary is not None and summary.group(1) == summary.group(2) and int(summary.group(1)) > 100
