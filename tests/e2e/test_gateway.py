@@ -253,7 +253,7 @@ def test_rates_endpoints_serve_any_pair_with_provenance(
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(
-    running: RunningProcess, start_ces: StartCes, worker_env: dict[str, str]
+    running: RunningProcess, start_ces: StartCes, worker_env: dict[str, str], tmp_path: Path
 ) -> None:
     url = start_gateway(start_ces, worker_env)
     schemathesis = Path(sys.executable).with_name("schemathesis")
@@ -274,6 +274,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=tmp_path,  # schemathesis keeps its example database in the working directory
     )
     assert result.returncode == 0, result.stdout[-5000:]
     summary = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
