@@ -32,8 +32,14 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         print(f"stack up in {time.monotonic() - started:.1f}s (data and logs in {settings.stack_dir}/)")
         return 0
     if args.action == "status":
+        from ces.stack import apps, process
+
         statuses = manager.status(settings)
         _print_statuses(statuses)
+        for app in apps.ces_apps():
+            pid = process.running_pid(app.pid_file(settings))
+            state = f"pid {pid}" if pid else "not running"
+            print(f"  {app.name:<9} {state:<38} log: {app.log_file(settings)}")
         return 0 if all(s.answers for s in statuses) else 1
     _print_statuses(manager.down(settings))
     return 0
