@@ -184,4 +184,15 @@ def ensure_all_topics(settings: Settings) -> list[str]:
 def run_worker(settings: Settings) -> None:
     ensure_all_topics(settings)
     worker = build_worker_app(settings)
-    faust.Worker(worker.app, loglevel=logging.getLevelName(settings.log_level.upper())).execute_from_commandline()
+    ReadyWorker(worker.app, loglevel=logging.getLevelName(settings.log_level.upper())).execute_from_commandline()
+
+
+READY_LINE = "ces worker ready"
+
+
+class ReadyWorker(faust.Worker):
+    """Prints READY_LINE once started, whatever the log level: `ces up` and the tests wait for it."""
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        print(READY_LINE, flush=True)

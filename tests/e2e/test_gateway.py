@@ -37,7 +37,7 @@ def running(
     start_ces: StartCes, isolation: Isolation, settings: Settings, worker_env: dict[str, str]
 ) -> RunningProcess:
     worker = start_ces("worker", env=worker_env)
-    worker.wait_for_output("[^Worker]: Ready")
+    worker.wait_for_output("ces worker ready")
     seed_rates(settings, isolation)
     return worker
 
@@ -180,7 +180,7 @@ def test_no_worker_means_504_and_the_gateway_stays_healthy(
     start_ces: StartCes, isolation: Isolation, settings: Settings, worker_env: dict[str, str]
 ) -> None:
     worker = start_ces("worker", env=worker_env)
-    worker.wait_for_output("[^Worker]: Ready")
+    worker.wait_for_output("ces worker ready")
     seed_rates(settings, isolation)
     assert worker.terminate() == 0  # the worker is gone: nobody answers requests
     url = start_gateway(start_ces, worker_env, CES_GATEWAY_TIMEOUT_SECONDS="1.5")

@@ -7,6 +7,6 @@ from tests.e2e.conftest import StartCes
 
 def test_worker_becomes_ready_and_stops_cleanly_on_sigterm(start_ces: StartCes) -> None:
     worker = start_ces("worker")
-    worker.wait_for_output("[^Worker]: Ready")
+    worker.wait_for_output("ces worker ready")
     assert worker.terminate() == 0
     assert "Traceback" not in worker.output()
