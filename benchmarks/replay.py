@@ -1,0 +1,272 @@
+"""Benchmark: `ces replay --projection all` over 1,000,000 `ConversionAudited` events, end to end.
+
+On an isolated topic prefix it creates the CES topics (`--partitions`), publishes `--rate-days` days of the
+bundled ECB history as `RateFetched` events (real sizes; the audits reference two of those rows, so the
+replay must project rates first), then `--events` `ConversionAudited` events: two are built and validated
+with pydantic (a direct and a cross conversion), the rest are the same JSON with `event_id`, `audit_id`
+and `request_id` varied by string formatting (millions of pydantic round trips would take longer than
+the replay). Then it times `python -m ces replay --projection all --target-schema bench_replay_<run>` as
+a subprocess, start to exit, and prints:
+
+- events/s end to end, and each phase's own events/s (from the replay's report);
+- the replay process's peak RSS and CPU time (`getrusage(RUSAGE_CHILDREN)` after it exited);
+- how long `--verify-only` takes over those rows (the target compared with itself);
+- bytes per event on disk for both topics (the local stack's segment files, uncompressed as CES produces
+  them), bytes per 1M events, and what gzip on 1,000-event batches would make of the audits.
+
+Needs the stack (`ces stack up`). Cleans up its schema and topics unless `--keep`.
+
+    python benchmarks/replay.py [--events 1000000] [--partitions 4] [--rate-days 30] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import create_engine, text
+
+from ces.agents.topics import ensure_topics
+from ces.events.base import utc_now
+from ces.events.conversions import ConversionAudited
+from ces.events.rates import RateFetched
+from ces.events.registry import decode
+from ces.services.backfill import backfill_events, bundled_quotes
+from ces.settings import Settings
+
+# Sentinels replaced by format fields in the JSON template.
+EVENT_ID = uuid.UUID("11111111-1111-4111-8111-111111111111")
+AUDIT_ID = uuid.UUID("22222222-2222-4222-8222-222222222222")
+REQUEST_ID = uuid.UUID("33333333-3333-4333-8333-333333333333")
+
+
+def template(rates: dict[str, RateFetched], cross: bool) -> str:
+    """A validated event as JSON, with `{e}`, `{a}` and `{r}` where its ids go."""
+    usd, jpy = rates["USD"], rates["JPY"]
+    now = utc_now()
+    event = ConversionAudited(
+        event_id=EVENT_ID,
+        occurred_at=now,
+        audit_id=AUDIT_ID,
+        request_id=REQUEST_ID,
+        rate_id=usd.rate_id,
+        rate_ids=[usd.rate_id, jpy.rate_id] if cross else [usd.rate_id],
+        rate_kind="cross" if cross else "direct",
+        base_currency="USD" if cross else "EUR",
+        target_currency="JPY" if cross else "USD",
+        input_amount=Decimal("1234.56"),
+        rate_value=Decimal("148.6137532133676") if cross else usd.rate_value,
+        margin=Decimal("0.01"),
+        output_amount=Decimal("181643") if cross else Decimal("1331.25"),
+        converted_at=now,
+    )
+    raw = event.model_dump_json().replace("{", "{{").replace("}", "}}")
+    return raw.replace(str(EVENT_ID), "{e}").replace(str(AUDIT_ID), "{a}").replace(str(REQUEST_ID), "{r}")
+
+
+def realistic_audits(rates: dict[str, RateFetched], n: int) -> list[ConversionAudited]:
+    """Events as varied as real ones (random ids, amounts, pairs, times): for size and compression only."""
+    rng = random.Random(3)
+    codes = sorted(rates)
+    start = utc_now()
+    events = []
+    for i in range(n):
+        target = rates[rng.choice(codes)]
+        cross = rng.random() < 0.5
+        legs = [rates[rng.choice(codes)].rate_id, target.rate_id] if cross else [target.rate_id]
+        at = start + timedelta(milliseconds=i * rng.randint(1, 2000))
+        request_id = uuid.uuid4()
+        events.append(
+            ConversionAudited(
+                event_id=uuid.uuid4(),
+                occurred_at=at,
+                audit_id=uuid.uuid4(),
+                request_id=request_id,
+                rate_id=legs[0],
+                rate_ids=legs,
+                rate_kind="cross" if cross else "direct",
+                base_currency="GBP" if cross else "EUR",
+                target_currency=target.target_currency,
+                input_amount=Decimal(rng.randint(1, 10**8)).scaleb(-2),
+                rate_value=Decimal(rng.randint(10**15, 10**16)).scaleb(-rng.randint(10, 15)),
+                margin=Decimal("0.01"),
+                output_amount=Decimal(rng.randint(1, 10**10)).scaleb(-2),
+                converted_at=at,
+            )
+        )
+    return events
+
+
+def ids(i: int) -> tuple[str, str, str]:
+    tail = f"{i:012x}"
+    return f"e0000000-0000-4000-8000-{tail}", f"a0000000-0000-4000-8000-{tail}", f"c0000000-0000-4000-8000-{tail}"
+
+
+def audit_json(templates: tuple[str, str], i: int) -> tuple[bytes, bytes]:
+    e, a, r = ids(i)
+    return r.encode(), templates[i % 2].format(e=e, a=a, r=r).encode()
+
+
+async def publish(settings: Settings, prefix: str, args: argparse.Namespace) -> tuple[dict[str, RateFetched], float]:
+    await ensure_topics(settings.kafka_bootstrap, partitions=args.partitions, prefix=prefix)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks=1, linger_ms=50, max_batch_size=1024 * 1024
+    )
+    await producer.start()
+    try:
+        end = date(2026, 10, 30)
+        rates: dict[str, RateFetched] = {}
+        pending = []
+        for quote in bundled_quotes(end - timedelta(days=args.rate_days), end):
+            for event in backfill_events(quote):
+                assert isinstance(event, RateFetched)
+                rates[event.target_currency] = event  # the newest publication of each pair
+                pending.append(await producer.send(prefix + "rates-fetched", event.to_json(), key=event.key()))
+        await asyncio.gather(*pending)
+        print(f"rates: {len(pending):,} RateFetched events published ({args.rate_days} days of ECB history)")
+
+        templates = (template(rates, cross=False), template(rates, cross=True))
+        for i in range(2):  # the templated JSON must decode exactly like a CES-produced event
+            decoded = decode(audit_json(templates, i)[1], expected=ConversionAudited)
+            assert isinstance(decoded, ConversionAudited) and str(decoded.request_id) == ids(i)[2]
+        topic = prefix + "conversions-audited"
+        started = time.monotonic()
+        pending = []
+        for i in range(args.events):
+            key, value = audit_json(templates, i)
+            pending.append(await producer.send(topic, value, key=key))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+        seconds = time.monotonic() - started
+        print(f"audits: {args.events:,} ConversionAudited events published in {seconds:.1f}s")
+        return rates, seconds
+    finally:
+        await producer.stop()
+
+
+def on_disk(settings: Settings, topic: str) -> int | None:
+    data = Path(settings.stack_dir) / "kafka" / "data"
+    if not data.is_dir():
+        return None
+    return sum(f.stat().st_size for f in data.glob(f"{topic}-*/*.log"))
+
+
+async def delete_topics(settings: Settings, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([t for t in await admin.list_topics() if t.startswith(prefix)])
+    finally:
+        await admin.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--rate-days", type=int, default=30)
+    parser.add_argument("--keep", action="store_true", help="keep the topics and the target schema")
+    args = parser.parse_args()
+
+    settings = Settings()
+    run = uuid.uuid4().hex[:8]
+    prefix, schema = f"bench-replay-{run}-", f"bench_replay_{run}"
+    rates, _ = asyncio.run(publish(settings, prefix, args))
+    env = {**os.environ, "CES_TOPIC_PREFIX": prefix, "CES_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
+    log = Path(f"/tmp/{schema}.log")
+    try:
+        started = time.monotonic()
+        with open(log, "w") as out:
+            subprocess.run(
+                [sys.executable, "-m", "ces", "replay", "--projection", "all", "--target-schema", schema],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=True,
+            )
+        seconds = time.monotonic() - started
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        report = [line for line in log.read_text().splitlines() if line.startswith(("  ", "replay "))]
+        print("\n".join(report))
+        engine = create_engine(settings.database_url)
+        with engine.connect() as conn:
+            audits = conn.execute(text(f"SELECT count(*) FROM {schema}.conversion_audit")).scalar_one()
+            n_rates = conn.execute(text(f"SELECT count(*) FROM {schema}.exchange_rate")).scalar_one()
+        engine.dispose()
+        assert audits == args.events, f"{audits} audit rows, expected {args.events}"
+        total = args.events + n_rates
+        print(
+            f"replay end to end (process start -> exit): {seconds:.1f}s for {total:,} events: "
+            f"{total / seconds:,.0f} events/s"
+        )
+        print(
+            f"replay process: peak RSS {usage.ru_maxrss / 1024:,.0f} MiB, "
+            f"CPU {usage.ru_utime + usage.ru_stime:.1f}s "
+            f"({(usage.ru_utime + usage.ru_stime) / seconds:.0%} of one core)"
+        )
+        started = time.monotonic()
+        subprocess.run(  # the target against itself: both sides' checksums computed, as a real verify does
+            [
+                sys.executable,
+                "-m",
+                "ces",
+                "replay",
+                "--verify-only",
+                "--target-schema",
+                schema,
+                "--live-schema",
+                schema,
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
+        print(f"verify of {total:,} rows (the target against itself): {time.monotonic() - started:.1f}s")
+        audit_bytes, rate_bytes = (
+            on_disk(settings, prefix + "conversions-audited"),
+            on_disk(settings, prefix + "rates-fetched"),
+        )
+        sample = realistic_audits(rates, 1000)
+        payload = sum(len(e.key()) + len(e.to_json()) for e in sample) / len(sample)
+        gz = len(gzip.compress(b"".join(e.to_json() for e in sample))) / len(sample)
+        print(
+            f"ConversionAudited (1,000 built with random ids, amounts, pairs, times): key+value {payload:.0f} B; "
+            f"gzip over the 1,000 as one batch {gz:.0f} B/event"
+        )
+        rate_sample = next(iter(rates.values()))
+        print(f"RateFetched: key+value {len(rate_sample.key()) + len(rate_sample.to_json())} B")
+        for name, size, count in (
+            ("conversions-audited", audit_bytes, args.events),
+            ("rates-fetched", rate_bytes, n_rates),
+        ):
+            if size is not None and count:
+                print(
+                    f"on disk, {name}: {size:,} B for {count:,} events = {size / count:.0f} B/event, "
+                    f"{size / count * 1e6 / 1e9:.2f} GB per 1M events"
+                )
+    finally:
+        if not args.keep:
+            asyncio.run(delete_topics(settings, prefix))
+            engine = create_engine(settings.database_url)
+            with engine.begin() as conn:
+                conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
