@@ -19,13 +19,14 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
-# Rates and audits are the event log that `ces replay` rebuilds the database from: kept forever.
-# Requests and rejections are operational: kept long enough to investigate and to re-drive.
+# Rates, audits and rejections are the event log that `ces replay` rebuilds the database from: kept
+# forever (a rejection is a decision of record: its request id can never be converted later).
+# Requests, fetch failures and dead letters are operational: kept long enough to investigate and re-drive.
 RATES_FETCHED = TopicSpec("rates-fetched", "BASE:TARGET", {"retention.ms": FOREVER})
 RATE_FETCH_FAILURES = TopicSpec("rate-fetch-failures", "provider", {"retention.ms": str(30 * DAY_MS)})
 CONVERSION_REQUESTS = TopicSpec("conversion-requests", "request_id", {"retention.ms": str(7 * DAY_MS)})
 CONVERSIONS_AUDITED = TopicSpec("conversions-audited", "request_id", {"retention.ms": FOREVER})
-CONVERSIONS_REJECTED = TopicSpec("conversions-rejected", "request_id", {"retention.ms": str(30 * DAY_MS)})
+CONVERSIONS_REJECTED = TopicSpec("conversions-rejected", "request_id", {"retention.ms": FOREVER})
 DEAD_LETTERS = TopicSpec("ces-dead-letters", "source topic key", {"retention.ms": str(30 * DAY_MS)})
 
 ALL_TOPICS = (

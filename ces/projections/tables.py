@@ -21,14 +21,6 @@ exchange_rate = Table(
     Column("recorded_at", DateTime(timezone=True)),
 )
 
-processed_event = Table(
-    "processed_event",
-    metadata,
-    Column("projection", Text, primary_key=True),
-    Column("event_id", Uuid, primary_key=True),
-    Column("processed_at", DateTime(timezone=True)),
-)
-
 conversion_request = Table(
     "conversion_request",
     metadata,
