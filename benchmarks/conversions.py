@@ -47,10 +47,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from ces.adapters.providers.base import ProviderQuote
 from ces.agents.topics import CONVERSION_REQUESTS, RATES_FETCHED, ensure_topics
 from ces.events.base import utc_now
-from ces.events.rates import RateFetched
 from ces.projections import migrate
+from ces.services.rate_fetching import quote_events
 from ces.settings import Settings
 
 RATES = {"USD": "1.0892", "JPY": "161.87", "GBP": "0.85713", "KWD": "0.33421", "NGN": "1745.1234"}
@@ -230,18 +231,11 @@ async def wait_for_group(bootstrap: str, group_id: str, members: int, timeout: f
 def seed_rates(bootstrap: str, prefix: str, engine: Engine) -> None:
     """Publish fresh EUR rates (an hour old) and wait until the workers have projected them."""
     published = utc_now() - timedelta(hours=1)
-    events = [
-        RateFetched.for_quote(
-            provider_name="ecb",
-            base_currency="EUR",
-            target_currency=code,
-            rate_value=Decimal(value),
-            published_at=published,
-            fetched_at=published,
-            fetch_id=uuid.uuid4(),
-        )
-        for code, value in RATES.items()
-    ]
+    events = quote_events(
+        ProviderQuote("ecb", "EUR", published, {code: Decimal(value) for code, value in RATES.items()}),
+        uuid.uuid4(),
+        published,
+    )
 
     async def publish() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap)

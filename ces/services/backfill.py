@@ -13,7 +13,8 @@ from uuid import NAMESPACE_URL, uuid5
 
 from ces.adapters.providers.base import ProviderQuote, RateProvider
 from ces.adapters.providers.ecb import BASE_CURRENCY, publication_instant
-from ces.events.base import Event, utc_now
+from ces.events.base import utc_now
+from ces.events.rates import RateFetched
 from ces.services.rate_fetching import quote_events
 
 
@@ -30,7 +31,7 @@ async def provider_quotes(provider: RateProvider, start: date, end: date) -> Asy
         yield quote
 
 
-def backfill_events(quote: ProviderQuote) -> list[Event]:
+def backfill_events(quote: ProviderQuote) -> list[RateFetched]:
     # One fetch id per backfilled publication, stable across runs.
     fetch_id = uuid5(NAMESPACE_URL, f"ces-backfill|{quote.provider_name}|{quote.published_at.isoformat()}")
     return quote_events(quote, fetch_id, utc_now())

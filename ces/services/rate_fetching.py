@@ -48,7 +48,7 @@ class FetchOutcome:
         return any(isinstance(e, RateFetchFailed) for e in self.events)
 
 
-def quote_events(quote: ProviderQuote, fetch_id: UUID, fetched_at: datetime) -> list[Event]:
+def quote_events(quote: ProviderQuote, fetch_id: UUID, fetched_at: datetime) -> list[RateFetched]:
     return [
         RateFetched.for_quote(
             provider_name=quote.provider_name,
@@ -98,7 +98,7 @@ async def fetch_once(
             delays.append(delay)
             await sleep(delay)
             continue
-        events = quote_events(quote, fetch_id, utc_now())
+        events: list[Event] = list(quote_events(quote, fetch_id, utc_now()))
         log.info(
             "fetched %d rates from %s published %s (attempt %d)",
             len(events),

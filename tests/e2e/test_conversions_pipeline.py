@@ -7,6 +7,7 @@ import asyncio
 import json
 import random
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
@@ -16,8 +17,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from ces.adapters.providers.base import ProviderQuote
 from ces.events.base import utc_now
-from ces.events.rates import RateFetched
+from ces.services.rate_fetching import quote_events
 from ces.settings import Settings
 from tests.e2e.conftest import Isolation, StartCes, poll
 
@@ -39,7 +41,7 @@ def oracle(base: str, target: str, amount: Decimal) -> Decimal:
         return out.quantize(Decimal(1).scaleb(-MINOR[target]), rounding=ROUND_HALF_EVEN)
 
 
-async def produce(settings: Settings, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+async def produce(settings: Settings, topic: str, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
     await producer.start()
     try:
@@ -66,18 +68,11 @@ async def collect(settings: Settings, topics: list[str], want: int, timeout: flo
 def seed_rates(settings: Settings, isolation: Isolation) -> dict[str, str]:
     """Publish fresh EUR rates to the isolated rates-fetched topic; return currency -> rate_id."""
     published = utc_now() - timedelta(hours=1)
-    events = [
-        RateFetched.for_quote(
-            provider_name="ecb",
-            base_currency="EUR",
-            target_currency=code,
-            rate_value=Decimal(value),
-            published_at=published,
-            fetched_at=published,
-            fetch_id=uuid.uuid4(),
-        )
-        for code, value in RATES.items()
-    ]
+    events = quote_events(
+        ProviderQuote("ecb", "EUR", published, {code: Decimal(value) for code, value in RATES.items()}),
+        uuid.uuid4(),
+        published,
+    )
     asyncio.run(produce(settings, f"{isolation.topic_prefix}rates-fetched", [(e.key(), e.to_json()) for e in events]))
 
     def projected() -> bool:

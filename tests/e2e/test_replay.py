@@ -26,12 +26,13 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
+from ces.adapters.providers.base import ProviderQuote
 from ces.bootstrap import READY_LINE
 from ces.events.base import utc_now
-from ces.events.rates import RateFetched
 from ces.projections import migrate
 from ces.projections.tables import conversion_audit, conversion_rejection, conversion_request, exchange_rate
 from ces.projections.verify import pin_session, summarize
+from ces.services.rate_fetching import quote_events
 from ces.settings import Settings
 from tests.e2e.conftest import RunningProcess, free_port, poll
 
@@ -202,18 +203,11 @@ def fill(d: Deployment) -> None:
     each replayed topic the worker writes or reads."""
     bootstrap = d.settings.kafka_bootstrap
     published = utc_now() - timedelta(hours=1)
-    rates = [
-        RateFetched.for_quote(
-            provider_name="ecb",
-            base_currency="EUR",
-            target_currency=code,
-            rate_value=Decimal(value),
-            published_at=published,
-            fetched_at=published,
-            fetch_id=uuid.uuid4(),
-        )
-        for code, value in RATES.items()
-    ]
+    rates = quote_events(
+        ProviderQuote("ecb", "EUR", published, {code: Decimal(value) for code, value in RATES.items()}),
+        uuid.uuid4(),
+        published,
+    )
     messages: list[tuple[bytes | None, bytes]] = [(e.key(), e.to_json()) for e in rates]
     messages += [(rates[0].key(), rates[0].to_json()), (None, b"{not json")]  # a duplicate and a poison message
     asyncio.run(produce(bootstrap, d.prefix + "rates-fetched", messages))
