@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 
 from ces.projections import migrate
 from ces.settings import Settings
+from tests.support import drop_schema
 
 pytestmark = pytest.mark.e2e
 
@@ -88,10 +89,7 @@ def isolation(settings: Settings, unique: str) -> Iterator[Isolation]:
         yield Isolation(env, schema, engine, env["CES_TOPIC_PREFIX"], env["CES_REDIS_KEY_PREFIX"])
     finally:
         engine.dispose()
-        admin = create_engine(settings.database_url)
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+        drop_schema(settings.database_url, schema)
 
 
 @pytest.fixture

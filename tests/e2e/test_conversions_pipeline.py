@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
@@ -21,6 +21,7 @@ from ces.adapters.providers.base import ProviderQuote
 from ces.events.base import utc_now
 from ces.services.rate_fetching import quote_events
 from ces.settings import Settings
+from tests import support
 from tests.e2e.conftest import Isolation, StartCes, poll
 
 # EUR-based rates as a provider would publish them; minor units per ISO 4217, typed here by hand.
@@ -42,13 +43,7 @@ def oracle(base: str, target: str, amount: Decimal) -> Decimal:
 
 
 async def produce(settings: Settings, topic: str, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, value, key=key) for key, value in messages]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+    await support.produce(settings.kafka_bootstrap, topic, messages)
 
 
 async def collect(settings: Settings, topics: list[str], want: int, timeout: float = 120) -> list[dict[str, Any]]:

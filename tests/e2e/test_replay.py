@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -35,6 +35,7 @@ from ces.projections.verify import pin_session, summarize
 from ces.services.rate_fetching import quote_events
 from ces.settings import Settings
 from tests.e2e.conftest import RunningProcess, free_port, poll
+from tests.support import produce
 
 RATES = {"USD": "1.0892", "JPY": "161.87", "GBP": "0.85713", "KWD": "0.33421", "NGN": "1745.1234"}
 MINOR = {"EUR": 2, "USD": 2, "JPY": 0, "GBP": 2, "KWD": 3, "NGN": 2}
@@ -114,16 +115,6 @@ class Deployment:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
             for t in TABLES:
                 conn.execute(text(f'CREATE TABLE "{schema}".{t.name} AS SELECT * FROM "{self.schema}".{t.name}'))
-
-
-async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, value, key=key) for key, value in messages]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
 
 
 def conversion(base: str, target: str, amount: str, request_id: str | None = None) -> tuple[bytes, bytes]:

@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine
 
 from ces.projections import migrate
 from ces.settings import Settings
 from ces.stack.services import all_services
+from tests.support import drop_schema
 
 pytestmark = pytest.mark.integration
 
@@ -64,10 +65,7 @@ def pg_schema(settings: Settings, unique: str) -> Iterator[tuple[Engine, str]]:
         yield engine, schema
     finally:
         engine.dispose()
-        admin = create_engine(settings.database_url)
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+        drop_schema(settings.database_url, schema)
 
 
 @pytest.fixture
