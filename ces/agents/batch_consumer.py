@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -42,6 +43,7 @@ class BatchConsumer:
         handle: Handle,
         max_records: int = 2000,
         max_backoff: float = 5.0,
+        depth: int = 2,
     ) -> None:
         self.name = name
         self.bootstrap = bootstrap
@@ -50,6 +52,7 @@ class BatchConsumer:
         self.handle = handle
         self.max_records = max_records
         self.max_backoff = max_backoff
+        self.depth = depth
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -64,15 +67,30 @@ class BatchConsumer:
         )
         await consumer.start()
         log.info("%s consuming %s as group %s", self.name, self.topic, self.group_id)
+        # Two batches in flight: while one waits on PostgreSQL or the broker, the next is fetched,
+        # decoded and looked up. Offsets are still committed in order: a batch commits only after the one
+        # before it has committed, so a crash never skips an unprocessed batch.
+        inflight: deque[asyncio.Task[None]] = deque()
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
                 if batches:
-                    await self._process(consumer, batches)
+                    after = inflight[-1] if inflight else None
+                    inflight.append(asyncio.create_task(self._process(consumer, batches, after)))
+                while inflight and (inflight[0].done() or len(inflight) >= self.depth):
+                    await inflight.popleft()
         finally:
+            for task in inflight:
+                task.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
             await consumer.stop()
 
-    async def _process(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]) -> None:
+    async def _process(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[Any]],
+        after: asyncio.Task[None] | None,
+    ) -> None:
         records = [
             Received(r.topic, r.partition, r.offset, r.key, r.value if r.value is not None else b"", r.timestamp)
             for tp_records in batches.values()
@@ -90,6 +108,8 @@ class BatchConsumer:
                 log.exception("%s: batch of %d failed; retrying in %.1fs", self.name, len(records), delay)
                 await asyncio.sleep(delay)
                 delay = min(self.max_backoff, delay * 2)
+        if after is not None:
+            await after  # commit in order
         CONSUMED.labels(self.name).inc(len(records))
         offsets = {tp: OffsetAndMetadata(recs[-1].offset + 1, "") for tp, recs in batches.items()}
         try:
