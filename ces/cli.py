@@ -77,8 +77,28 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     for app in apps.ces_apps():
         state = apps.start(settings, app)
         print(f"  {app.name:<9} {state:<16} log: {app.log_file(settings)}")
+    print(f"  rates     {_wait_for_rates(settings)}")
     print(f"CES is up in {time.monotonic() - started:.1f}s. Logs: {settings.stack_dir}/logs/. Stop: ces down")
     return 0
+
+
+def _wait_for_rates(settings: Settings, timeout: float = 60.0) -> str:
+    """Conversions need rates: wait for the worker's first fetch to be projected, so `up` means usable."""
+    from ces.bootstrap import build_engine
+    from ces.projections.rates import RateRepository
+
+    engine = build_engine(settings)
+    try:
+        repository = RateRepository(engine)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            count = repository.count()
+            if count:
+                return f"{count} rate rows available"
+            time.sleep(0.5)
+        return f"none yet after {timeout:.0f}s: see {settings.stack_dir}/logs/worker.log (provider reachable?)"
+    finally:
+        engine.dispose()
 
 
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
