@@ -1,0 +1,144 @@
+"""Gateway handlers with fake services: how outcomes map to HTTP (the real path is in tests/e2e)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, cast
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from ces.events.conversions import ConversionAudited, ConversionRejected, audit_id_for
+from ces.http.deps import DEPS, Deps
+from ces.http.problems import problems_middleware
+from ces.http.replies import TooManyPending
+from ces.http.routes import ROUTES
+from ces.services.conversion_requests import IdempotencyConflict, ResultTimeout
+from ces.settings import Settings
+
+NOW = datetime(2024, 3, 15, 16, tzinfo=UTC)
+
+
+class FakeRequester:
+    def __init__(self, outcome: Any) -> None:
+        self.outcome = outcome
+        self.calls: list[tuple[uuid.UUID, str, str, Decimal]] = []
+
+    async def convert(self, request_id: uuid.UUID, base: str, target: str, amount: Decimal) -> tuple[Any, bool]:
+        self.calls.append((request_id, base, target, amount))
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome(request_id, base, target, amount), False
+
+
+def audited(request_id: uuid.UUID, base: str, target: str, amount: Decimal) -> ConversionAudited:
+    rate_id = uuid.uuid4()
+    return ConversionAudited(
+        audit_id=audit_id_for(request_id),
+        request_id=request_id,
+        rate_id=rate_id,
+        rate_ids=[rate_id],
+        rate_kind="direct",
+        base_currency=base,
+        target_currency=target,
+        input_amount=amount,
+        rate_value=Decimal("1.0892"),
+        margin=Decimal("0.01"),
+        output_amount=Decimal("107.83"),
+        converted_at=NOW,
+    )
+
+
+def stale(request_id: uuid.UUID, base: str, target: str, amount: Decimal) -> ConversionRejected:
+    return ConversionRejected(request_id=request_id, reason="stale_rate", message="too old", rejected_at=NOW)
+
+
+@pytest.fixture
+async def client_for() -> AsyncIterator[Any]:
+    clients: list[TestClient[web.Request, web.Application]] = []
+
+    async def make(requester: FakeRequester) -> TestClient[web.Request, web.Application]:
+        app = web.Application(client_max_size=16 * 1024, middlewares=[problems_middleware])
+        app.add_routes(ROUTES)
+        app[DEPS] = Deps(
+            settings=Settings(),
+            engine=cast(Any, None),
+            audits=cast(Any, None),
+            rates=cast(Any, None),
+            lookup=cast(Any, None),
+            requester=cast(Any, requester),
+            readiness=cast(Any, None),
+        )
+        client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+def body(**overrides: Any) -> dict[str, Any]:
+    return {
+        "base_currency": "eur",
+        "target_currency": "usd",
+        "amount": "100.00",
+        "request_id": str(uuid.uuid4()),
+        **overrides,
+    }
+
+
+async def test_a_conversion_is_201_with_location_and_upper_cased_codes(client_for: Any) -> None:
+    requester = FakeRequester(audited)
+    client = await client_for(requester)
+    response = await client.post("/v1/conversions", json=body())
+    payload = await response.json()
+    assert response.status == 201
+    assert response.headers["Location"] == f"/v1/conversions/{payload['audit_id']}"
+    assert payload["output_amount"] == "107.83" and payload["status"] == "audited"
+    assert requester.calls[0][1:] == ("EUR", "USD", Decimal("100.00"))
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status", "code"),
+    [
+        (stale, 409, "stale_rate"),
+        (ResultTimeout(), 504, "result_timeout"),
+        (TooManyPending(), 503, "overloaded"),
+        (IdempotencyConflict("used before"), 409, "idempotency_conflict"),
+        (RuntimeError("boom"), 500, "internal_error"),
+    ],
+)
+async def test_outcomes_map_to_problem_statuses(client_for: Any, outcome: Any, status: int, code: str) -> None:
+    client = await client_for(FakeRequester(outcome))
+    response = await client.post("/v1/conversions", json=body())
+    payload = await response.json(content_type=None)
+    assert (response.status, payload["code"]) == (status, code)
+    assert response.content_type == "application/problem+json"
+    assert "Traceback" not in await response.text() and "boom" not in payload["detail"]
+
+
+async def test_idempotency_key_header_is_used_and_must_agree_with_the_body(client_for: Any) -> None:
+    requester = FakeRequester(audited)
+    client = await client_for(requester)
+    key = str(uuid.uuid4())
+    no_id = {k: v for k, v in body().items() if k != "request_id"}
+    ok = await client.post("/v1/conversions", json=no_id, headers={"Idempotency-Key": key})
+    assert ok.status == 201 and str(requester.calls[-1][0]) == key
+    clash = await client.post("/v1/conversions", json=body(), headers={"Idempotency-Key": key})
+    assert clash.status == 422 and (await clash.json())["code"] == "idempotency_key_mismatch"
+    missing = await client.post("/v1/conversions", json=no_id)
+    assert missing.status == 422 and len(requester.calls) == 1  # invalid input never reaches the service
+
+
+async def test_unknown_routes_and_methods_are_problems_too(client_for: Any) -> None:
+    client = await client_for(FakeRequester(audited))
+    not_found = await client.get("/v1/nope")
+    wrong_method = await client.delete("/v1/conversions")
+    assert not_found.status == 404 and (await not_found.json(content_type=None))["code"] == "not_found"
+    assert wrong_method.status == 405 and wrong_method.content_type == "application/problem+json"
