@@ -10,7 +10,6 @@ RATE_EVENTS = Counter("ces_rate_events", "RateFetched events consumed by the pro
 RATE_ROWS = Counter("ces_rate_rows_inserted", "exchange_rate rows inserted (duplicates excluded)")
 CACHE_ERRORS = Counter("ces_rate_cache_errors", "Redis cache operations that failed", ["operation"])
 DEAD_LETTERS = Counter("ces_dead_letters", "Messages sent to the dead-letter topic", ["source_topic", "reason"])
-PROJECTION_RETRIES = Counter("ces_projection_retries", "Database batches retried after a transient error")
 BATCH_SECONDS = Histogram("ces_projection_batch_seconds", "Time to project one batch", ["projection"])
 CACHE_MISSES = Counter("ces_rate_cache_misses", "Rate lookups the Redis cache could not answer")
 CONSUMED = Counter("ces_consumed_messages", "Messages consumed and handled", ["consumer"])

@@ -34,7 +34,7 @@ class BulkPublisher:
 
 
 class AckedPublisher:
-    """For concurrent callers: each `publish` waits for the acknowledgements of its own events only."""
+    """`publish` returns once its own events are acknowledged (so concurrent callers never wait on each other)."""
 
     def __init__(self, producer: AIOKafkaProducer, topic_prefix: str = "") -> None:
         self.producer = producer

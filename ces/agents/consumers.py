@@ -8,7 +8,7 @@ from decimal import Decimal
 import faust
 from aiokafka import AIOKafkaProducer
 
-from ces.adapters.kafka_producer import BulkPublisher
+from ces.adapters.kafka_producer import AckedPublisher
 from ces.agents.batch_consumer import BatchConsumer
 from ces.agents.conversions import ConversionHandler
 from ces.agents.dead_letters import DeadLetters, Headers, Received
@@ -17,7 +17,7 @@ from ces.projections.audit import AuditStore
 from ces.projections.rate_handler import RateEventHandler
 from ces.services.conversions import ConversionDecider
 
-HandlerFactory = Callable[[BulkPublisher, DeadLetters], Callable[[list[Received]], Awaitable[object]]]
+HandlerFactory = Callable[[AckedPublisher, DeadLetters], Callable[[list[Received]], Awaitable[object]]]
 
 
 def producer_for(bootstrap: str) -> AIOKafkaProducer:
@@ -45,7 +45,7 @@ def register_consumer(
             await producer.send_and_wait(topic_prefix + DEAD_LETTERS.name, value, key=key, headers=headers)
 
         try:
-            handle = make_handler(BulkPublisher(producer, topic_prefix), DeadLetters(send_dead_letter))
+            handle = make_handler(AckedPublisher(producer, topic_prefix), DeadLetters(send_dead_letter))
             consumer = BatchConsumer(
                 name=name,
                 bootstrap=bootstrap,

@@ -6,23 +6,16 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Protocol
 
 from ces.agents.dead_letters import DeadLetters, Received
-from ces.events.base import Event
 from ces.events.conversions import ConversionAudited
 from ces.events.registry import UndecodableEvent
 from ces.metrics import CONVERSIONS
 from ces.projections.audit import AuditStore
 from ces.services.conversions import ConversionDecider, ParsedRequest, parse_request
+from ces.services.publishing import EventPublisher
 
 log = logging.getLogger(__name__)
-
-
-class EventSink(Protocol):
-    async def publish(self, events: Sequence[Event]) -> None: ...
-
-    async def flush(self) -> None: ...
 
 
 class ConversionHandler:
@@ -36,32 +29,38 @@ class ConversionHandler:
         self,
         decider: ConversionDecider,
         store: AuditStore,
-        sink: EventSink,
+        publisher: EventPublisher,
         dead_letters: DeadLetters,
         *,
         max_amount: Decimal,
     ) -> None:
         self.decider = decider
         self.store = store
-        self.sink = sink
+        self.publisher = publisher
         self.dead_letters = dead_letters
         self.max_amount = max_amount
 
     async def handle(self, batch: Sequence[Received]) -> int:
         requests: dict[object, ParsedRequest] = {}
+        poison: list[tuple[Received, UndecodableEvent]] = []
         for message in batch:
             try:
                 parsed = parse_request(message.value, message.timestamp_ms, max_amount=self.max_amount)
             except UndecodableEvent as exc:
-                await self.dead_letters.publish(message, exc.reason, exc.detail)
+                poison.append((message, exc))
                 continue
             requests.setdefault(parsed.request_id, parsed)  # in-batch duplicates: one decision, one result
-        if not requests:
+        standing = []
+        if requests:
+            decisions = await self.decider.decide(list(requests.values()))
+            standing = await asyncio.to_thread(self.store.record, decisions)
+            await self.publisher.publish(standing)
+        # Dead letters go last: a batch that fails earlier (database down) is retried whole by the batch
+        # consumer, and nothing was dead-lettered twice.
+        for message, error in poison:
+            await self.dead_letters.publish(message, error.reason, error.detail)
+        if not standing:
             return 0
-        decisions = await self.decider.decide(list(requests.values()))
-        standing = await asyncio.to_thread(self.store.record, decisions)
-        await self.sink.publish(standing)
-        await self.sink.flush()
         audited = sum(isinstance(d, ConversionAudited) for d in standing)
         CONVERSIONS.labels("audited").inc(audited)
         CONVERSIONS.labels("rejected").inc(len(standing) - audited)

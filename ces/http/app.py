@@ -13,10 +13,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Engine, text
 
 from ces.adapters.kafka_producer import AckedPublisher
-from ces.adapters.rate_cache import RateCache
 from ces.agents.consumers import producer_for
 from ces.agents.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED
-from ces.bootstrap import build_engine, build_redis
+from ces.bootstrap import build_engine, build_rate_lookup, build_redis
 from ces.http.deps import DEPS, Deps
 from ces.http.problems import Handler, problems_middleware
 from ces.http.replies import ReplyRouter
@@ -24,7 +23,6 @@ from ces.http.routes import ROUTES
 from ces.projections.audit import AuditStore
 from ces.projections.rates import RateRepository
 from ces.services.conversion_requests import ConversionRequester
-from ces.services.rate_lookup import RateLookup
 from ces.settings import Settings
 
 REQUESTS = Histogram(
@@ -86,9 +84,7 @@ def _clients(settings: Settings) -> Callable[[web.Application], AsyncIterator[No
             engine=engine,
             audits=audits,
             rates=repository,
-            lookup=RateLookup(
-                RateCache(redis_client, key_prefix=settings.redis_key_prefix), repository, settings.provider_base
-            ),
+            lookup=build_rate_lookup(settings, engine, redis_client),
             requester=ConversionRequester(
                 audits, AckedPublisher(producer, prefix), router, timeout=settings.gateway_timeout_seconds
             ),

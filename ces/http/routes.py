@@ -170,7 +170,7 @@ async def get_rates_table(request: web.Request) -> web.Response:
 
 
 async def _available(deps: Deps) -> list[str]:
-    rows = await asyncio.to_thread(deps.rates.latest_for_base, deps.settings.provider_base)
+    rows = await asyncio.to_thread(deps.rates.latest_per_pair, deps.settings.provider_base)
     return sorted(
         {deps.settings.provider_base} | {r.target_currency for r in rows if is_currency_code(r.target_currency)}
     )

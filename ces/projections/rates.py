@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from ces.domain.rates import DerivedRate, Rate, derive, legs_needed
@@ -78,29 +78,24 @@ class RateRepository:
             row = conn.execute(query.limit(1)).mappings().first()
         return rate_from_row(row) if row else None
 
-    def latest_for_base(self, base: str) -> list[Rate]:
-        """The newest row of every pair `base -> *`."""
+    def latest_per_pair(self, base: str | None = None) -> list[Rate]:
+        """The newest row of every stored pair (of every pair `base -> *` when `base` is given)."""
         query = (
             select(exchange_rate)
-            .distinct(exchange_rate.c.target_currency)
-            .where(exchange_rate.c.base_currency == base)
+            .distinct(exchange_rate.c.base_currency, exchange_rate.c.target_currency)
             .order_by(
+                exchange_rate.c.base_currency,
                 exchange_rate.c.target_currency,
                 exchange_rate.c.published_at.desc(),
                 exchange_rate.c.fetched_at.desc(),
             )
         )
+        if base is not None:
+            query = query.where(exchange_rate.c.base_currency == base)
         with self.engine.connect() as conn:
             return [rate_from_row(row) for row in conn.execute(query).mappings()]
 
-    def get(self, rate_id: UUID) -> Rate | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(exchange_rate).where(exchange_rate.c.id == rate_id)).mappings().first()
-        return rate_from_row(row) if row else None
-
     def count(self) -> int:
-        from sqlalchemy import func
-
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(exchange_rate)).scalar_one())
 

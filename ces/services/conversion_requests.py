@@ -9,15 +9,13 @@ decision re-published, so the caller still gets the first decision).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from decimal import Decimal
-from typing import Protocol
 from uuid import UUID
 
-from ces.events.base import Event
 from ces.events.conversions import ConversionAudited, ConversionRejected, ConversionRequested
 from ces.http.replies import ReplyRouter
 from ces.projections.audit import AuditStore
+from ces.services.publishing import EventPublisher
 
 Decision = ConversionAudited | ConversionRejected
 
@@ -30,13 +28,8 @@ class IdempotencyConflict(Exception):
     pass
 
 
-class Publisher(Protocol):
-    async def publish(self, events: Sequence[Event]) -> None:
-        """Return once the broker acknowledged every event."""
-
-
 class ConversionRequester:
-    def __init__(self, store: AuditStore, publisher: Publisher, router: ReplyRouter, *, timeout: float) -> None:
+    def __init__(self, store: AuditStore, publisher: EventPublisher, router: ReplyRouter, *, timeout: float) -> None:
         self.store = store
         self.publisher = publisher
         self.router = router

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -19,6 +19,7 @@ from uuid import UUID, uuid4
 from ces.adapters.providers.base import PermanentProviderError, ProviderError, ProviderQuote, RateProvider
 from ces.events.base import Event, utc_now
 from ces.events.rates import RateFetched, RateFetchFailed
+from ces.services.publishing import EventPublisher
 from ces.services.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,6 @@ Sleep = Callable[[float], Awaitable[None]]
 
 class FetchSlots(Protocol):
     async def claim(self, provider: str, fetch_id: UUID, interval_seconds: float) -> bool: ...
-
-
-class EventPublisher(Protocol):
-    async def publish(self, events: Sequence[Event]) -> None: ...
 
 
 @dataclass
