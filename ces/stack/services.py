@@ -179,10 +179,9 @@ class Kafka:
         cfg = self._config()
         if not (self.root / "data" / "meta.properties").exists():
             cluster_id = _kafka_cluster_id()
-            subprocess.run(
+            system.run(
                 self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg)),
-                check=True,
-                stdout=subprocess.DEVNULL,
+                what="formatting Kafka's storage",
             )
         process.spawn(
             self._java_cmd("kafka.Kafka", str(cfg)),
@@ -260,6 +259,8 @@ class Postgres:
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
         if system.is_root():
+            for directory in system.allow_traversal(self.root.parent):
+                print(f"  (gave others search permission on {directory} so the postgres user can reach its data)")
             shutil.chown(self.root, "postgres", "postgres")
             shutil.chown(self.socket_dir, "postgres", "postgres")
             log_file = self.logs / "postgres.log"
@@ -269,7 +270,7 @@ class Postgres:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             if system.is_root():
                 shutil.chown(self.data_dir, "postgres", "postgres")
-            subprocess.run(
+            system.run(
                 self._as_owner(
                     [
                         str(bin_dir / "initdb"),
@@ -284,15 +285,14 @@ class Postgres:
                         "--locale=C.UTF-8",
                     ]
                 ),
-                check=True,
-                stdout=subprocess.DEVNULL,
+                what="initdb",
             )
         options = (
             f"-p {self.endpoint.port} -k {self.socket_dir} "
             f"-c listen_addresses={self.endpoint.host} -c max_connections=200 "
             "-c fsync=on -c shared_buffers=256MB"
         )
-        subprocess.run(
+        system.run(
             self._as_owner(
                 [
                     str(bin_dir / "pg_ctl"),
@@ -308,8 +308,7 @@ class Postgres:
                     "start",
                 ]
             ),
-            check=True,
-            stdout=subprocess.DEVNULL,
+            what=f"starting PostgreSQL (log: {self.logs / 'postgres.log'})",
         )
         pid_line = (self.data_dir / "postmaster.pid").read_text().splitlines()[0]
         self.pid_file().parent.mkdir(parents=True, exist_ok=True)
@@ -318,7 +317,7 @@ class Postgres:
         wait_until(self.answers, timeout=30, what="PostgreSQL", log=self.logs / "postgres.log")
 
     def _psql(self, bin_dir: Path, sql: str, db: str = "postgres") -> str:
-        out = subprocess.run(
+        out = system.run(
             self._as_owner(
                 [
                     str(bin_dir / "psql"),
@@ -334,11 +333,9 @@ class Postgres:
                     sql,
                 ]
             ),
-            check=True,
-            capture_output=True,
-            text=True,
+            what="psql",
         )
-        return out.stdout.strip()
+        return out.strip()
 
     def _ensure_role_and_database(self, bin_dir: Path) -> None:
         user = self.url.username or "ces"

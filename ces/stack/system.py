@@ -16,6 +16,33 @@ class StackError(RuntimeError):
 _apt_updated = False
 
 
+def run(argv: list[str], *, what: str) -> str:
+    """Run a setup command; on failure raise a StackError carrying its output instead of a traceback."""
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).strip()[-3000:]
+        raise StackError(f"{what} failed (exit {result.returncode}):\n{output}")
+    return result.stdout
+
+
+def allow_traversal(path: Path) -> list[Path]:
+    """Give others search (x) permission on `path` and its ancestors where missing, and say which.
+
+    The PostgreSQL server runs as the `postgres` user and must reach its data directory; a checkout in a
+    private directory (e.g. one made by `mktemp -d`, mode 0700) would stop it. Search permission lets it
+    pass through a directory without listing or reading anything in it.
+    """
+    import stat
+
+    changed = []
+    for directory in [path, *path.parents]:
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            directory.chmod(mode | stat.S_IXOTH)
+            changed.append(directory)
+    return changed
+
+
 def is_root() -> bool:
     return os.geteuid() == 0
 
