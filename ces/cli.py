@@ -91,10 +91,12 @@ def _wait_for_rates(settings: Settings, timeout: float = 60.0) -> str:
     try:
         repository = RateRepository(engine)
         deadline = time.monotonic() + timeout
+        previous = 0
         while time.monotonic() < deadline:
             count = repository.count()
-            if count:
+            if count and count == previous:  # the first fetch has landed whole
                 return f"{count} rate rows available"
+            previous = count
             time.sleep(0.5)
         return f"none yet after {timeout:.0f}s: see {settings.stack_dir}/logs/worker.log (provider reachable?)"
     finally:
