@@ -36,6 +36,8 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     """Any bytes -> a JSON object, or `UndecodableEvent`; nothing else escapes. Besides malformed JSON
     and invalid UTF-8 this covers integers too long to convert (ValueError) and nesting deeper than the
     interpreter's recursion limit (RecursionError)."""
+    if not isinstance(raw, bytes | bytearray):  # a tombstone (null value) reaches here as None
+        raise UndecodableEvent("invalid_json", f"expected bytes, got {type(raw).__name__}")
     try:
         payload = json.loads(raw)
     except (ValueError, RecursionError) as exc:
