@@ -331,9 +331,16 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
 def _non_negative(value: str) -> float:
     seconds = float(value)
-    if seconds < 0:
+    if not seconds >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError("must be >= 0")
     return seconds
+
+
+def _count(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return n
 
 
 def _since(value: str) -> datetime:
@@ -424,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", type=_non_negative, default=0.0, help="seconds to keep reading outcomes while requests lack one"
     )
     rec.add_argument("--json", action="store_true", help="print the report as JSON")
-    rec.add_argument("--limit", type=int, default=20, help="missing request ids (and double decisions) to list")
+    rec.add_argument("--limit", type=_count, default=20, help="missing request ids (and double decisions) to list")
     rec.set_defaults(func=cmd_reconcile)
 
     sub.add_parser("gateway", help="the HTTP gateway (CES_GATEWAY_HOST:CES_GATEWAY_PORT)").set_defaults(

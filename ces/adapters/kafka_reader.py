@@ -64,8 +64,8 @@ class KafkaReconcileSource:
             auto_offset_reset="earliest",
             client_id="ces-reconcile",
             max_poll_records=self.batch,
-            fetch_max_bytes=32 * 1024 * 1024,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=2 * 1024 * 1024,
         )
         await self._consumer.start()
         return self

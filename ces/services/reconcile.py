@@ -40,7 +40,7 @@ MAX_REQUEST_BYTES = 16 * 1024
 _SNIFF_BYTES = 4096
 _MAX_ID_CHARS = 64
 
-Headers = Sequence[tuple[str, bytes]]
+Headers = Sequence[tuple[str, bytes | None]]
 
 
 def _id(value: Any) -> bytes | None:
@@ -244,16 +244,17 @@ class Ledger:
             variants[variant] = None
 
     def add_dead_letter(self, headers: Headers) -> None:
-        found = dict(headers)
         try:
-            if found.get("ces.dlq.source.topic", b"").decode() != self.requests_topic:
+            found = dict(headers)
+            if found.get("ces.dlq.source.topic") != self.requests_topic.encode():
                 return
-            partition = int(found["ces.dlq.source.partition"])
-            offset = int(found["ces.dlq.source.offset"])
-        except (KeyError, ValueError):  # not a CES dead letter of the requests topic: nothing to match
+            partition = int(found["ces.dlq.source.partition"] or b"")
+            offset = int(found["ces.dlq.source.offset"] or b"")
+            reason = (found.get("ces.dlq.reason") or b"?").decode(errors="replace")
+        except (KeyError, ValueError, TypeError, AttributeError):  # a header missing, null or garbled
             return
         self._dead.add((partition, offset))
-        self._reasons[found.get("ces.dlq.reason", b"?").decode(errors="replace")] += 1
+        self._reasons[reason] += 1
 
     def report(self, *, limit: int = 20) -> ReconcileReport:
         partitions: list[PartitionCounts] = []

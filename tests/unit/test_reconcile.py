@@ -188,6 +188,8 @@ def test_nasty_bytes_have_no_request_id(raw: bytes) -> None:
     ledger.add_request(0, 0, raw)
     ledger.add_decision(AUDITED, raw, raw)
     ledger.add_dead_letter([("ces.dlq.source.topic", raw), ("ces.dlq.source.partition", raw)])
+    ledger.add_dead_letter([("ces.dlq.source.topic", TOPIC.encode()), ("ces.dlq.source.partition", None)])
+    ledger.add_dead_letter([*dlq(0, 0)[:4], ("ces.dlq.source.offset", raw)])
     report = ledger.report()
     assert report.missing == [Missing(0, 0, None)]
     assert report.unreadable_decisions == 1
@@ -291,3 +293,15 @@ async def test_without_wait_outcomes_are_read_once() -> None:
     assert report.totals.missing == 1
     assert report.as_dict()["totals"]["missing"] == 1
     json.dumps(report.as_dict())  # serialisable as it is
+
+
+def test_cli_arguments() -> None:
+    from ces.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["reconcile", "--since", "2h", "--wait", "5", "--json", "--limit", "3"])
+    assert (args.wait, args.json, args.limit) == (5.0, True, 3)
+    assert timedelta(hours=2) - timedelta(seconds=5) < datetime.now(UTC) - args.since < timedelta(hours=2, seconds=5)
+    for bad in (["--wait", "-1"], ["--wait", "nan"], ["--limit", "-1"], ["--since", "soon"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["reconcile", *bad])
