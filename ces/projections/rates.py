@@ -11,7 +11,20 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Connection, Engine, Select, exists, func, select, tuple_
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Connection,
+    DateTime,
+    Engine,
+    Select,
+    Text,
+    cast,
+    exists,
+    func,
+    select,
+    union,
+)
 from sqlalchemy.dialects.postgresql import insert
 
 from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW, DerivedRate, Rate, derive, implausible_publication, legs_needed
@@ -80,8 +93,9 @@ class RateProjector:
       with itself, is refused (`implausible_published_at`, `same_currency_pair`).
     - One id, one value: the row's primary key is the event's `rate_id`, itself derived from provider,
       publication time and pair. The same publication again (redelivery, replay, re-fetch) with the same
-      value is a no-op (`ON CONFLICT DO NOTHING`). A `RateFetched` whose id, publication or event id is
-      already stored with anything else (another value above all) is refused, `conflicting_republication`:
+      value is a no-op (`ON CONFLICT DO NOTHING`). A `RateFetched` whose id is stored with another value or
+      publication, or (its id not stored) whose publication or event id is held by another row, is refused,
+      `conflicting_republication`:
       the first stored row stands, and it is the one the cache and the audits use.
     - Revocations: one row per revoked rate, the first revocation stands; a revocation of a rate that is
       not stored (or of another pair than the one it names) is refused, `unknown_rate`.
@@ -136,38 +150,57 @@ class RateProjector:
         ]
         # DO NOTHING on any unique key (id, event id, publication); what was skipped is checked below.
         stmt = insert(exchange_rate).on_conflict_do_nothing().returning(exchange_rate.c.id)
-        result.inserted = list(conn.execute(stmt, rows).scalars())
-        t = exchange_rate.c
-        publication = tuple_(t.provider_name, t.base_currency, t.target_currency, t.published_at)
-        stored = conn.execute(
-            select(exchange_rate).where(
-                t.id.in_([e.rate_id for _, e in fetched])
-                | t.event_id.in_([e.event_id for _, e in fetched])
-                | publication.in_(
-                    [(e.provider_name, e.base_currency, e.target_currency, e.published_at) for _, e in fetched]
-                )
-            )
-        ).mappings()
+        new = set(conn.execute(stmt, rows).scalars())
+        result.inserted = list(new)
         by_id: dict[UUID, Rate] = {}
         by_event: dict[UUID, Rate] = {}
         by_publication: dict[tuple[object, ...], Rate] = {}
-        for row in stored:
+
+        def remember(row: Any) -> None:
             rate = rate_from_row(row)
             by_id[rate.rate_id] = rate
             by_event[row["event_id"]] = rate
             by_publication[(rate.provider_name, rate.base_currency, rate.target_currency, rate.published_at)] = rate
+
+        # A row this statement inserted holds exactly its event's values (unconstrained NUMERIC keeps every
+        # digit, timestamptz every microsecond): no need to read it back. Only what was not inserted needs
+        # a look at the stored rows (the usual batch inserts everything).
+        pending = []
+        for _, e in fetched:
+            if e.rate_id in new and e.rate_id not in by_id:
+                by_id[e.rate_id] = rate_of(e)
+            else:
+                pending.append(e)
+        if pending:
+            # By primary key first: a redelivery or re-fetch finds its row there and needs nothing more.
+            same_id = select(exchange_rate).where(exchange_rate.c.id.in_([e.rate_id for e in pending]))
+            for row in conn.execute(same_id).mappings():
+                remember(row)
+            # An insert skipped although no row has the id: another row holds the publication or the
+            # event id (a conflict); fetch it to say which.
+            blocked = [e for e in pending if e.rate_id not in by_id]
+            if blocked:
+                for row in conn.execute(_stored_matching(blocked)).mappings():
+                    remember(row)
         accepted = []
         for i, e in fetched:
             want = _identity(e.rate_id, e.base_currency, e.target_currency, e.provider_name, e.published_at)
-            found = [
-                r
-                for r in (
-                    by_id.get(e.rate_id),
-                    by_event.get(e.event_id),
-                    by_publication.get((e.provider_name, e.base_currency, e.target_currency, e.published_at)),
-                )
-                if r is not None
-            ]
+            # The row under the event's id decides. Only when there is none, the row holding its publication or
+            # its event id is what blocked the insert. (A row with the same id and values but another event
+            # id is the same rate: a no-op.)
+            own = by_id.get(e.rate_id)
+            found = (
+                [own]
+                if own is not None
+                else [
+                    r
+                    for r in (
+                        by_event.get(e.event_id),
+                        by_publication.get((e.provider_name, e.base_currency, e.target_currency, e.published_at)),
+                    )
+                    if r is not None
+                ]
+            )
             # Numeric equality: 1.07 and 1.070 are the same value (the stored digits are what is used).
             clash = next(
                 (
@@ -242,6 +275,31 @@ class RateProjector:
         for e in valid:
             replacement = conn.execute(_latest_query(e.base_currency, e.target_currency).limit(1)).mappings().first()
             result.withdrawals.append(Withdrawal(rows[e.rate_id], rate_from_row(replacement) if replacement else None))
+
+
+def _stored_matching(events: list[RateFetched]) -> Select[Any]:
+    """Stored rows sharing the event id or the publication with any of `events` (each arm an index lookup)."""
+    t = exchange_rate.c
+    publications = (
+        select(
+            func.unnest(cast([e.provider_name for e in events], ARRAY(Text))).label("p"),
+            func.unnest(cast([e.base_currency for e in events], ARRAY(Text))).label("b"),
+            func.unnest(cast([e.target_currency for e in events], ARRAY(Text))).label("t"),
+            func.unnest(cast([e.published_at for e in events], ARRAY(DateTime(timezone=True)))).label("at"),
+        )
+    ).subquery()
+    by_publication = select(exchange_rate).join(
+        publications,
+        (t.provider_name == publications.c.p)
+        & (t.base_currency == publications.c.b)
+        & (t.target_currency == publications.c.t)
+        & (t.published_at == publications.c.at),
+    )
+    matching = union(
+        select(exchange_rate).where(t.event_id.in_([e.event_id for e in events])),
+        by_publication,
+    ).subquery()
+    return select(matching)
 
 
 def not_revoked(rate_id: Any) -> ColumnElement[bool]:

@@ -405,3 +405,19 @@ async def test_cli_revoke_publishes_a_revocation_the_projection_applies(
             await admin.delete_topics([t for t in existing if t.startswith(prefix)])
         finally:
             await admin.close()
+
+
+def test_a_publication_stored_under_another_id_or_event_id_is_a_conflict(pg_schema: tuple[Engine, str]) -> None:
+    engine, _ = pg_schema
+    projector = RateProjector(engine)
+    stored = rate_event("USD", "1.0892", T0)
+    projector.project([stored])
+    forged_id = stored.model_copy(update={"rate_id": uuid.uuid4(), "event_id": uuid.uuid4()})  # same publication
+    reused_event = rate_event("GBP", "0.85", T0).model_copy(update={"event_id": stored.event_id})
+    result = projector.project([forged_id, reused_event, stored])
+    assert [(r.index, r.reason) for r in result.refused] == [
+        (0, "conflicting_republication"),
+        (1, "conflicting_republication"),
+    ]
+    assert [r.rate_id for r in result.current] == [stored.rate_id]  # the same event again is a no-op
+    assert RateRepository(engine).count() == 1
