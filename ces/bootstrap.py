@@ -74,9 +74,15 @@ def provider_factory(
                 base_currency=settings.provider_base,
                 symbols=symbols,
                 timeout=settings.fetch_timeout_seconds,
+                max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
             )
         else:
-            provider = EcbClient(session, settings.provider_url, timeout=settings.fetch_timeout_seconds)
+            provider = EcbClient(
+                session,
+                settings.provider_url,
+                timeout=settings.fetch_timeout_seconds,
+                max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+            )
         return provider, session.close
 
     return build
@@ -135,7 +141,9 @@ def build_worker_app(settings: Settings) -> Worker:
         topic_prefix=settings.topic_prefix,
         app_id=settings.app_id,
         batch=settings.projection_batch_size,
-        make=lambda dead: RateEventHandler(RateProjector(engine), cache, dead),
+        make=lambda dead: RateEventHandler(
+            RateProjector(engine, max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds)), cache, dead
+        ),
         policy=consumer_policy(settings),
     )
     decider = ConversionDecider(

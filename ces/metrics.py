@@ -8,6 +8,10 @@ RATE_FETCHES = Counter("ces_rate_fetches", "Provider fetches by outcome", ["prov
 RATE_FETCH_RETRIES = Counter("ces_rate_fetch_retries", "Provider fetch attempts that were retried", ["provider"])
 RATE_EVENTS = Counter("ces_rate_events", "RateFetched events consumed by the projection")
 RATE_ROWS = Counter("ces_rate_rows_inserted", "exchange_rate rows inserted (duplicates excluded)")
+RATE_REFUSED = Counter(
+    "ces_rate_events_refused", "Rate events the projection refused (dead-lettered), by reason", ["reason"]
+)
+RATE_REVOCATIONS = Counter("ces_rate_revocations", "exchange_rate_revocation rows inserted")
 CACHE_ERRORS = Counter("ces_rate_cache_errors", "Redis cache operations that failed", ["operation"])
 DEAD_LETTERS = Counter("ces_dead_letters", "Messages sent to the dead-letter topic", ["source_topic", "reason"])
 BATCH_SECONDS = Histogram("ces_projection_batch_seconds", "Time to project one batch", ["projection"])

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # interval (capped at the interval).
     fetch_retry_seconds: float = Field(default=60.0, gt=0)
     projection_batch_size: int = Field(default=2000, ge=1)
+    # How far a rate's published_at may lie ahead of the time it was fetched (the provider's clock running
+    # ahead of ours). Beyond it the provider's quote is an error and a RateFetched is dead-lettered
+    # (`implausible_published_at`): a future-dated rate would otherwise stay "the newest" forever.
+    max_clock_skew_seconds: int = Field(default=300, ge=0)
 
     # Conversions.
     default_margin: Decimal = Field(default=Decimal("0.01"), ge=0, lt=1)

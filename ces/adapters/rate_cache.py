@@ -5,6 +5,12 @@ Each key is a hash: rate_id, rate_value (decimal string), provider_name, publish
 when the incoming `order` is newer than the stored one, atomically, so replays, redeliveries and
 reordering across partitions never regress a pair. Redis is derived state: `rebuild` refills it from
 PostgreSQL.
+
+Revocations: `revoke` moves a pair whose cached rate_id is the revoked one to the fallback row (or
+deletes the key when there is none), atomically, and only in that case: the one move backwards. It also
+adds the id to the set `<prefix>ces:revoked-rates`, which the write script consults, so no late writer
+(a redelivered RateFetched, a rebuild that read PostgreSQL just before the revocation) can put a revoked
+rate back.
 """
 
 from __future__ import annotations
@@ -19,12 +25,30 @@ import redis.asyncio as aioredis
 from ces.domain.rates import Rate
 
 _SET_IF_NEWER = """
+if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then
+  return 0
+end
 local current = redis.call('HGET', KEYS[1], 'order')
 if current and current >= ARGV[1] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'order', ARGV[1], 'rate_id', ARGV[2], 'rate_value', ARGV[3],
            'provider_name', ARGV[4], 'published_at', ARGV[5], 'fetched_at', ARGV[6])
+return 1
+"""
+
+# KEYS: pair key, revoked set. ARGV: revoked rate_id, then either nothing (delete) or the fallback's fields.
+_REVOKE = """
+redis.call('SADD', KEYS[2], ARGV[1])
+if redis.call('HGET', KEYS[1], 'rate_id') ~= ARGV[1] then
+  return 0
+end
+if #ARGV == 1 then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('HSET', KEYS[1], 'order', ARGV[2], 'rate_id', ARGV[3], 'rate_value', ARGV[4],
+             'provider_name', ARGV[5], 'published_at', ARGV[6], 'fetched_at', ARGV[7])
+end
 return 1
 """
 
@@ -43,9 +67,26 @@ class RateCache:
         self.client = client
         self.key_prefix = key_prefix
         self._script = client.register_script(_SET_IF_NEWER)
+        self._revoke = client.register_script(_REVOKE)
 
     def key(self, base: str, target: str) -> str:
         return f"{self.key_prefix}{base}:{target}"
+
+    @property
+    def revoked_key(self) -> str:
+        return f"{self.key_prefix}ces:revoked-rates"
+
+    async def revoke(self, revoked: Rate, fallback: Rate | None) -> bool:
+        """Withdraw `revoked` from its pair: if (and only if) it is the cached rate, cache `fallback` in its
+        place (or nothing). Returns whether the pair's key changed. `fallback` must be PostgreSQL's newest
+        non-revoked row of the pair."""
+        args = [str(revoked.rate_id)]
+        if fallback is not None:
+            args += _fields(fallback)
+        changed = await self._revoke(
+            keys=[self.key(revoked.base_currency, revoked.target_currency), self.revoked_key], args=args
+        )
+        return bool(changed)
 
     async def put_many(self, rates: Iterable[Rate]) -> int:
         """Offer rates to the cache; returns how many keys moved forward."""
@@ -53,15 +94,8 @@ class RateCache:
             count = 0
             for rate in rates:
                 await self._script(
-                    keys=[self.key(rate.base_currency, rate.target_currency)],
-                    args=[
-                        order_key(rate),
-                        str(rate.rate_id),
-                        format(rate.rate_value, "f"),
-                        rate.provider_name,
-                        rate.published_at.isoformat(),
-                        rate.fetched_at.isoformat(),
-                    ],
+                    keys=[self.key(rate.base_currency, rate.target_currency), self.revoked_key],
+                    args=_fields(rate),
                     client=pipe,
                 )
                 count += 1
@@ -80,6 +114,17 @@ class RateCache:
                 pipe.hgetall(self.key(base, target))
             results = await pipe.execute()
         return [_decode(base, target, h) for (base, target), h in zip(pairs, results, strict=True)]
+
+
+def _fields(rate: Rate) -> list[str]:
+    return [
+        order_key(rate),
+        str(rate.rate_id),
+        format(rate.rate_value, "f"),
+        rate.provider_name,
+        rate.published_at.isoformat(),
+        rate.fetched_at.isoformat(),
+    ]
 
 
 def _decode(base: str, target: str, fields: dict[bytes, bytes]) -> Rate | None:

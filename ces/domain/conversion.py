@@ -91,7 +91,21 @@ def parse_amount(text: object, base: Currency, *, max_amount: Decimal) -> Decima
 
 
 def check_fresh(rate: DerivedRate, now: datetime, max_age: timedelta) -> Rejection | None:
+    """A rate is usable when `0 <= now - published_at <= max_age`.
+
+    A rate dated after `now` (negative age) is refused too, with the same `stale_rate` reason (the
+    reasons are a stable contract) and its own message: it comes from a clock ahead of ours or from a
+    bogus timestamp, and nothing says its value was ever in force. The projection already refuses rates
+    published beyond their fetch time plus the allowed clock skew (docs/rates.md).
+    """
     age = now - rate.published_at
+    if age < timedelta(0):
+        return Rejection(
+            RejectionReason.STALE_RATE,
+            f"the newest {rate.base_currency}->{rate.target_currency} rate is dated "
+            f"{rate.published_at.isoformat()}, after the conversion time {now.isoformat()}: "
+            "a rate from the future is not used",
+        )
     if age > max_age:
         return Rejection(
             RejectionReason.STALE_RATE,

@@ -16,7 +16,7 @@ Derived values are computed with 28 significant digits (`RATE_CONTEXT`) and roun
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from enum import StrEnum
 from uuid import UUID
@@ -46,6 +46,27 @@ class Rate:
     @property
     def pair(self) -> str:
         return f"{self.base_currency}:{self.target_currency}"
+
+
+# Default of `CES_MAX_CLOCK_SKEW_SECONDS`: how far a publication may lie ahead of the clock that fetched it.
+DEFAULT_MAX_CLOCK_SKEW = timedelta(seconds=300)
+
+
+def implausible_publication(
+    published_at: datetime, fetched_at: datetime, max_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW
+) -> str | None:
+    """Why a rate's publication time cannot be true, or None.
+
+    A rate cannot have been published after it was fetched; `max_skew` forgives the provider's clock
+    running ahead of ours. Without this rule a rate dated in year 9999 would be "the newest" forever:
+    the cache never moves backwards and every lookup orders by `published_at`.
+    """
+    if published_at > fetched_at + max_skew:
+        return (
+            f"published_at {published_at.isoformat()} is later than fetched_at {fetched_at.isoformat()} "
+            f"plus the {int(max_skew.total_seconds())}s clock skew allowed"
+        )
+    return None
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,12 @@ DecimalStr = Annotated[
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp must carry a UTC offset (RFC 3339)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # `9999-12-31T23:59:59-01:00` is a valid RFC 3339 text whose UTC instant is past year 9999:
+        # a validation error (a clean dead letter), not an OverflowError escaping the decoder.
+        raise ValueError("timestamp is outside the representable range (years 1-9999 in UTC)") from None
 
 
 def rfc3339(value: datetime) -> str:

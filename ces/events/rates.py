@@ -1,4 +1,4 @@
-"""Rate ingestion events: `RateFetched` (one per pair per provider publication) and `RateFetchFailed`."""
+"""Rate events: `RateFetched` (one per pair per provider publication), `RateRevoked`, `RateFetchFailed`."""
 
 from __future__ import annotations
 
@@ -61,6 +61,44 @@ class RateFetched(Event):
             published_at=published_at,
             fetched_at=fetched_at,
             fetch_id=fetch_id,
+        )
+
+
+class RateRevoked(Event):
+    """An operator withdrew a stored rate (`ces rates revoke`): lookups and the cache stop using it.
+
+    Nothing is deleted: the row stays, so every audit that used it still resolves. Published on
+    `rates-fetched` keyed by the pair, so it is ordered after the rate it names and the rate projection
+    applies it. `event_id` is derived from `rate_id`: a rate is revoked once, the first revocation stands.
+    """
+
+    TOPIC: ClassVar[str] = "rates-fetched"
+
+    event_type: Literal["RateRevoked"] = "RateRevoked"
+    schema_version: Literal[1] = 1
+    rate_id: UUID
+    base_currency: CurrencyCode
+    target_currency: CurrencyCode
+    reason: str = Field(min_length=1, max_length=1000, description="why the rate was withdrawn")
+    revoked_by: str = Field(min_length=1, max_length=128, description="who withdrew it")
+    revoked_at: UtcDatetime
+
+    def key(self) -> bytes:
+        return f"{self.base_currency}:{self.target_currency}".encode()
+
+    @classmethod
+    def for_rate(
+        cls, *, rate_id: UUID, base_currency: str, target_currency: str, reason: str, revoked_by: str, at: datetime
+    ) -> RateRevoked:
+        return cls(
+            event_id=uuid5(RATE_NAMESPACE, f"RateRevoked|{rate_id}"),
+            occurred_at=at,
+            rate_id=rate_id,
+            base_currency=base_currency,
+            target_currency=target_currency,
+            reason=reason,
+            revoked_by=revoked_by,
+            revoked_at=at,
         )
 
 

@@ -9,12 +9,12 @@ from pydantic import ValidationError
 
 from ces.events.base import Event, printable
 from ces.events.conversions import ConversionAudited, ConversionRejected, ConversionRequested
-from ces.events.rates import RateFetched, RateFetchFailed
+from ces.events.rates import RateFetched, RateFetchFailed, RateRevoked
 from ces.events.upcasters import upcast
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.model_fields["event_type"].default: cls
-    for cls in (RateFetched, RateFetchFailed, ConversionRequested, ConversionAudited, ConversionRejected)
+    for cls in (RateFetched, RateFetchFailed, RateRevoked, ConversionRequested, ConversionAudited, ConversionRejected)
 }
 
 
@@ -52,17 +52,20 @@ def validation_detail(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in errors)[:500]
 
 
-def decode(raw: bytes, expected: type[Event] | None = None) -> Event:
+def decode(raw: bytes, expected: type[Event] | tuple[type[Event], ...] | None = None) -> Event:
+    """`expected`: the event type(s) the topic carries; a payload without `event_type` is the first one."""
+    allowed = (expected,) if isinstance(expected, type) else expected
     payload = parse_json_object(raw)
     event_type = payload.get("event_type")
-    if expected is not None and event_type is None:
-        event_type = expected.model_fields["event_type"].default
+    if allowed and event_type is None:
+        event_type = allowed[0].model_fields["event_type"].default
         payload["event_type"] = event_type
     cls = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
     if cls is None:
         raise UndecodableEvent("unknown_event_type", f"event_type {event_type!r}")
-    if expected is not None and cls is not expected:
-        raise UndecodableEvent("unexpected_event_type", f"{event_type} where {expected.__name__} belongs")
+    if allowed and cls not in allowed:
+        names = " or ".join(c.__name__ for c in allowed)
+        raise UndecodableEvent("unexpected_event_type", f"{event_type} where {names} belongs")
     current = cls.model_fields["schema_version"].default
     version = payload.get("schema_version", current)
     if not isinstance(version, int) or version > current or version < 0:

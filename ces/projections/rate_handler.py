@@ -1,4 +1,4 @@
-"""Handling a batch from `rates-fetched`: decode, dead-letter the poison, project rows, move the cache."""
+"""Handling a batch from `rates-fetched`: decode, project rows and revocations, dead-letter refusals, move the cache."""
 
 from __future__ import annotations
 
@@ -8,25 +8,28 @@ import time
 from collections.abc import Sequence
 
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ces.adapters.rate_cache import RateCache
 from ces.agents.dead_letters import DeadLetters, Received
-from ces.events.rates import RateFetched
+from ces.events.rates import RateFetched, RateRevoked
 from ces.events.registry import UndecodableEvent, decode
-from ces.metrics import BATCH_SECONDS, CACHE_ERRORS, RATE_EVENTS, RATE_ROWS
-from ces.projections.rates import RateProjector, rate_of
+from ces.metrics import BATCH_SECONDS, CACHE_ERRORS, RATE_EVENTS, RATE_REFUSED, RATE_REVOCATIONS, RATE_ROWS
+from ces.projections.rates import Projection, RateEvent, RateProjector
 
 log = logging.getLogger(__name__)
 
 
 class RateEventHandler:
-    """Rows first, cache second: the cache only ever names rows that are committed.
+    """Rows first, cache second: the cache only ever holds rows that are committed, with their stored values.
 
-    A database that is down fails the batch, which the batch consumer retries with backoff (nothing is
-    acknowledged or lost); an event the database refuses on its own is dead-lettered and the rest of the
-    batch goes on. A Redis
-    failure is logged and counted: the cache is derived and `ces cache rebuild` refills it.
+    Failure policy: the handler never decides that a database error means a bad message. Any database
+    error propagates (nothing dead-lettered, nothing cached); the batch consumer classifies it: retry the
+    whole batch (database unreachable, read-only, permission denied, missing table...) or re-handle the
+    batch's messages one by one to isolate the one the database refuses. What the handler refuses itself
+    is refused for a stable reason whatever the retries: undecodable bytes, an implausible publication
+    time, a conflicting republication, a revocation of an unknown rate (`RateProjector`). Those are
+    dead-lettered, counted, and the rest of the batch goes on. A Redis failure is logged and counted:
+    the cache is derived and `ces cache rebuild` refills it.
     """
 
     def __init__(self, projector: RateProjector, cache: RateCache | None, dead_letters: DeadLetters) -> None:
@@ -35,54 +38,44 @@ class RateEventHandler:
         self.dead_letters = dead_letters
 
     async def handle(self, batch: Sequence[Received]) -> int:
+        """Project the batch; returns how many `exchange_rate` rows it inserted."""
         started = time.perf_counter()
-        events: list[tuple[Received, RateFetched]] = []
+        messages: list[Received] = []
+        events: list[RateEvent] = []
         poison: list[tuple[Received, str, str]] = []
         for message in batch:
             try:
-                event = decode(message.value, expected=RateFetched)
+                event = decode(message.value, expected=(RateFetched, RateRevoked))
             except UndecodableEvent as exc:
                 poison.append((message, exc.reason, exc.detail))
                 continue
-            assert isinstance(event, RateFetched)
-            events.append((message, event))
-        RATE_EVENTS.inc(len(events))
-        inserted = await self._project([e for _, e in events])
-        if inserted is None:  # the batch as a whole was refused: find the culprits one by one
-            inserted = 0
-            for message, event in events:
-                one = await self._project([event])
-                if one is None:
-                    poison.append((message, "projection_refused", "the database refused the row"))
-                else:
-                    inserted += one
-        RATE_ROWS.inc(inserted)
-        await self._update_cache([e for _, e in events])
-        # Dead letters go last: if the database is down the batch consumer retries the whole batch, and
-        # nothing was dead-lettered twice.
+            assert isinstance(event, RateFetched | RateRevoked)
+            messages.append(message)
+            events.append(event)
+        RATE_EVENTS.inc(sum(isinstance(e, RateFetched) for e in events))
+        # A database error propagates from here, before anything is dead-lettered or cached.
+        result = await asyncio.to_thread(self.projector.project, events)
+        RATE_ROWS.inc(len(result.inserted))
+        RATE_REVOCATIONS.inc(len(result.revocations_inserted))
+        for refusal in result.refused:
+            RATE_REFUSED.labels(refusal.reason).inc()
+            poison.append((messages[refusal.index], refusal.reason, refusal.detail))
+        await self._update_cache(result)
         for message, reason, detail in sorted(poison, key=lambda p: (p[0].partition, p[0].offset)):
             await self.dead_letters.publish(message, reason, detail)
         BATCH_SECONDS.labels("rates").observe(time.perf_counter() - started)
-        return inserted
+        return len(result.inserted)
 
-    async def _project(self, events: list[RateFetched]) -> int | None:
-        """Rows inserted, or None when the database refused the rows themselves (a constraint).
-
-        An unavailable database (OperationalError) propagates: the batch consumer retries the batch.
-        """
-        try:
-            return len(await asyncio.to_thread(self.projector.project, events))
-        except OperationalError:
-            raise
-        except DBAPIError as exc:
-            log.error("database refused %d rate rows: %s", len(events), exc.orig)
-            return None
-
-    async def _update_cache(self, events: list[RateFetched]) -> None:
-        if self.cache is None or not events:
+    async def _update_cache(self, result: Projection) -> None:
+        if self.cache is None or not (result.current or result.withdrawals):
             return
         try:
-            await self.cache.put_many(rate_of(e) for e in events)
+            # Revocations first: the revoked-id set they maintain is what keeps a revoked rate out of the
+            # cache should the same batch (or a later redelivery) offer it again.
+            for withdrawal in result.withdrawals:
+                await self.cache.revoke(withdrawal.revoked, withdrawal.replacement)
+            if result.current:
+                await self.cache.put_many(result.current)
         except (RedisError, OSError) as exc:
             CACHE_ERRORS.labels("put").inc()
             log.warning("rate cache update failed (%s); PostgreSQL stays authoritative", exc)

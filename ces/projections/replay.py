@@ -18,7 +18,10 @@ Rules:
   private engine adds them just before COMMIT), so rows and checkpoint commit together or not at all. A
   killed replay, re-run with the same target, resumes from the checkpoint; `--restart` starts over.
 - Undecodable messages are counted per topic and reason, logged, and skipped; events the database
-  refuses (a constraint) are retried one by one, and the refused ones counted and skipped.
+  refuses (a constraint) are retried one by one, and the refused ones counted and skipped. Events the
+  rate projection refuses itself (implausible date, conflicting republication, revocation of an unknown
+  rate: the live worker dead-letters them) are counted as refused and skipped the same way.
+- Revocations (`RateRevoked` on `rates-fetched`) are applied in topic order like the rates they name.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -58,11 +61,11 @@ from sqlalchemy.pool import NullPool
 from ces.agents.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED, RATES_FETCHED, TopicSpec
 from ces.events.base import Event
 from ces.events.conversions import ConversionAudited, ConversionRejected
-from ces.events.rates import RateFetched
+from ces.events.rates import RateFetched, RateRevoked
 from ces.events.registry import UndecodableEvent, decode
 from ces.projections import migrate
 from ces.projections.audit import AuditStore, Decision
-from ces.projections.rates import RateProjector
+from ces.projections.rates import RateEvent, RateProjector
 from ces.projections.verify import PROJECTION_TABLES, TableResult, quote_ident, verify
 from ces.settings import Settings
 
@@ -81,25 +84,34 @@ class ReplayError(RuntimeError):
 # --- what each projection reads and how it writes ------------------------------------------------------
 
 
-def _write_rates(engine: Engine, events: Sequence[Event]) -> None:
-    RateProjector(engine).project(cast(Sequence[RateFetched], events))
+def _write_rates(engine: Engine, events: Sequence[Event], settings: Settings) -> int:
+    # The live worker's skew, so a replay refuses exactly what the live projection refused.
+    projector = RateProjector(engine, max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds))
+    refused = projector.project(cast(Sequence[RateEvent], events)).refused
+    for refusal in refused[:_MAX_WARNINGS]:
+        log.warning("skipping a rate event the projection refuses: %s: %s", refusal.reason, refusal.detail)
+    return len(refused)
 
 
-def _write_audits(engine: Engine, events: Sequence[Event]) -> None:
+def _write_audits(engine: Engine, events: Sequence[Event], settings: Settings) -> int:
     AuditStore(engine).record(cast(Sequence[Decision], events))
+    return 0
 
 
 @dataclass(frozen=True)
 class Phase:
     name: str
-    sources: tuple[tuple[TopicSpec, type[Event]], ...]
-    write: Callable[[Engine, Sequence[Event]], None]
+    # Each topic with the event types it carries (the first is assumed when a payload has no event_type).
+    sources: tuple[tuple[TopicSpec, tuple[type[Event], ...]], ...]
+    write: Callable[[Engine, Sequence[Event], Settings], int]  # returns how many events it refused
 
 
 PHASES = {
-    "rates": Phase("rates", ((RATES_FETCHED, RateFetched),), _write_rates),
+    "rates": Phase("rates", ((RATES_FETCHED, (RateFetched, RateRevoked)),), _write_rates),
     "audit": Phase(
-        "audit", ((CONVERSIONS_AUDITED, ConversionAudited), (CONVERSIONS_REJECTED, ConversionRejected)), _write_audits
+        "audit",
+        ((CONVERSIONS_AUDITED, (ConversionAudited,)), (CONVERSIONS_REJECTED, (ConversionRejected,))),
+        _write_audits,
     ),
 }
 PROJECTIONS: dict[str, tuple[str, ...]] = {"rates": ("rates",), "audit": ("audit",), "all": ("rates", "audit")}
@@ -621,7 +633,9 @@ class Replay:
         self.progress.end(phase.name)
 
     @staticmethod
-    def _decode(records: list[Record], expected: dict[str, type[Event]], report: PhaseReport) -> list[Event]:
+    def _decode(
+        records: list[Record], expected: dict[str, tuple[type[Event], ...]], report: PhaseReport
+    ) -> list[Event]:
         events: list[Event] = []
         for topic, partition, offset, value in records:
             try:
@@ -647,7 +661,7 @@ class Replay:
         checkpoints.arm(advanced)
         try:
             if events:
-                phase.write(engine, events)
+                report.refused += phase.write(engine, events, self.settings)
         except (IntegrityError, DataError) as exc:
             # Refused as a batch (a constraint): find the culprits one by one. The checkpoint must not
             # ride on the first single-event transaction, or a kill here would skip the rest.
@@ -665,11 +679,10 @@ class Replay:
             raise
         checkpoints.settle()
 
-    @staticmethod
-    def _one_by_one(engine: Engine, phase: Phase, events: list[Event], report: PhaseReport) -> None:
+    def _one_by_one(self, engine: Engine, phase: Phase, events: list[Event], report: PhaseReport) -> None:
         for item in events:
             try:
-                phase.write(engine, [item])
+                report.refused += phase.write(engine, [item], self.settings)
             except (IntegrityError, DataError) as exc:
                 if report.refused < _MAX_WARNINGS:
                     log.warning("skipping %s %s refused by the database: %s", item.event_type, item.event_id, exc.orig)

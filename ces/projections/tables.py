@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import CHAR, Column, DateTime, MetaData, Numeric, Table, Text, Uuid
+from sqlalchemy import CHAR, Column, DateTime, ForeignKey, MetaData, Numeric, Table, Text, Uuid
 
 metadata = MetaData()
 
@@ -18,6 +18,17 @@ exchange_rate = Table(
     Column("fetched_at", DateTime(timezone=True), nullable=False),
     Column("fetch_id", Uuid, nullable=False),
     Column("event_id", Uuid, nullable=False),
+    Column("recorded_at", DateTime(timezone=True)),
+)
+
+exchange_rate_revocation = Table(
+    "exchange_rate_revocation",
+    metadata,
+    Column("rate_id", Uuid, ForeignKey("exchange_rate.id"), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("revoked_by", Text, nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=False),
+    Column("event_id", Uuid, nullable=False, unique=True),
     Column("recorded_at", DateTime(timezone=True)),
 )
 

@@ -24,11 +24,17 @@ from rich.console import Console
 from rich.table import Table as RichTable
 from sqlalchemy import Connection, Table, text
 
-from ces.projections.tables import conversion_audit, conversion_rejection, conversion_request, exchange_rate
+from ces.projections.tables import (
+    conversion_audit,
+    conversion_rejection,
+    conversion_request,
+    exchange_rate,
+    exchange_rate_revocation,
+)
 
 # Which tables each projection owns; `ces replay --projection` uses the same names.
 PROJECTION_TABLES: dict[str, tuple[Table, ...]] = {
-    "rates": (exchange_rate,),
+    "rates": (exchange_rate, exchange_rate_revocation),
     "audit": (conversion_request, conversion_audit, conversion_rejection),
 }
 PROJECTION_TABLES["all"] = PROJECTION_TABLES["rates"] + PROJECTION_TABLES["audit"]

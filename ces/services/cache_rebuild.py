@@ -11,7 +11,14 @@ from ces.projections.rates import RateRepository
 
 
 async def rebuild_from_database(engine: Engine, cache: RateCache) -> int:
-    """Offer every pair's newest row to the cache (never regressing a newer cached value)."""
-    rates = await asyncio.to_thread(RateRepository(engine).latest_per_pair)
+    """Offer every pair's newest non-revoked row to the cache (never regressing a newer cached value).
+
+    Revocations are applied first: a cached rate that was revoked while Redis was unreachable is replaced
+    by its fallback, and the revoked ids are recorded so that the offers below cannot bring one back.
+    """
+    repository = RateRepository(engine)
+    for withdrawal in await asyncio.to_thread(repository.withdrawals):
+        await cache.revoke(withdrawal.revoked, withdrawal.replacement)
+    rates = await asyncio.to_thread(repository.latest_per_pair)
     await cache.put_many(rates)
     return len(rates)

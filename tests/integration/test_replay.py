@@ -115,7 +115,7 @@ def test_a_batch_with_poison_and_refused_events_applies_the_rest_and_checkpoints
     ]
     report = PhaseReport("rates")
     replay = replay_of(settings, schema)
-    events = replay._decode(records, {"rates-fetched": RateFetched}, report)
+    events = replay._decode(records, {"rates-fetched": (RateFetched,)}, report)
     replay._write(engine, checkpoints, PHASES["rates"], events, {TP: 5}, report)
     assert (report.events, report.applied, report.refused) == (5, 4, 1)
     assert dict(report.undecodable) == {("rates-fetched", "invalid_json"): 1}
@@ -126,7 +126,7 @@ def test_a_batch_with_poison_and_refused_events_applies_the_rest_and_checkpoints
 def test_a_failing_write_leaves_no_checkpoint(settings: Settings, target: tuple[Engine, str, Checkpoints]) -> None:
     engine, schema, checkpoints = target
 
-    def write_then_fail(engine: Engine, events: Sequence[Event]) -> None:
+    def write_then_fail(engine: Engine, events: Sequence[Event], settings: Settings) -> int:
         RateProjector(engine).project([])  # no transaction at all
         with engine.begin() as conn:
             conn.execute(text("SELECT 1"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Protocol
@@ -52,6 +52,20 @@ class TransientProviderError(ProviderError):
 
 class PermanentProviderError(ProviderError):
     """Retrying will not help until someone changes configuration: HTTP 4xx, bad access key, bad symbols."""
+
+
+def check_not_future(quote: ProviderQuote, now: datetime, max_skew: timedelta) -> ProviderQuote:
+    """Refuse a quote dated later than `now + max_skew`: a provider error that retrying will not fix.
+
+    Published, it would become "the newest" rate of every pair for as long as its date lies ahead (a
+    Fixer timestamp may be any instant up to year 9999), and the projection would dead-letter it anyway.
+    """
+    if quote.published_at > now + max_skew:
+        raise PermanentProviderError(
+            f"{quote.provider_name}: quote dated {quote.published_at.isoformat()}, more than "
+            f"{int(max_skew.total_seconds())}s after now ({now.isoformat()}): implausible publication time"
+        )
+    return quote
 
 
 class RateProvider(Protocol):

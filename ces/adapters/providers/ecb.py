@@ -14,10 +14,12 @@ from ces.adapters.providers.base import (
     ProviderQuote,
     TransientProviderError,
     body_excerpt,
+    check_not_future,
     http_get,
     parse_rate,
     raise_for_status,
 )
+from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW
 
 # Paths as the ECB serves them under https://www.ecb.europa.eu; the simulator mirrors them.
 DAILY_PATH = "/stats/eurofxref/eurofxref-daily.xml"
@@ -102,8 +104,10 @@ class EcbClient:
         timeout: float = 10.0,
         history_timeout: float = 60.0,
         name: str = "ecb",
+        max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
     ) -> None:
         self.name = name
+        self._max_clock_skew = max_clock_skew
         self._session = session
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout
@@ -111,7 +115,7 @@ class EcbClient:
 
     async def fetch_latest(self) -> ProviderQuote:
         days = await self._fetch_feed(DAILY_PATH, self._timeout)
-        return days[-1][1]
+        return check_not_future(days[-1][1], datetime.now(UTC), self._max_clock_skew)
 
     async def fetch_history(self, start: date, end: date) -> AsyncIterator[ProviderQuote]:
         """One quote per ECB publication day in `[start, end]`, oldest first.
@@ -126,7 +130,7 @@ class EcbClient:
             days = await self._fetch_feed(HIST_PATH, self._history_timeout)
         for day, quote in days:
             if start <= day <= end:
-                yield quote
+                yield check_not_future(quote, datetime.now(UTC), self._max_clock_skew)
 
     async def _fetch_feed(self, path: str, timeout: float) -> list[tuple[date, ProviderQuote]]:
         url = self._base_url + path

@@ -15,10 +15,12 @@ from ces.adapters.providers.base import (
     ProviderQuote,
     TransientProviderError,
     body_excerpt,
+    check_not_future,
     http_get,
     parse_rate,
     raise_for_status,
 )
+from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW
 
 # Fixer refuses longer /timeseries windows (error 505), so history is fetched in slices this long.
 MAX_TIMESERIES_DAYS = 365
@@ -45,8 +47,10 @@ class FixerClient:
         symbols: Sequence[str] | None = None,
         timeout: float = 10.0,
         name: str = "fixer",
+        max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
     ) -> None:
         self.name = name
+        self._max_clock_skew = max_clock_skew
         self._session = session
         self._base_url = base_url.rstrip("/")
         self._access_key = access_key
@@ -56,7 +60,8 @@ class FixerClient:
 
     async def fetch_latest(self) -> ProviderQuote:
         body = await self._get("/latest", {})
-        return parse_latest(body, self.name, self._base_currency)
+        quote = parse_latest(body, self.name, self._base_currency)
+        return check_not_future(quote, datetime.now(UTC), self._max_clock_skew)
 
     async def fetch_history(self, start: date, end: date) -> AsyncIterator[ProviderQuote]:
         """One quote per day Fixer has rates for in `[start, end]`, oldest first, via `/timeseries`."""
@@ -71,7 +76,7 @@ class FixerClient:
             )
             for day, quote in parse_timeseries(body, self.name, self._base_currency):
                 if window_start <= day <= window_end:
-                    yield quote
+                    yield check_not_future(quote, datetime.now(UTC), self._max_clock_skew)
             window_start = window_end + timedelta(days=1)
 
     async def _get(self, path: str, params: Mapping[str, str]) -> bytes:
