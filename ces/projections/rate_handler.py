@@ -28,8 +28,9 @@ class RateEventHandler:
     batch's messages one by one to isolate the one the database refuses. What the handler refuses itself
     is refused for a stable reason whatever the retries: undecodable bytes, an implausible publication
     time, a conflicting republication, a revocation of an unknown rate (`RateProjector`). Those are
-    dead-lettered, counted, and the rest of the batch goes on. A Redis failure is logged and counted:
-    the cache is derived and `ces cache rebuild` refills it.
+    dead-lettered, counted, and the rest of the batch goes on. A Redis failure to take new rows is
+    logged and counted (the cache is derived and `ces cache rebuild` refills it); a Redis failure to
+    take a revocation fails the batch, so the revocation reaches the cache as soon as Redis answers.
     """
 
     def __init__(self, projector: RateProjector, cache: RateCache | None, dead_letters: DeadLetters) -> None:
@@ -69,13 +70,21 @@ class RateEventHandler:
     async def _update_cache(self, result: Projection) -> None:
         if self.cache is None or not (result.current or result.withdrawals):
             return
-        try:
-            # Revocations first: the revoked-id set they maintain is what keeps a revoked rate out of the
-            # cache should the same batch (or a later redelivery) offer it again.
-            for withdrawal in result.withdrawals:
+        # Revocations first: the revoked-id set they maintain is what keeps a revoked rate out of the
+        # cache should the same batch (or a later redelivery) offer it again. A revocation that cannot
+        # reach Redis fails the batch (a transient failure, retried until Redis answers): a cache that
+        # missed it would go on serving the withdrawn rate once Redis is back. The rows are already
+        # committed, and projecting them again is a no-op.
+        for withdrawal in result.withdrawals:
+            try:
                 await self.cache.revoke(withdrawal.revoked, withdrawal.replacement)
-            if result.current:
-                await self.cache.put_many(result.current)
+            except (RedisError, OSError):
+                CACHE_ERRORS.labels("revoke").inc()
+                raise
+        if not result.current:
+            return
+        try:
+            await self.cache.put_many(result.current)
         except (RedisError, OSError) as exc:
             CACHE_ERRORS.labels("put").inc()
             log.warning("rate cache update failed (%s); PostgreSQL stays authoritative", exc)

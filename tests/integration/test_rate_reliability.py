@@ -22,10 +22,12 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from ces.adapters.failures import Failure, classify
 from ces.adapters.rate_cache import RateCache
 from ces.agents.dead_letters import Received
 from ces.events.rates import RateFetched, RateRevoked
@@ -242,6 +244,33 @@ async def test_a_revoked_rate_falls_back_to_the_previous_row_and_redelivery_does
     await handler.handle([as_received(revocation(old), 4)])
     assert repo.latest("EUR", "USD") is None
     assert await cache.get("EUR", "USD") is None
+
+
+async def test_a_revocation_redis_cannot_take_fails_the_batch_until_it_can(
+    pg_schema: tuple[Engine, str], cache: RateCache, unique: str
+) -> None:
+    """Redis down when a revocation is projected: the batch raises (transient, retried by the consumer)
+    instead of leaving the withdrawn rate in the cache; once Redis answers, the same batch lands it."""
+    engine, _ = pg_schema
+    handler = RateEventHandler(RateProjector(engine), cache, CollectingDeadLetters())
+    old, new = rate_event("USD", "1.0800", T0), rate_event("USD", "1.0900", T0 + timedelta(days=1))
+    await handler.handle([as_received(old, 1), as_received(new, 2)])
+
+    dead_redis = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    unreachable = RateEventHandler(
+        RateProjector(engine), RateCache(dead_redis, key_prefix=cache.key_prefix), handler.dead_letters
+    )
+    batch = [as_received(revocation(new), 3)]
+    with pytest.raises(RedisConnectionError) as info:
+        await unreachable.handle(batch)
+    await dead_redis.aclose()
+    assert classify(info.value) is Failure.TRANSIENT
+    cached = await cache.get("EUR", "USD")
+    assert cached is not None and cached.rate_id == new.rate_id  # not yet: the batch will be retried
+
+    await handler.handle(batch)  # the retry, with Redis back
+    cached = await cache.get("EUR", "USD")
+    assert cached is not None and cached.rate_id == old.rate_id
 
 
 async def test_revoking_a_rate_that_is_not_the_cached_one_leaves_the_cache(
