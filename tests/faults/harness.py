@@ -497,6 +497,7 @@ class Account:
     lost: int = 0
     twice: int = 0
     wrong: int = 0  # decided, but not as the test's own rules say
+    rates_dead: int = 0  # RateFetched events dead-lettered that the test did not poison
     lost_examples: list[str] = field(default_factory=list)
     wrong_examples: list[str] = field(default_factory=list)
 
@@ -544,6 +545,7 @@ def account(observer: Observer, load: Load, poisons: list[Poison]) -> Account:
             acc.wrong += 1
             if len(acc.wrong_examples) < 5:
                 acc.wrong_examples.append(f"{rid}: expected {load.expected[rid]}, got {decisions.get(rid)}")
+    acc.rates_dead = sum(1 for (topic, p, o) in dead if topic == d.topic(RATES) and (topic, p, o) not in poison_at)
     for poison in poisons:
         acc.produced += 1
         reason = dead.get((poison.topic, poison.partition, poison.offset))
@@ -589,13 +591,13 @@ class Result:
         replay = "-" if self.replay_exit is None else str(self.replay_exit)
         return (
             f"{self.scenario:<22} {a.produced:>8} {a.audited:>8} {a.rejected:>8} {a.dead:>6} {a.lost:>6} "
-            f"{a.twice:>6} {a.wrong:>6} {db:>5} {replay:>6}  {rec}"
+            f"{a.twice:>6} {a.wrong:>6} {a.rates_dead:>6} {db:>5} {replay:>6}  {rec}"
         )
 
 
 HEADER = (
     f"{'scenario':<22} {'produced':>8} {'audited':>8} {'rejected':>8} {'dead':>6} {'lost':>6} "
-    f"{'twice':>6} {'wrong':>6} {'db=ev':>5} {'replay':>6}  recover (s)"
+    f"{'twice':>6} {'wrong':>6} {'rateDL':>6} {'db=ev':>5} {'replay':>6}  recover (s)"
 )
 RESULTS: list[Result] = []
 

@@ -139,6 +139,7 @@ def finish(run: Run) -> None:
     assert acc.twice == 0, f"{acc.twice} request ids decided two different ways\n{logs}"
     assert acc.wrong == 0, f"{acc.wrong} decisions not as expected, e.g. {acc.wrong_examples}\n{logs}"
     assert acc.produced == acc.audited + acc.rejected + acc.dead
+    assert acc.rates_dead == 0, f"{acc.rates_dead} fetched rates dead-lettered\n{logs}"
     assert run.result.db_match, f"PostgreSQL differs from the decision events: {run.result.notes}\n{logs}"
     assert replay.returncode == 0, f"replay --verify exited {replay.returncode}:\n{replay.stdout[-3000:]}"
 
@@ -381,8 +382,12 @@ def test_poison_inputs_do_not_stall_their_partition(deployment: Deployment, obse
                 )
                 await asyncio.to_thread(_wait_decided, observer, probe, sent + POISON_DEADLINE)
                 took = time.monotonic() - sent
+                poisoned = run.poisons[-1]
+                fate = observer.dead_lettered(poisoned.topic, poisoned.partition, poisoned.offset) or (
+                    "decided" if rid and observer.decided(rid) else "NOT accounted yet"
+                )
                 if observer.decided(probe):
-                    outcomes.append(f"{name}: next request on p{partition} decided in {took:.1f}s")
+                    outcomes.append(f"{name}: next request on p{partition} decided in {took:.1f}s; poison: {fate}")
                 else:
                     stalled.add(partition)
                     outcomes.append(f"{name}: next request on p{partition} NOT decided in {POISON_DEADLINE:.0f}s")
