@@ -13,13 +13,14 @@ import faust
 import redis.asyncio as aioredis
 from sqlalchemy import Engine, create_engine
 
+from ces.adapters.fetch_lease import PostgresFetchLease
 from ces.adapters.providers.base import RateProvider
 from ces.adapters.providers.ecb import EcbClient
 from ces.adapters.providers.fixer import FixerClient
 from ces.adapters.rate_cache import RateCache
 from ces.agents import topics
 from ces.agents.app import create_app
-from ces.agents.consumers import register_conversions, register_rate_projection
+from ces.agents.consumers import ConsumerPolicy, register_conversions, register_rate_projection
 from ces.agents.publishing import FaustPublisher
 from ces.agents.rates import register_fetch_timer
 from ces.metrics import RATE_FETCH_RETRIES, RATE_FETCHES
@@ -81,18 +82,12 @@ def provider_factory(
     return build
 
 
-class RedisFetchSlots:
-    """One fetch per provider per interval, cluster-wide: `SET NX PX` on a slot key."""
-
-    def __init__(self, client: aioredis.Redis, key_prefix: str) -> None:
-        self.client = client
-        self.key_prefix = key_prefix
-
-    async def claim(self, provider: str, fetch_id: object, interval_seconds: float) -> bool:
-        key = f"{self.key_prefix}ces:fetch-slot:{provider}"
-        # A little shorter than the interval so the slot is free again when the next tick is due.
-        ttl_ms = max(1, int(interval_seconds * 1000) - 500)
-        return bool(await self.client.set(key, str(fetch_id), nx=True, px=ttl_ms))
+def consumer_policy(settings: Settings) -> ConsumerPolicy:
+    return ConsumerPolicy(
+        max_attempts=settings.handler_max_attempts,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+        heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
+    )
 
 
 def record_outcome(outcome: FetchOutcome) -> None:
@@ -125,9 +120,10 @@ def build_worker_app(settings: Settings) -> Worker:
     fetcher = RateFetcher(
         provider_factory(settings),
         FaustPublisher(faust_topics),
-        RedisFetchSlots(redis_client, settings.redis_key_prefix),
+        PostgresFetchLease(engine),
         retry_policy(settings),
         settings.fetch_interval_seconds,
+        retry_seconds=settings.fetch_retry_seconds,
         on_outcome=record_outcome,
     )
     register_fetch_timer(
@@ -140,6 +136,7 @@ def build_worker_app(settings: Settings) -> Worker:
         app_id=settings.app_id,
         batch=settings.projection_batch_size,
         make=lambda dead: RateEventHandler(RateProjector(engine), cache, dead),
+        policy=consumer_policy(settings),
     )
     decider = ConversionDecider(
         build_rate_lookup(settings, engine, redis_client),
@@ -156,6 +153,7 @@ def build_worker_app(settings: Settings) -> Worker:
         decider=decider,
         store=AuditStore(engine),
         max_amount=settings.max_amount,
+        policy=consumer_policy(settings),
     )
     register_metrics_page(app)
     return Worker(app, engine, redis_client)

@@ -13,5 +13,11 @@ DEAD_LETTERS = Counter("ces_dead_letters", "Messages sent to the dead-letter top
 BATCH_SECONDS = Histogram("ces_projection_batch_seconds", "Time to project one batch", ["projection"])
 CACHE_MISSES = Counter("ces_rate_cache_misses", "Rate lookups the Redis cache could not answer")
 CONSUMED = Counter("ces_consumed_messages", "Messages consumed and handled", ["consumer"])
-BATCH_FAILURES = Counter("ces_batch_failures", "Batches whose handling raised and was retried", ["consumer"])
+BATCH_FAILURES = Counter(
+    "ces_batch_failures", "Batch (or isolated message) handling that raised, by failure kind", ["consumer", "kind"]
+)
+HANDLER_ERRORS = Counter(
+    "ces_handler_errors", "Messages dead-lettered as handler_error after their retries ran out", ["consumer"]
+)
+TIMER_ERRORS = Counter("ces_timer_errors", "Fetch timer ticks that raised (logged; the timer goes on)", ["provider"])
 CONVERSIONS = Counter("ces_conversions", "Conversion decisions published", ["outcome"])

@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     worker_web_port: int = 6066
     log_level: str = "INFO"
 
+    # Failure policy of the batch consumers (`ces.adapters.failures`): a message whose handling raises
+    # an unexpected error is retried this many times, then dead-lettered as `handler_error`.
+    handler_max_attempts: int = Field(default=5, ge=1)
+    # Kafka group membership of the worker's consumers: how long a worker that died without leaving
+    # (kill -9, power loss) keeps its partitions before the group hands them to another member.
+    consumer_session_timeout_ms: int = Field(default=10_000, ge=6_000)
+    consumer_heartbeat_interval_ms: int = Field(default=2_000, ge=500)
+
     # Redis keys: the latest rate of a pair is at `<prefix>BASE:TARGET`.
     redis_key_prefix: str = ""
 
@@ -56,6 +64,9 @@ class Settings(BaseSettings):
     fetch_backoff_initial_seconds: float = Field(default=1.0, ge=0)
     fetch_backoff_max_seconds: float = Field(default=60.0, ge=0)
     fetch_max_total_seconds: float = Field(default=300.0, gt=0)
+    # After a fetch that failed (retries exhausted), the next one comes this long after, within the
+    # interval (capped at the interval).
+    fetch_retry_seconds: float = Field(default=60.0, gt=0)
     projection_batch_size: int = Field(default=2000, ge=1)
 
     # Conversions.

@@ -20,4 +20,8 @@ def create_app(settings: Settings, *, app_id: str | None = None, web_enabled: bo
         web_enabled=web_enabled,
         web_port=settings.worker_web_port,
         web_host="127.0.0.1",
+        # Faust's own group (the timer's leader election) follows the same session as the batch
+        # consumers: a worker killed with -9 is replaced in seconds, not after Faust's 60 s default.
+        broker_session_timeout=settings.consumer_session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.consumer_heartbeat_interval_ms / 1000,
     )

@@ -5,10 +5,13 @@ worker on this hardware before any work is done (../shared/FINDINGS.md); aiokafk
 whole batches at ~180,000/s. Faust still owns the app, the timer, topic declarations and the worker's
 lifecycle; this loop owns consumption for topics where throughput matters.
 
-Delivery: at least once. Offsets are committed only after `handle` returned for the whole batch (its
-outputs published and its rows committed). If `handle` raises (database down, broker unavailable), the
-same batch is handed to it again with backoff until it succeeds: nothing is skipped. Handlers are
-idempotent, so a redelivery after a crash or rebalance has no second effect.
+Delivery: at least once. Offsets are committed only after every message of the batch was handled (its
+outputs published and its rows committed) or dead-lettered. Failures follow the one policy of
+`ces.adapters.failures`: a transient failure (database down, broker unavailable) retries the batch
+with backoff until it succeeds, so nothing is skipped; any other failure isolates the failing message
+by splitting the batch, and that message alone is retried a bounded number of times, then
+dead-lettered with its reason. A partition never stalls on one message. Handlers are idempotent, so a
+redelivery after a crash or rebalance has no second effect.
 Scaling: every worker joins the same consumer group; partitions are the unit of parallelism.
 """
 
@@ -24,8 +27,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from ces.agents.dead_letters import Received
-from ces.metrics import BATCH_FAILURES, CONSUMED
+from ces.adapters.failures import Failure, classify
+from ces.agents.dead_letters import DeadLetters, Received
+from ces.metrics import BATCH_FAILURES, CONSUMED, HANDLER_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +45,13 @@ class BatchConsumer:
         topic: str,
         group_id: str,
         handle: Handle,
+        dead_letters: DeadLetters,
         max_records: int = 2000,
         max_backoff: float = 5.0,
         depth: int = 2,
+        max_attempts: int = 5,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 3_000,
     ) -> None:
         self.name = name
         self.bootstrap = bootstrap
@@ -53,6 +61,10 @@ class BatchConsumer:
         self.max_records = max_records
         self.max_backoff = max_backoff
         self.depth = depth
+        self.dead_letters = dead_letters
+        self.max_attempts = max_attempts
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -64,6 +76,10 @@ class BatchConsumer:
             max_poll_records=self.max_records,
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # A worker killed with -9 holds its partitions until its session expires: a short session
+            # is what makes the group move them to a restarted or surviving worker quickly.
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
         )
         await consumer.start()
         log.info("%s consuming %s as group %s", self.name, self.topic, self.group_id)
@@ -96,18 +112,7 @@ class BatchConsumer:
             for tp_records in batches.values()
             for r in tp_records
         ]
-        delay = 0.1
-        while True:
-            try:
-                await self.handle(records)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                BATCH_FAILURES.labels(self.name).inc()
-                log.exception("%s: batch of %d failed; retrying in %.1fs", self.name, len(records), delay)
-                await asyncio.sleep(delay)
-                delay = min(self.max_backoff, delay * 2)
+        await self._handle(records)
         if after is not None:
             await after  # commit in order
         CONSUMED.labels(self.name).inc(len(records))
@@ -118,3 +123,78 @@ class BatchConsumer:
             # A rebalance took the partitions away: their new owner re-processes from the last commit,
             # which the idempotent handlers absorb.
             log.warning("%s: offset commit failed (%s); the batch will be redelivered", self.name, exc)
+
+    async def _handle(self, records: list[Received]) -> None:
+        """Handle `records` under the failure policy; returns once each was handled or dead-lettered."""
+        delay = 0.1
+        attempts = 0
+        while True:
+            try:
+                await self.handle(records)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                kind = classify(exc)
+                BATCH_FAILURES.labels(self.name, kind.value).inc()
+                if kind is Failure.TRANSIENT:
+                    log.warning(
+                        "%s: batch of %d failed (%s: %s); retrying in %.1fs",
+                        self.name,
+                        len(records),
+                        type(exc).__name__,
+                        _first_line(exc),
+                        delay,
+                    )
+                elif len(records) > 1:
+                    log.warning(
+                        "%s: batch of %d failed (%s: %s); isolating the failing message",
+                        self.name,
+                        len(records),
+                        type(exc).__name__,
+                        _first_line(exc),
+                    )
+                    half = len(records) // 2
+                    await self._handle(records[:half])
+                    await self._handle(records[half:])
+                    return
+                elif kind is Failure.MESSAGE:
+                    await self._dead_letter(records[0], "refused_by_database", exc)
+                    return
+                else:
+                    attempts += 1
+                    if attempts >= self.max_attempts:
+                        log.error(
+                            "%s: %s[%d]@%d failed %d times; dead-lettering it",
+                            self.name,
+                            records[0].topic,
+                            records[0].partition,
+                            records[0].offset,
+                            attempts,
+                            exc_info=exc,
+                        )
+                        HANDLER_ERRORS.labels(self.name).inc()
+                        await self._dead_letter(records[0], "handler_error", exc)
+                        return
+                    log.warning("%s: message failed (attempt %d): %r", self.name, attempts, exc)
+                await asyncio.sleep(delay)
+                delay = min(self.max_backoff, delay * 2)
+
+    async def _dead_letter(self, message: Received, reason: str, exc: BaseException) -> None:
+        detail = f"{type(exc).__name__}: {exc}"
+        delay = 0.1
+        while True:  # the dead-letter topic is on the same broker: wait for it like any transient failure
+            try:
+                await self.dead_letters.publish(message, reason, detail)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as publish_error:
+                log.warning("%s: dead-lettering failed (%s); retrying in %.1fs", self.name, publish_error, delay)
+                await asyncio.sleep(delay)
+                delay = min(self.max_backoff, delay * 2)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.split("\n", 1)[0][:300]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 
 import faust
@@ -16,6 +17,16 @@ from ces.agents.topics import CONVERSION_REQUESTS, DEAD_LETTERS, RATES_FETCHED
 from ces.projections.audit import AuditStore
 from ces.projections.rate_handler import RateEventHandler
 from ces.services.conversions import ConversionDecider
+
+
+@dataclass(frozen=True)
+class ConsumerPolicy:
+    """The failure policy's and the group membership's knobs (settings `CES_HANDLER_MAX_ATTEMPTS`, ...)."""
+
+    max_attempts: int = 5
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+
 
 HandlerFactory = Callable[[AckedPublisher, DeadLetters], Callable[[list[Received]], Awaitable[object]]]
 
@@ -36,6 +47,7 @@ def register_consumer(
     group_id: str,
     max_records: int,
     make_handler: HandlerFactory,
+    policy: ConsumerPolicy,
 ) -> None:
     async def run() -> None:
         producer = producer_for(bootstrap)
@@ -45,14 +57,19 @@ def register_consumer(
             await producer.send_and_wait(topic_prefix + DEAD_LETTERS.name, value, key=key, headers=headers)
 
         try:
-            handle = make_handler(AckedPublisher(producer, topic_prefix), DeadLetters(send_dead_letter))
+            dead_letters = DeadLetters(send_dead_letter)
+            handle = make_handler(AckedPublisher(producer, topic_prefix), dead_letters)
             consumer = BatchConsumer(
                 name=name,
                 bootstrap=bootstrap,
                 topic=topic_prefix + topic,
                 group_id=group_id,
                 handle=handle,
+                dead_letters=dead_letters,
                 max_records=max_records,
+                max_attempts=policy.max_attempts,
+                session_timeout_ms=policy.session_timeout_ms,
+                heartbeat_interval_ms=policy.heartbeat_interval_ms,
             )
             await consumer.run()
         finally:
@@ -70,6 +87,7 @@ def register_rate_projection(
     app_id: str,
     batch: int,
     make: Callable[[DeadLetters], RateEventHandler],
+    policy: ConsumerPolicy,
 ) -> None:
     register_consumer(
         app,
@@ -80,6 +98,7 @@ def register_rate_projection(
         group_id=f"{app_id}-rates",
         max_records=batch,
         make_handler=lambda sink, dead: make(dead).handle,
+        policy=policy,
     )
 
 
@@ -93,6 +112,7 @@ def register_conversions(
     decider: ConversionDecider,
     store: AuditStore,
     max_amount: Decimal,
+    policy: ConsumerPolicy,
 ) -> None:
     register_consumer(
         app,
@@ -103,4 +123,5 @@ def register_conversions(
         group_id=f"{app_id}-conversions",
         max_records=batch,
         make_handler=lambda sink, dead: ConversionHandler(decider, store, sink, dead, max_amount=max_amount).handle,
+        policy=policy,
     )

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ces.events.base import rfc3339, utc_now
+from ces.events.base import printable, rfc3339, utc_now
 from ces.metrics import DEAD_LETTERS
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class DeadLetters:
     async def publish(self, message: Received, reason: str, detail: str) -> None:
         headers: Headers = [
             ("ces.dlq.reason", reason.encode()),
-            ("ces.dlq.error", detail[:2000].encode()),
+            ("ces.dlq.error", printable(detail[:2000]).encode()),
             ("ces.dlq.source.topic", message.topic.encode()),
             ("ces.dlq.source.partition", str(message.partition).encode()),
             ("ces.dlq.source.offset", str(message.offset).encode()),
@@ -48,4 +48,11 @@ class DeadLetters:
         ]
         await self._send(message.key, message.value, headers)
         DEAD_LETTERS.labels(message.topic, reason).inc()
-        log.warning("dead-lettered %s[%d]@%d: %s: %s", message.topic, message.partition, message.offset, reason, detail)
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            reason,
+            printable(detail[:500]),
+        )

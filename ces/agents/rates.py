@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import faust
 
+from ces.metrics import TIMER_ERRORS
 from ces.services.rate_fetching import RateFetcher
+
+log = logging.getLogger(__name__)
 
 
 def register_fetch_timer(
@@ -17,4 +22,15 @@ def register_fetch_timer(
 
     @app.timer(interval=tick, on_leader=True, name="rates.fetch_tick")  # type: ignore[untyped-decorator]
     async def fetch_rates() -> None:
+        await tick_once(fetcher, provider_name)
+
+
+async def tick_once(fetcher: RateFetcher, provider_name: str) -> None:
+    """One timer tick that never raises: an exception escaping a Faust timer stops the worker, so a tick
+    that failed (a publish timeout, the provider client raising) is logged and counted, and the next
+    tick retries (`RateFetcher` has already shortened its lease)."""
+    try:
         await fetcher.tick(provider_name)
+    except Exception:
+        TIMER_ERRORS.labels(provider_name).inc()
+        log.exception("rate fetch tick failed; the timer goes on")

@@ -11,9 +11,11 @@ import iso4217
 
 # Codes that are not money one converts (precious metals, testing and fund codes, "no currency").
 _NON_CONVERTIBLE = {"XAU", "XAG", "XPT", "XPD", "XTS", "XXX", "XDR", "XSU", "XUA", "XBA", "XBB", "XBC", "XBD"}
-_CODE = re.compile(r"^[A-Z]{3}$")
-# Plain decimal notation only: no exponent, no sign other than '-', no NaN/Infinity, no spaces.
-_DECIMAL_TEXT = re.compile(r"^-?(?:\d+(?:\.\d*)?|\.\d+)$")
+_CODE = re.compile(r"[A-Z]{3}")
+# Plain decimal notation only: ASCII digits (`Decimal()` reads any Unicode digit, "１２" included), no
+# exponent, no sign other than '-', no NaN/Infinity, no spaces. Matched whole (`fullmatch`): `$` would let
+# a trailing newline through.
+_DECIMAL_TEXT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
 class UnknownCurrency(ValueError):
@@ -51,7 +53,7 @@ def currencies() -> dict[str, Currency]:
 
 
 def currency(code: str) -> Currency:
-    if not isinstance(code, str) or not _CODE.match(code):
+    if not isinstance(code, str) or not _CODE.fullmatch(code):
         raise UnknownCurrency(str(code))
     try:
         return currencies()[code]
@@ -73,7 +75,7 @@ def parse_decimal(text: str, *, max_length: int = 64) -> Decimal:
         raise InvalidDecimal(f"expected a decimal string, got {type(text).__name__}")
     if len(text) > max_length:
         raise InvalidDecimal(f"decimal text longer than {max_length} characters")
-    if not _DECIMAL_TEXT.match(text):
+    if not _DECIMAL_TEXT.fullmatch(text):
         raise InvalidDecimal(f"not a plain decimal number: {text[:40]!r}")
     try:
         return Decimal(text)

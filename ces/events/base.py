@@ -20,7 +20,7 @@ from pydantic import (
 
 from ces.domain.money import InvalidDecimal, parse_decimal
 
-_CODE = re.compile(r"^[A-Z]{3}$")
+_CODE = re.compile(r"[A-Z]{3}")
 
 
 def _decimal_from_text(value: Any) -> Decimal:
@@ -67,12 +67,18 @@ UtcDatetime = Annotated[
 
 
 def _currency_code(value: str) -> str:
-    if not _CODE.match(value):
+    if not _CODE.fullmatch(value):
         raise ValueError("must be a three-letter upper-case ISO 4217 code")
     return value
 
 
 CurrencyCode = Annotated[str, AfterValidator(_currency_code)]
+
+
+def printable(text: str) -> str:
+    """Text any backend accepts: lone surrogates and NUL (which UTF-8, Kafka headers and PostgreSQL refuse)
+    become visible escapes. For messages that quote what a producer sent."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def utc_now() -> datetime:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ces.events.base import Event
+from ces.events.base import Event, printable
 from ces.events.conversions import ConversionAudited, ConversionRejected, ConversionRequested
 from ces.events.rates import RateFetched, RateFetchFailed
 from ces.events.upcasters import upcast
@@ -33,10 +33,15 @@ def register(cls: type[Event]) -> type[Event]:
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """Any bytes -> a JSON object, or `UndecodableEvent`; nothing else escapes. Besides malformed JSON
+    and invalid UTF-8 this covers integers too long to convert (ValueError) and nesting deeper than the
+    interpreter's recursion limit (RecursionError)."""
+    if not isinstance(raw, bytes | bytearray):  # a tombstone (null value) reaches here as None
+        raise UndecodableEvent("invalid_json", f"expected bytes, got {type(raw).__name__}")
     try:
         payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UndecodableEvent("invalid_json", str(exc)[:200]) from exc
+    except (ValueError, RecursionError) as exc:
+        raise UndecodableEvent("invalid_json", printable(f"{type(exc).__name__}: {exc}")[:200]) from exc
     if not isinstance(payload, dict):
         raise UndecodableEvent("not_an_object", f"expected a JSON object, got {type(payload).__name__}")
     return payload
@@ -66,6 +71,6 @@ def decode(raw: bytes, expected: type[Event] | None = None) -> Event:
         payload = upcast(payload, current)
         return cls.model_validate(payload)
     except ValidationError as exc:
-        raise UndecodableEvent("invalid_event", validation_detail(exc)) from exc
-    except ValueError as exc:
-        raise UndecodableEvent("invalid_event", str(exc)[:500]) from exc
+        raise UndecodableEvent("invalid_event", printable(validation_detail(exc))) from exc
+    except Exception as exc:  # untrusted input: whatever validation raises (OverflowError, ...) is about it
+        raise UndecodableEvent("invalid_event", printable(f"{type(exc).__name__}: {exc}")[:500]) from exc

@@ -71,13 +71,15 @@ def _clients(settings: Settings) -> Callable[[web.Application], AsyncIterator[No
         repository = RateRepository(engine)
 
         async def readiness() -> dict[str, tuple[bool, str]]:
-            return dict(
+            checks = dict(
                 zip(
                     ("kafka", "postgres", "redis"),
                     await asyncio.gather(_kafka_ok(producer), _postgres_ok(engine), _redis_ok(redis_client)),
                     strict=True,
                 )
             )
+            checks["replies"] = (True, "reading") if router.healthy else (False, "result reader stopped")
+            return checks
 
         app[DEPS] = Deps(
             settings=settings,

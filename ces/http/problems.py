@@ -9,6 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ces.adapters.failures import Failure, classify
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -30,6 +32,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "unsupported_media_type": (415, "Send application/json"),
     "overloaded": (503, "Too many conversions in flight; retry later"),
     "not_ready": (503, "A dependency is unavailable"),
+    "unavailable": (503, "A backend is unavailable; retry later"),
     "result_timeout": (504, "No result within the gateway timeout"),
     "internal_error": (500, "Internal error"),
 }
@@ -55,6 +58,10 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
         return problem(code.get(exc.status, "invalid_request"), exc.reason or exc.text or "")
-    except Exception:
+    except Exception as exc:
+        if classify(exc) is Failure.TRANSIENT:
+            # Kafka, PostgreSQL or Redis down: the caller can retry (conversions with the same request_id).
+            log.warning("%s %s: backend unavailable: %s: %s", request.method, request.path, type(exc).__name__, exc)
+            return problem("unavailable", f"a backend is unavailable ({type(exc).__name__}); retry later")
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem("internal_error", "an unexpected error occurred; it has been logged")

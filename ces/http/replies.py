@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from uuid import UUID
@@ -101,19 +100,32 @@ class ReplyRouter:
             for records in batches.values():
                 for record in records:
                     self.seen += 1
-                    if record.key is None or not self._waiters:
+                    if not self._waiters:
                         continue
                     try:
-                        request_id = UUID(record.key.decode())
-                    except (ValueError, UnicodeDecodeError):
-                        continue
-                    if request_id in self._waiters:
-                        self._resolve(request_id, record.value)
+                        self._route(record.key, record.value)
+                    except Exception:  # whatever anyone wrote to a result topic, the reader keeps reading
+                        log.exception("skipping a result the gateway cannot read")
 
-    def _resolve(self, request_id: UUID, value: bytes) -> None:
+    @property
+    def healthy(self) -> bool:
+        """False once the reading task has ended: no waiter could be resolved any more."""
+        return self._task is not None and not self._task.done()
+
+    def _route(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None or len(key) > 64:
+            return
         try:
-            event = decode(value)
-        except (UndecodableEvent, json.JSONDecodeError) as exc:
+            request_id = UUID(key.decode())
+        except (ValueError, UnicodeDecodeError):
+            return
+        if request_id in self._waiters:
+            self._resolve(request_id, value)
+
+    def _resolve(self, request_id: UUID, value: bytes | None) -> None:
+        try:
+            event = decode(value)  # type: ignore[arg-type]  # decode refuses None with a reason
+        except UndecodableEvent as exc:
             log.warning("undecodable result for %s: %s", request_id, exc)
             return
         if not isinstance(event, ConversionAudited | ConversionRejected):

@@ -16,14 +16,14 @@ from ces.domain.conversion import Rejection, validate
 from ces.domain.money import currencies, is_currency_code
 from ces.events.base import decimal_text, rfc3339, utc_now
 from ces.events.conversions import ConversionAudited
-from ces.events.registry import validation_detail
+from ces.events.registry import UndecodableEvent, parse_json_object, validation_detail
 from ces.http.deps import DEPS, Deps
 from ces.http.openapi import docs_html, openapi_document
 from ces.http.problems import problem
 from ces.http.replies import TooManyPending
 from ces.http.schemas import ConversionBody, audit_json, leg_json, rate_json, rejection_json
 from ces.projections.rates import pair_history
-from ces.services.conversion_requests import IdempotencyConflict, ResultTimeout
+from ces.services.conversion_requests import BackendUnavailable, IdempotencyConflict, ResultTimeout
 
 REJECTION_PROBLEMS = {
     "invalid_request": "invalid_request",
@@ -45,11 +45,9 @@ async def post_conversion(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         return problem("invalid_request", "send the body as application/json")
     try:
-        payload = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
-        return problem("malformed_json", "the body is not valid JSON")
-    if not isinstance(payload, dict):
-        return problem("malformed_json", "the body must be a JSON object")
+        payload = parse_json_object(await request.read())
+    except UndecodableEvent as exc:
+        return problem("malformed_json", f"the body must be a JSON object ({exc.detail})")
     try:
         body = ConversionBody.model_validate(payload)
     except ValidationError as exc:
@@ -81,6 +79,8 @@ async def post_conversion(request: web.Request) -> web.Response:
         )
     except TooManyPending:
         return problem("overloaded", f"more than {deps.settings.gateway_max_pending} conversions in flight")
+    except BackendUnavailable as exc:
+        return problem("unavailable", str(exc))
     except ResultTimeout:
         return problem(
             "result_timeout",
@@ -204,7 +204,10 @@ async def get_rate_history(request: web.Request) -> web.Response:
         return problem("invalid_request", "limit must be an integer and after an RFC 3339 timestamp")
     if after is not None and after.tzinfo is None:
         return problem("invalid_request", "after must carry a UTC offset")
-    window = (datetime.combine(start, time(), UTC), datetime.combine(end + timedelta(days=1), time(), UTC))
+    try:
+        window = (datetime.combine(start, time(), UTC), datetime.combine(end + timedelta(days=1), time(), UTC))
+    except OverflowError:
+        return problem("invalid_request", "end is past the last representable day")
     page = await asyncio.to_thread(
         pair_history,
         deps.engine,

@@ -28,6 +28,10 @@ class IdempotencyConflict(Exception):
     pass
 
 
+class BackendUnavailable(Exception):
+    pass
+
+
 class ConversionRequester:
     def __init__(self, store: AuditStore, publisher: EventPublisher, router: ReplyRouter, *, timeout: float) -> None:
         self.store = store
@@ -36,23 +40,33 @@ class ConversionRequester:
         self.timeout = timeout
 
     async def convert(self, request_id: UUID, base: str, target: str, amount: Decimal) -> tuple[Decision, bool]:
-        """The decision for this request, and whether it was decided before (an idempotent replay)."""
-        earlier = (await asyncio.to_thread(self.store.get, [request_id])).get(request_id)
-        if earlier is not None:
-            self._check_same(earlier, base, target, amount)
-            return earlier, True
-        waiter = self.router.expect(request_id)
+        """The decision for this request, and whether it was decided before (an idempotent replay).
+
+        One deadline (`timeout`) covers the whole call: the database read, the publish and the wait for
+        the result. Running out of it before the request was published means a backend is not answering
+        (`BackendUnavailable`); after, that no result came in time (`ResultTimeout`).
+        """
+        published = False
         try:
-            request = ConversionRequested(
-                request_id=request_id, base_currency=base, target_currency=target, amount=amount
-            )
-            await self.publisher.publish([request])
-            try:
-                decision = await asyncio.wait_for(waiter, timeout=self.timeout)
-            except TimeoutError:
+            async with asyncio.timeout(self.timeout):
+                earlier = (await asyncio.to_thread(self.store.get, [request_id])).get(request_id)
+                if earlier is not None:
+                    self._check_same(earlier, base, target, amount)
+                    return earlier, True
+                waiter = self.router.expect(request_id)
+                try:
+                    request = ConversionRequested(
+                        request_id=request_id, base_currency=base, target_currency=target, amount=amount
+                    )
+                    await self.publisher.publish([request])
+                    published = True
+                    decision = await waiter
+                finally:
+                    self.router.forget(request_id, waiter)
+        except TimeoutError:
+            if published:
                 raise ResultTimeout from None
-        finally:
-            self.router.forget(request_id, waiter)
+            raise BackendUnavailable("the database or the broker did not answer within the deadline") from None
         assert isinstance(decision, ConversionAudited | ConversionRejected)
         self._check_same(decision, base, target, amount)
         return decision, False

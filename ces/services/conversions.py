@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from ces.domain.conversion import Rejection, RejectionReason, ValidRequest, check_fresh, convert, validate
-from ces.events.base import utc_now
+from ces.events.base import printable, utc_now
 from ces.events.conversions import (
     CONVERSION_NAMESPACE,
     ConversionAudited,
@@ -186,6 +186,6 @@ def rejected(request_id: UUID, rejection: Rejection, now: datetime) -> Conversio
         occurred_at=now,
         request_id=request_id,
         reason=rejection.reason.value,
-        message=rejection.message,
+        message=printable(rejection.message)[:1000],
         rejected_at=now,
     )

@@ -1,9 +1,12 @@
 """Fetching rates from the configured provider: retries with backoff, then events to publish.
 
-One fetch per interval cluster-wide: before fetching, the caller claims the interval's slot
-(`FetchSlots.claim`, a Redis `SET NX PX`); a second tick around a rebalance finds the slot taken. If the
-slot store is unreachable the fetch goes ahead: duplicates are harmless because a publication always maps
-to the same `rate_id` and event id (see `ces.events.rates.rate_id_for`).
+One fetch per interval cluster-wide: before fetching, the caller claims the provider's lease for the
+interval (`FetchLease.claim`, a row in PostgreSQL, see `ces.adapters.fetch_lease`); a second tick around
+a rebalance finds it taken. If the lease cannot be claimed (PostgreSQL down) the tick is skipped and the
+next tick tries again: no stream of provider calls. A fetch that fails (retries exhausted, or an
+exception) shortens its lease to `retry_seconds`, so the next try comes within the interval, not an
+interval later. Should two fetches happen anyway, they are harmless: a publication always maps to the
+same `rate_id` and event id (see `ces.events.rates.rate_id_for`).
 """
 
 from __future__ import annotations
@@ -27,8 +30,12 @@ log = logging.getLogger(__name__)
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class FetchSlots(Protocol):
-    async def claim(self, provider: str, fetch_id: UUID, interval_seconds: float) -> bool: ...
+class FetchLease(Protocol):
+    async def claim(self, provider: str, holder: UUID, seconds: float) -> bool:
+        """Take the provider's lease for `seconds` unless another holder's lease is still running."""
+
+    async def expire_in(self, provider: str, holder: UUID, seconds: float) -> None:
+        """Move the end of our own lease to `seconds` from now."""
 
 
 @dataclass
@@ -128,34 +135,50 @@ class RateFetcher:
         self,
         provider_factory: Callable[[], Awaitable[tuple[RateProvider, Callable[[], Awaitable[None]]]]],
         publisher: EventPublisher,
-        slots: FetchSlots,
+        lease: FetchLease,
         policy: RetryPolicy,
         interval_seconds: float,
         *,
+        retry_seconds: float = 60.0,
         on_outcome: Callable[[FetchOutcome], None] | None = None,
     ) -> None:
         self.provider_factory = provider_factory
         self.publisher = publisher
-        self.slots = slots
+        self.lease = lease
         self.policy = policy
         self.interval_seconds = interval_seconds
+        self.retry_seconds = min(retry_seconds, interval_seconds)
         self.on_outcome = on_outcome
 
     async def tick(self, provider_name: str) -> FetchOutcome | None:
         fetch_id = uuid4()
+        # A little shorter than the interval so the lease is free again when the next tick is due.
+        hold = max(0.001, self.interval_seconds - 0.5)
         try:
-            claimed = await self.slots.claim(provider_name, fetch_id, self.interval_seconds)
-        except Exception as exc:  # the slot is an optimisation; idempotent ids make a double fetch harmless
-            log.warning("fetch slot store unavailable (%s); fetching anyway", exc)
-            claimed = True
+            claimed = await self.lease.claim(provider_name, fetch_id, hold)
+        except Exception as exc:
+            log.warning("fetch lease unavailable (%s: %s); skipping this tick", type(exc).__name__, exc)
+            return None
         if not claimed:
             return None
-        provider, close = await self.provider_factory()
         try:
-            outcome = await fetch_once(provider, self.policy, fetch_id=fetch_id)
-        finally:
-            await close()
-        await self.publisher.publish(outcome.events)
+            provider, close = await self.provider_factory()
+            try:
+                outcome = await fetch_once(provider, self.policy, fetch_id=fetch_id)
+            finally:
+                await close()
+            await self.publisher.publish(outcome.events)
+        except BaseException:
+            await self._retry_soon(provider_name, fetch_id)
+            raise
+        if outcome.failed:
+            await self._retry_soon(provider_name, fetch_id)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         return outcome
+
+    async def _retry_soon(self, provider_name: str, fetch_id: UUID) -> None:
+        try:
+            await self.lease.expire_in(provider_name, fetch_id, self.retry_seconds)
+        except Exception as exc:  # the lease then simply runs its whole interval
+            log.warning("could not shorten the fetch lease (%s); next fetch at the next interval", exc)

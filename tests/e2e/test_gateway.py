@@ -200,6 +200,29 @@ def test_no_worker_means_504_and_the_gateway_stays_healthy(
     assert "ces_gateway_pending_conversions" in metrics_text
 
 
+def test_postgres_down_means_503_with_retry_after_and_readyz_says_which(
+    start_ces: StartCes, isolation: Isolation, worker_env: dict[str, str]
+) -> None:
+    """The gateway's database does not answer (a closed port): conversions and reads that need it are
+    503 problems with Retry-After, within the deadline, and /readyz names postgres."""
+    url = start_gateway(start_ces, {**worker_env, "CES_DATABASE_URL": "postgresql+psycopg2://ces:ces@127.0.0.1:9/ces"})
+
+    async def run() -> list[tuple[int, Any, Any]]:
+        async with aiohttp.ClientSession() as session:
+            answers = [await post(session, url, body("USD", "JPY", "1.00")) for _ in range(3)]
+            for path in (f"/v1/conversion-requests/{uuid.uuid4()}", "/readyz"):
+                async with session.get(url + path) as response:
+                    answers.append((response.status, await response.json(content_type=None), response.headers))
+            return answers
+
+    answers = asyncio.run(run())
+    for status, payload, headers in answers[:-1]:
+        assert (status, payload["code"]) == (503, "unavailable")
+        assert headers["Retry-After"] == "1" and headers["Content-Type"].startswith("application/problem+json")
+    ready_status, ready, _ = answers[-1]
+    assert ready_status == 503 and "postgres" in ready["checks"]
+
+
 def test_two_gateway_instances_each_get_their_own_replies(
     running: RunningProcess, start_ces: StartCes, worker_env: dict[str, str]
 ) -> None:

@@ -1,5 +1,6 @@
-"""The batch consumer on a real broker: a failing batch is retried, nothing is skipped, offsets are
-committed only for what was handled, and the next consumer of the group starts after them."""
+"""The batch consumer on a real broker: transient failures are retried with nothing skipped, a bad
+message is isolated and dead-lettered while the rest of its batch is handled, offsets are committed only
+for what was handled, and the next consumer of the group starts after them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import contextlib
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ces.agents.batch_consumer import BatchConsumer
-from ces.agents.dead_letters import Received
+from ces.agents.dead_letters import DeadLetters, Headers, Received
 from ces.settings import Settings
 from tests.integration.conftest import NewTopicFactory
 from tests.support import produce
@@ -23,6 +24,20 @@ async def run_until(consumer: BatchConsumer, done: asyncio.Event, timeout: float
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+class CollectedDeadLetters(DeadLetters):
+    """Dead letters kept in memory: what this test checks is the consumer's policy, not the DLQ topic."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes | None, bytes, dict[str, bytes]]] = []
+        self.progress = asyncio.Event()
+
+        async def send(key: bytes | None, value: bytes, headers: Headers) -> None:
+            self.sent.append((key, value, dict(headers)))
+            self.progress.set()
+
+        super().__init__(send)
 
 
 async def committed_offsets(
@@ -51,13 +66,20 @@ async def test_failed_batches_are_retried_and_commits_follow_what_was_handled(
         nonlocal failures
         if failures < 2:  # the database is "down" for the first two attempts
             failures += 1
-            raise RuntimeError("database unavailable")
+            raise ConnectionRefusedError("database unavailable")
         seen.extend(int(r.value) for r in batch)
         if len(set(seen)) == 600:
             done.set()
 
+    dead = CollectedDeadLetters()
     consumer = BatchConsumer(
-        name="test", bootstrap=settings.kafka_bootstrap, topic=topic, group_id=group, handle=handle, max_records=50
+        name="test",
+        bootstrap=settings.kafka_bootstrap,
+        topic=topic,
+        group_id=group,
+        handle=handle,
+        dead_letters=dead,
+        max_records=50,
     )
     partitions = [TopicPartition(topic, p) for p in range(3)]
     task = asyncio.create_task(consumer.run())
@@ -76,6 +98,7 @@ async def test_failed_batches_are_retried_and_commits_follow_what_was_handled(
             await task
     assert failures == 2
     assert sorted(set(seen)) == list(range(600))  # nothing skipped despite the failures
+    assert dead.sent == []  # a transient failure never dead-letters
     assert sum(committed.values()) == 600  # every partition committed up to its end, nothing beyond
 
     await produce(settings.kafka_bootstrap, topic, [(b"new", b"600")])
@@ -87,7 +110,67 @@ async def test_failed_batches_are_retried_and_commits_follow_what_was_handled(
         done_later.set()
 
     again = BatchConsumer(
-        name="test", bootstrap=settings.kafka_bootstrap, topic=topic, group_id=group, handle=handle_later
+        name="test",
+        bootstrap=settings.kafka_bootstrap,
+        topic=topic,
+        group_id=group,
+        handle=handle_later,
+        dead_letters=CollectedDeadLetters(),
     )
     await run_until(again, done_later)
     assert later == [600]
+
+
+async def test_a_bad_message_is_isolated_and_dead_lettered_while_its_batch_goes_on(
+    settings: Settings, new_topic: NewTopicFactory, unique: str
+) -> None:
+    """One message raises an unexpected error every time, another one is refused by the database: both
+    end in the dead letters with their reason, every other message of the same batches is handled."""
+    topic = await new_topic("isolate", partitions=2)
+    group = f"test-isolate-{unique}"
+    values = [str(i).encode() for i in range(400)]
+    values[123] = b"bug"
+    values[321] = b"refused"
+    await produce(settings.kafka_bootstrap, topic, [(v, v) for v in values])
+
+    handled: set[bytes] = set()
+    bug_attempts = 0
+    dead = CollectedDeadLetters()
+
+    async def handle(batch: list[Received]) -> None:
+        nonlocal bug_attempts
+        if any(r.value == b"bug" for r in batch):
+            if len(batch) == 1:
+                bug_attempts += 1
+            raise KeyError("a bug in the handler")
+        if any(r.value == b"refused" for r in batch):
+            raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+        handled.update(r.value for r in batch)
+        dead.progress.set()
+
+    consumer = BatchConsumer(
+        name="test",
+        bootstrap=settings.kafka_bootstrap,
+        topic=topic,
+        group_id=group,
+        handle=handle,
+        dead_letters=dead,
+        max_records=200,
+        max_attempts=3,
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(60):
+            while len(handled) + len(dead.sent) < 400:
+                await dead.progress.wait()
+                dead.progress.clear()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert handled == {v for v in values if v not in (b"bug", b"refused")}
+    reasons = {value: headers["ces.dlq.reason"] for _, value, headers in dead.sent}
+    assert reasons == {b"bug": b"handler_error", b"refused": b"refused_by_database"}
+    assert bug_attempts == 3  # retried a bounded number of times, then dead-lettered
+    bug_headers = next(h for _, v, h in dead.sent if v == b"bug")
+    assert b"KeyError" in bug_headers["ces.dlq.error"]

@@ -15,7 +15,7 @@ from ces.domain.conversion import Rejection, RejectionReason, ValidRequest, chec
 from ces.domain.money import currency
 from ces.domain.rates import Rate, direct
 from ces.events.registry import UndecodableEvent
-from ces.services.conversions import parse_request
+from ces.services.conversions import parse_request, rejected
 
 MAX = Decimal("1000000000000")
 
@@ -107,6 +107,11 @@ def test_minimal_request_gets_its_envelope_filled_deterministically() -> None:
         (raw(request_id="not-a-uuid"), "invalid_request_id"),
         (raw(request_id=str(uuid.uuid4()), event_type="RateFetched"), "unexpected_event_type"),
         (b"x" * 20_000, "oversized"),
+        (b'{"request_id": ' + b"9" * 5000 + b"}", "invalid_json"),  # int too long to convert
+        (b"[" * 5000 + b"]" * 5000, "invalid_json"),  # deeper than the recursion limit
+        (b'{"request_id": "\\ud800"}', "invalid_request_id"),
+        (b"\xff\xfe", "invalid_json"),
+        (b"", "invalid_json"),
     ],
 )
 def test_messages_without_a_usable_request_id_are_dead_letters(message: bytes, reason: str) -> None:
@@ -136,3 +141,29 @@ def test_arbitrary_bytes_never_raise_anything_but_a_dead_letter(data: bytes) -> 
         assert exc.reason in {"invalid_json", "not_an_object", "invalid_request_id", "unexpected_event_type"}
     else:
         assert (parsed.valid is None) != (parsed.rejection is None)
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"amount": "１２"}, RejectionReason.INVALID_AMOUNT),  # fullwidth digits, which Decimal() reads as 12
+        ({"amount": "١٢"}, RejectionReason.INVALID_AMOUNT),  # Arabic-Indic digits
+        ({"amount": "12\n"}, RejectionReason.INVALID_AMOUNT),
+        ({"amount": "\ud800"}, RejectionReason.INVALID_AMOUNT),
+        ({"amount": "1\x00"}, RejectionReason.INVALID_AMOUNT),
+        ({"base_currency": "US\x00"}, RejectionReason.UNKNOWN_CURRENCY),
+        ({"base_currency": "\ud800"}, RejectionReason.UNKNOWN_CURRENCY),
+        ({"na\x00me": "x"}, RejectionReason.INVALID_REQUEST),
+        ({"\ud800": "\udfff"}, RejectionReason.INVALID_REQUEST),
+    ],
+)
+def test_nasty_values_are_rejections_whose_message_every_backend_accepts(
+    fields: dict[str, str], reason: RejectionReason
+) -> None:
+    request = {"request_id": str(uuid.uuid4()), "base_currency": "USD", "target_currency": "EUR", "amount": "1"}
+    parsed = parse_request(json.dumps({**request, **fields}).encode(), None, max_amount=MAX)
+    assert parsed.rejection is not None and parsed.rejection.reason is reason
+    event = rejected(parsed.request_id, parsed.rejection, datetime.now(UTC))
+    assert "\x00" not in event.message
+    event.message.encode("utf-8")  # no lone surrogate: PostgreSQL and Kafka take it
+    assert json.loads(event.to_json())["reason"] == reason.value

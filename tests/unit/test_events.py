@@ -128,3 +128,45 @@ def test_exported_json_schemas_are_current() -> None:
         path = DOCS / name
         assert path.exists(), f"{path} missing: run `ces events schemas`"
         assert path.read_text() == text, f"{path} is stale: run `ces events schemas`"
+
+
+# Any JSON value, surrogates and NUL included in strings, integers past float range, deep-ish nesting.
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats(allow_nan=False)
+    | st.text(alphabet=st.characters(codec=None, exclude_categories=())),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=10,
+)
+VALID_RATE = RateFetched.for_quote(
+    provider_name="ecb",
+    base_currency="EUR",
+    target_currency="USD",
+    rate_value=Decimal("1.0892"),
+    published_at=datetime(2024, 3, 15, 15, tzinfo=UTC),
+    fetched_at=datetime(2024, 3, 15, 15, 5, tzinfo=UTC),
+    fetch_id=uuid.uuid4(),
+).model_dump(mode="json")
+
+
+@given(field=st.sampled_from(sorted(VALID_RATE)), value=json_values)
+def test_any_value_in_any_field_decodes_or_fails_with_a_reason(field: str, value: object) -> None:
+    raw = json.dumps({**VALID_RATE, field: value}).encode()
+    try:
+        event = decode(raw, expected=RateFetched)
+    except UndecodableEvent as exc:
+        exc.detail.encode("utf-8")  # the reason travels in a Kafka header: always encodable
+        assert "\x00" not in exc.detail
+    else:
+        event.to_json()  # what decodes also encodes again
+
+
+@pytest.mark.parametrize(
+    "published_at", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "2024-02-30T00:00:00Z"]
+)
+def test_instants_outside_the_calendar_are_refused_not_raised(published_at: str) -> None:
+    with pytest.raises(UndecodableEvent) as info:
+        decode(json.dumps({**VALID_RATE, "published_at": published_at}).encode(), expected=RateFetched)
+    assert info.value.reason == "invalid_event"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -11,13 +12,15 @@ from typing import Any, cast
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiokafka.errors import KafkaConnectionError
+from sqlalchemy.exc import OperationalError
 
 from ces.events.conversions import ConversionAudited, ConversionRejected, audit_id_for
 from ces.http.deps import DEPS, Deps
 from ces.http.problems import problems_middleware
 from ces.http.replies import TooManyPending
 from ces.http.routes import ROUTES
-from ces.services.conversion_requests import IdempotencyConflict, ResultTimeout
+from ces.services.conversion_requests import BackendUnavailable, IdempotencyConflict, ResultTimeout
 from ces.settings import Settings
 
 NOW = datetime(2024, 3, 15, 16, tzinfo=UTC)
@@ -112,6 +115,9 @@ async def test_a_conversion_is_201_with_location_and_upper_cased_codes(client_fo
         (TooManyPending(), 503, "overloaded"),
         (IdempotencyConflict("used before"), 409, "idempotency_conflict"),
         (RuntimeError("boom"), 500, "internal_error"),
+        (BackendUnavailable("no answer within the deadline"), 503, "unavailable"),
+        (OperationalError("SELECT", {}, ConnectionRefusedError("boom")), 503, "unavailable"),
+        (KafkaConnectionError("boom"), 503, "unavailable"),
     ],
 )
 async def test_outcomes_map_to_problem_statuses(client_for: Any, outcome: Any, status: int, code: str) -> None:
@@ -121,6 +127,8 @@ async def test_outcomes_map_to_problem_statuses(client_for: Any, outcome: Any, s
     assert (response.status, payload["code"]) == (status, code)
     assert response.content_type == "application/problem+json"
     assert "Traceback" not in await response.text() and "boom" not in payload["detail"]
+    if status == 503:
+        assert response.headers["Retry-After"] == "1"
 
 
 async def test_idempotency_key_header_is_used_and_must_agree_with_the_body(client_for: Any) -> None:
@@ -142,3 +150,48 @@ async def test_unknown_routes_and_methods_are_problems_too(client_for: Any) -> N
     wrong_method = await client.delete("/v1/conversions")
     assert not_found.status == 404 and (await not_found.json(content_type=None))["code"] == "not_found"
     assert wrong_method.status == 405 and wrong_method.content_type == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 5000 + b"]" * 5000,  # deeper than the interpreter's recursion limit
+        b'{"request_id": ' + b"9" * 5000 + b"}",  # an integer too long to convert
+        b'{"amount": "\\ud800"',  # truncated
+        b"\xff\xfe\x00",  # not UTF-8
+        b"",
+        b"null",
+    ],
+)
+async def test_no_body_gets_a_500(client_for: Any, raw: bytes) -> None:
+    client = await client_for(FakeRequester(audited))
+    response = await client.post("/v1/conversions", data=raw, headers={"Content-Type": "application/json"})
+    payload = await response.json(content_type=None)
+    assert (response.status, payload["code"]) == (400, "malformed_json")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("amount", "１２", "invalid_amount"),  # fullwidth digits: Decimal() would read 12
+        ("amount", "12\n", "invalid_amount"),
+        ("amount", "\ud800", "invalid_amount"),
+        ("base_currency", "EU\x00", "unknown_currency"),
+        ("base_currency", "\ud800SD", "unknown_currency"),
+    ],
+)
+async def test_nasty_values_are_422_and_never_reach_the_service(
+    client_for: Any, field: str, value: str, code: str
+) -> None:
+    requester = FakeRequester(audited)
+    client = await client_for(requester)
+    raw = json.dumps(body(**{field: value})).encode()
+    response = await client.post("/v1/conversions", data=raw, headers={"Content-Type": "application/json"})
+    assert response.status == 422 and (await response.json(content_type=None))["code"] == code
+    assert requester.calls == []
+
+
+async def test_a_history_range_past_the_calendar_is_a_problem(client_for: Any) -> None:
+    client = await client_for(FakeRequester(audited))
+    response = await client.get("/v1/rates/EUR/USD/history?start=9999-12-01&end=9999-12-31")
+    assert response.status == 422 and (await response.json(content_type=None))["code"] == "invalid_request"

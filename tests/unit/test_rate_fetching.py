@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from prometheus_client import REGISTRY
 
 from ces.adapters.providers.base import (
     PermanentProviderError,
+    ProviderError,
     ProviderQuote,
     TransientProviderError,
 )
+from ces.agents.rates import tick_once
 from ces.events.rates import RateFetched, RateFetchFailed
-from ces.services.rate_fetching import fetch_once
+from ces.services.rate_fetching import RateFetcher, fetch_once
 from ces.services.retry import RetryPolicy
 
 QUOTE = ProviderQuote(
@@ -100,3 +104,88 @@ async def test_non_positive_rates_are_not_published(value: Decimal) -> None:
     quote = ProviderQuote("fake", "EUR", QUOTE.published_at, {"USD": Decimal("1.1"), "XXX": value})
     outcome = await fetch_once(ScriptedProvider(quote), RetryPolicy(), sleep=RecordingSleep())
     assert [e.target_currency for e in outcome.events if isinstance(e, RateFetched)] == ["USD"]
+
+
+class FakeLease:
+    """The lease's contract in memory: one holder until expiry; `down` makes it raise like a dead database."""
+
+    def __init__(self, *, down: bool = False) -> None:
+        self.down = down
+        self.holder: uuid.UUID | None = None
+        self.seconds: float | None = None
+        self.claims = 0
+
+    async def claim(self, provider: str, holder: uuid.UUID, seconds: float) -> bool:
+        self.claims += 1
+        if self.down:
+            raise ConnectionRefusedError("database down")
+        if self.holder is not None:
+            return False
+        self.holder, self.seconds = holder, seconds
+        return True
+
+    async def expire_in(self, provider: str, holder: uuid.UUID, seconds: float) -> None:
+        assert holder == self.holder
+        self.seconds = seconds
+
+
+class FakePublisher:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.published: list[object] = []
+
+    async def publish(self, events: Sequence[object]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.published.extend(events)
+
+
+def fetcher_with(
+    provider: ScriptedProvider, lease: FakeLease, publisher: FakePublisher, interval: float = 3600
+) -> RateFetcher:
+    async def factory() -> tuple[ScriptedProvider, Callable[[], Awaitable[None]]]:
+        async def close() -> None:
+            return None
+
+        return provider, close
+
+    policy = RetryPolicy(max_attempts=2, initial_delay=0.0, max_delay=0.0)
+    return RateFetcher(factory, publisher, lease, policy, interval, retry_seconds=60)  # type: ignore[arg-type]
+
+
+async def test_a_tick_without_the_lease_store_skips_instead_of_fetching() -> None:
+    provider, lease, publisher = ScriptedProvider(QUOTE), FakeLease(down=True), FakePublisher()
+    fetcher = fetcher_with(provider, lease, publisher)
+    assert await fetcher.tick("ecb") is None
+    assert await fetcher.tick("ecb") is None
+    assert provider.calls == 0 and publisher.published == []
+
+
+async def test_one_fetch_per_lease_and_the_interval_minus_margin_is_held() -> None:
+    provider, lease, publisher = ScriptedProvider(QUOTE, QUOTE), FakeLease(), FakePublisher()
+    fetcher = fetcher_with(provider, lease, publisher)
+    assert await fetcher.tick("ecb") is not None
+    assert await fetcher.tick("ecb") is None  # a second tick (or a second leader) finds the lease taken
+    assert provider.calls == 1 and lease.seconds == 3599.5
+
+
+async def test_a_failed_fetch_shortens_the_lease_so_it_is_retried_within_the_interval() -> None:
+    error = ProviderError("HTTP 500")
+    provider, lease, publisher = ScriptedProvider(error, error), FakeLease(), FakePublisher()
+    outcome = await fetcher_with(provider, lease, publisher).tick("ecb")
+    assert outcome is not None and outcome.failed
+    assert lease.seconds == 60
+    assert [type(e).__name__ for e in publisher.published] == ["RateFetchFailed"]
+
+
+async def test_an_exception_in_a_tick_shortens_the_lease_and_the_timer_goes_on() -> None:
+    provider, lease = ScriptedProvider(QUOTE), FakeLease()
+    fetcher = fetcher_with(provider, lease, FakePublisher(error=TimeoutError("publish timed out")))
+    with pytest.raises(TimeoutError):
+        await fetcher.tick("ecb")
+    assert lease.seconds == 60
+
+    before = REGISTRY.get_sample_value("ces_timer_errors_total", {"provider": "ecb"}) or 0
+    lease.holder = None
+    await tick_once(fetcher, "ecb")  # does not raise: an exception escaping a Faust timer stops the worker
+    assert REGISTRY.get_sample_value("ces_timer_errors_total", {"provider": "ecb"}) == before + 1
