@@ -212,6 +212,10 @@ class Deployment:
         finally:
             drop_schema(self.stack.settings.database_url, target)
 
+    def reconcile(self, wait: float) -> subprocess.CompletedProcess[str]:
+        """`ces reconcile` (CES's own accounting), run as a second opinion next to the test's oracle."""
+        return self.stack.ces("reconcile", "--json", "--wait", str(wait), env=self.env, timeout=wait + 120)
+
     def log_excerpt(self, lines: int = 40) -> str:
         """The tail of every process log, and every error line, for the report."""
         parts = []
@@ -582,6 +586,7 @@ class Result:
     recovery_s: list[float] = field(default_factory=list)
     db_match: bool | None = None
     replay_exit: int | None = None
+    reconcile_exit: int | None = None
     notes: list[str] = field(default_factory=list)
 
     def row(self) -> str:
@@ -589,15 +594,16 @@ class Result:
         rec = ", ".join(f"{r:.1f}" for r in self.recovery_s) or "-"
         db = {None: "-", True: "yes", False: "NO"}[self.db_match]
         replay = "-" if self.replay_exit is None else str(self.replay_exit)
+        recon = "-" if self.reconcile_exit is None else str(self.reconcile_exit)
         return (
             f"{self.scenario:<22} {a.produced:>8} {a.audited:>8} {a.rejected:>8} {a.dead:>6} {a.lost:>6} "
-            f"{a.twice:>6} {a.wrong:>6} {a.rates_dead:>6} {db:>5} {replay:>6}  {rec}"
+            f"{a.twice:>6} {a.wrong:>6} {a.rates_dead:>6} {db:>5} {replay:>6} {recon:>5}  {rec}"
         )
 
 
 HEADER = (
     f"{'scenario':<22} {'produced':>8} {'audited':>8} {'rejected':>8} {'dead':>6} {'lost':>6} "
-    f"{'twice':>6} {'wrong':>6} {'rateDL':>6} {'db=ev':>5} {'replay':>6}  recover (s)"
+    f"{'twice':>6} {'wrong':>6} {'rateDL':>6} {'db=ev':>5} {'replay':>6} {'recon':>5}  recover (s)"
 )
 RESULTS: list[Result] = []
 

@@ -40,7 +40,10 @@ LOAD_MINIMUM = 20_000
 OUTAGE_SECONDS = 30.0
 DRAIN_SECONDS = 90.0  # after the load ends, how long every message has to be accounted for
 RECOVERY_TARGET = 15.0  # the issue's goal, printed next to what was measured
-RECOVERY_BOUND = 150.0  # asserted: decisions resume at all
+RECOVERY_BOUND = 150.0  # waited for: decisions resume at all
+# Asserted after kill -9: twice the goal. Measured 10.1-11.3 s under this load once the group sessions were
+# shortened (58-60 s before); a loaded 2-core machine needs the margin.
+KILL_RECOVERY_BOUND = 30.0
 
 
 @dataclass
@@ -120,6 +123,13 @@ def finish(run: Run) -> None:
             f"db audits {len(db_audited)} vs events {len(ev_audited)}; "
             f"db rejections {len(db_rejected)} vs events {len(ev_rejected)}"
         )
+    recon = d.reconcile(wait=10)
+    run.result.reconcile_exit = recon.returncode
+    try:
+        totals = json.loads(recon.stdout)["totals"]
+        run.result.notes.append(f"ces reconcile totals: {totals}")
+    except (ValueError, KeyError):
+        run.result.notes.append("ces reconcile: " + (recon.stdout + recon.stderr)[-400:].replace("\n", " | "))
     replay = d.replay_verify()
     run.result.replay_exit = replay.returncode
     if replay.returncode != 0:
@@ -141,6 +151,8 @@ def finish(run: Run) -> None:
     assert acc.produced == acc.audited + acc.rejected + acc.dead
     assert acc.rates_dead == 0, f"{acc.rates_dead} fetched rates dead-lettered\n{logs}"
     assert run.result.db_match, f"PostgreSQL differs from the decision events: {run.result.notes}\n{logs}"
+    # CES's own accounting must agree with the oracle (clean here, so exit 0).
+    assert recon.returncode == 0, f"ces reconcile exited {recon.returncode}:\n{recon.stdout[-3000:]}{recon.stderr}"
     assert replay.returncode == 0, f"replay --verify exited {replay.returncode}:\n{replay.stdout[-3000:]}"
 
 
@@ -164,6 +176,10 @@ def test_worker_killed_nine_three_times(deployment: Deployment, observer: Observ
         run.recovery_after(restarted, f"kill {i + 1}")
         run.wait_flowing(200)
     finish(run)
+    assert len(run.result.recovery_s) == 3, run.result.notes
+    assert max(run.result.recovery_s) <= KILL_RECOVERY_BOUND, (
+        f"recovery after kill -9 took {run.result.recovery_s} s\n{deployment.log_excerpt()}"
+    )
 
 
 def test_kafka_broker_sigterm_and_restart(deployment: Deployment, observer: Observer) -> None:
@@ -348,8 +364,19 @@ def poison_cases() -> list[tuple[str, str, bytes | None, bytes | None, str | Non
     return cases
 
 
-def _wait_decided(observer: Observer, rid: str, deadline: float) -> None:
-    while time.monotonic() < deadline and not observer.decided(rid):
+def _wait_accounted(observer: Observer, poison: Poison, probe: str, deadline: float) -> None:
+    """Until the valid request after the poison is decided and the poison itself decided or dead-lettered.
+
+    Both, because the worker pipelines batches: a later batch can be decided while the poison's batch is
+    stuck (seen before the failure policy: the probe was decided in 0.1 s, the partition stalled for good)."""
+
+    def done() -> bool:
+        dead = observer.dead_lettered(poison.topic, poison.partition, poison.offset)
+        return bool(observer.decided(probe)) and (
+            dead is not None or bool(poison.request_id and observer.decided(poison.request_id))
+        )
+
+    while time.monotonic() < deadline and not done():
         time.sleep(0.05)
 
 
@@ -380,17 +407,20 @@ def test_poison_inputs_do_not_stall_their_partition(deployment: Deployment, obse
                     key=probe.encode(),
                     partition=partition,
                 )
-                await asyncio.to_thread(_wait_decided, observer, probe, sent + POISON_DEADLINE)
-                took = time.monotonic() - sent
                 poisoned = run.poisons[-1]
+                await asyncio.to_thread(_wait_accounted, observer, poisoned, probe, sent + POISON_DEADLINE)
+                took = time.monotonic() - sent
                 fate = observer.dead_lettered(poisoned.topic, poisoned.partition, poisoned.offset) or (
-                    "decided" if rid and observer.decided(rid) else "NOT accounted yet"
+                    "decided" if rid and observer.decided(rid) else None
                 )
-                if observer.decided(probe):
-                    outcomes.append(f"{name}: next request on p{partition} decided in {took:.1f}s; poison: {fate}")
+                if observer.decided(probe) and fate:
+                    outcomes.append(f"{name}: it ({fate}) and the next request on p{partition} done in {took:.1f}s")
                 else:
                     stalled.add(partition)
-                    outcomes.append(f"{name}: next request on p{partition} NOT decided in {POISON_DEADLINE:.0f}s")
+                    outcomes.append(
+                        f"{name}: NOT done in {POISON_DEADLINE:.0f}s on p{partition} "
+                        f"(next request decided: {bool(observer.decided(probe))}, poison: {fate or 'unaccounted'})"
+                    )
         finally:
             await producer.stop()
 
@@ -398,7 +428,7 @@ def test_poison_inputs_do_not_stall_their_partition(deployment: Deployment, obse
     for line in outcomes:
         print(f"[poison] {line}")
     run.result.notes.extend(outcomes)
-    misses = [line for line in outcomes if "NOT decided" in line or "not run" in line]
+    misses = [line for line in outcomes if "NOT done" in line or "not run" in line]
     try:
         finish(run)
     finally:
