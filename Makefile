@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PHASE := scripts/phase
 
-.PHONY: install run up down status test lint typecheck unit integration e2e clean
+.PHONY: install run up down status test lint typecheck unit integration e2e faults clean
 
 $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ test: install
 	@$(PHASE) unit $(BIN)/pytest tests/unit -q
 	@$(PHASE) integration $(BIN)/pytest tests/integration -q
 	@$(PHASE) e2e $(BIN)/pytest tests/e2e -q
+	@$(PHASE) faults $(BIN)/pytest tests/faults -q
+
+# The fault suite alone. It starts its own private Kafka, PostgreSQL and Redis on free ports (never the
+# shared stack) and stops and kills them under load; about 12 minutes on 2 cores.
+faults: install
+	@$(PHASE) faults $(BIN)/pytest tests/faults -q
 
 clean: down
 	rm -rf .stack $(VENV)
