@@ -32,14 +32,27 @@ def register(cls: type[Event]) -> type[Event]:
     return cls
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A repeated name ({"amount": "1", "amount": "1000"}) means different things to different parsers
+    # (first wins, last wins, error): refused, so CES never reads a request otherwise than its producer.
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key[:40]!r}")
+            seen.add(key)
+    return result
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """Any bytes -> a JSON object, or `UndecodableEvent`; nothing else escapes. Besides malformed JSON
-    and invalid UTF-8 this covers integers too long to convert (ValueError) and nesting deeper than the
-    interpreter's recursion limit (RecursionError)."""
+    and invalid UTF-8 this covers integers too long to convert (ValueError), nesting deeper than the
+    interpreter's recursion limit (RecursionError) and repeated keys."""
     if not isinstance(raw, bytes | bytearray):  # a tombstone (null value) reaches here as None
         raise UndecodableEvent("invalid_json", f"expected bytes, got {type(raw).__name__}")
     try:
-        payload = json.loads(raw)
+        payload = json.loads(raw, object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as exc:
         raise UndecodableEvent("invalid_json", printable(f"{type(exc).__name__}: {exc}")[:200]) from exc
     if not isinstance(payload, dict):

@@ -112,6 +112,8 @@ def test_minimal_request_gets_its_envelope_filled_deterministically() -> None:
         (b'{"request_id": "\\ud800"}', "invalid_request_id"),
         (b"\xff\xfe", "invalid_json"),
         (b"", "invalid_json"),
+        (b'{"request_id": "x", "request_id": "6f1d3a52-3c55-4a8e-9a7e-5b1c2f0e8d41"}', "invalid_json"),
+        (b'{"request_id": "6f1d3a52-3c55-4a8e-9a7e-5b1c2f0e8d41", "amount": "1", "amount": "1000"}', "invalid_json"),
     ],
 )
 def test_messages_without_a_usable_request_id_are_dead_letters(message: bytes, reason: str) -> None:

@@ -161,6 +161,7 @@ async def test_unknown_routes_and_methods_are_problems_too(client_for: Any) -> N
         b"\xff\xfe\x00",  # not UTF-8
         b"",
         b"null",
+        b'{"base_currency": "EUR", "target_currency": "USD", "amount": "1.00", "amount": "1000.00"}',
     ],
 )
 async def test_no_body_gets_a_500(client_for: Any, raw: bytes) -> None:
