@@ -54,5 +54,7 @@ def down(settings: Settings, services: list[Service] | None = None) -> list[Stat
     for service in reversed(services or all_services(settings)):
         stopped = service.stop()
         detail = "stopped" if stopped else "not ours or not running, left alone"
-        result.append(Status(service.name, str(service.endpoint), stopped, False, detail))
+        # A service left alone may well still answer (someone else's, or another checkout's): say so.
+        answers = not stopped and service.answers()
+        result.append(Status(service.name, str(service.endpoint), stopped, answers, detail))
     return result
