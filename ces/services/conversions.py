@@ -97,7 +97,9 @@ def _request_id(value: Any) -> UUID | None:
         return None
 
 
-def _sniff_request_id(head: bytes) -> UUID | None:
+def sniff_request_id_value(head: bytes) -> Any:
+    """The value of the first `"request_id": "..."` in the head of a request too large to parse whole,
+    or None. The reconciliation reads ids with this same rule."""
     marker = b'"request_id"'
     at = head.find(marker)
     if at < 0:
@@ -106,10 +108,16 @@ def _sniff_request_id(head: bytes) -> UUID | None:
     if not rest.startswith(b'"'):
         return None
     end = rest.find(b'"', 1)
+    if end <= 0:
+        return None
     try:
-        return _request_id(json.loads(rest[: end + 1])) if end > 0 else None
+        return json.loads(rest[: end + 1])
     except ValueError:
         return None
+
+
+def _sniff_request_id(head: bytes) -> UUID | None:
+    return _request_id(sniff_request_id_value(head))
 
 
 def _when(timestamp_ms: int | None) -> datetime:

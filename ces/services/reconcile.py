@@ -30,6 +30,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 from uuid import UUID
 
+from ces.services.conversions import sniff_request_id_value
+
 AUDITED: Literal["audited"] = "audited"
 REJECTED: Literal["rejected"] = "rejected"
 DecisionKind = Literal["audited", "rejected"]
@@ -63,15 +65,7 @@ def _id(value: Any) -> bytes | None:
 
 
 def _sniff(head: bytes) -> bytes | None:
-    marker = b'"request_id"'
-    at = head.find(marker)
-    if at < 0:
-        return None
-    rest = head[at + len(marker) :].lstrip(b" \t\r\n:").lstrip()
-    if not rest.startswith(b'"'):
-        return None
-    end = rest.find(b'"', 1)
-    return _id(json.loads(rest[: end + 1])) if end > 0 else None
+    return _id(sniff_request_id_value(head))
 
 
 def _request_key(raw: bytes | None) -> bytes | None:

@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from ces.projections import migrate
 from ces.settings import Settings
 from ces.stack.services import Kafka, Postgres, Redis
-from tests.e2e.conftest import RunningProcess, free_port
+from tests.e2e.conftest import RunningProcess, free_port, poll
 from tests.support import drop_schema
 
 # The shared stack of every engineer and of the other suites: the fault suite must never reach it.
@@ -249,14 +249,7 @@ def _answers(port: int) -> bool:
 
 
 def poll_until(check: Callable[[], object], *, timeout: float, what: str, interval: float = 0.2) -> object:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last value {last!r}")
+    return poll(check, timeout=timeout, interval=interval, what=what)
 
 
 def kill9(running: RunningProcess) -> None:
