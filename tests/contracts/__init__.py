@@ -1,0 +1,1 @@
+"""Contract tests: one set of assertions per port, run against its fake (unit) and its real adapter (integration)."""

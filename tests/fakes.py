@@ -1,0 +1,123 @@
+"""In-memory fakes of CES's adapters (audit store, rate lookup, publisher, dead-letter sink) for unit tests.
+
+Each fake keeps the contract of the adapter it stands for; the audit store's is checked against the real
+PostgreSQL store by the same assertions (tests/contracts/audit_store.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from uuid import UUID, uuid4
+
+from ces.agents.dead_letters import Headers
+from ces.domain.rates import DerivedRate, Rate, derive, legs_needed
+from ces.events.base import Event
+from ces.events.conversions import ConversionAudited, ConversionRejected
+
+Decision = ConversionAudited | ConversionRejected
+
+
+class StoreDown(ConnectionError):
+    """What a fake raises where the real adapter would raise its driver's connection error."""
+
+
+class FakeAuditStore:
+    """`ces.projections.audit.AuditStore` in memory: the first decision per `request_id` stands.
+
+    `record` returns, in input order, the decision that stands for each input (the stored one for a
+    request id decided before, also for duplicates inside one call). `down` makes every call raise, as
+    a dead database does, before anything is written.
+    """
+
+    def __init__(self, *, down: bool = False) -> None:
+        self.down = down
+        self.decisions: dict[UUID, Decision] = {}
+        self.record_calls = 0
+
+    def record(self, decisions: Sequence[Decision]) -> list[Decision]:
+        self.record_calls += 1
+        self._check_up()
+        for decision in decisions:
+            self.decisions.setdefault(decision.request_id, decision)
+        return [self.decisions[d.request_id] for d in decisions]
+
+    def get(self, request_ids: Sequence[UUID]) -> dict[UUID, Decision]:
+        self._check_up()
+        return {rid: self.decisions[rid] for rid in request_ids if rid in self.decisions}
+
+    def get_audit(self, audit_id: UUID) -> ConversionAudited | None:
+        self._check_up()
+        for decision in self.decisions.values():
+            if isinstance(decision, ConversionAudited) and decision.audit_id == audit_id:
+                return decision
+        return None
+
+    def _check_up(self) -> None:
+        if self.down:
+            raise StoreDown("database down")
+
+
+def stored_rate(target: str, value: str, published_at: datetime, base: str = "EUR") -> Rate:
+    """One `exchange_rate` row as the projection stores it (against the provider's base)."""
+    return Rate(uuid4(), base, target, Decimal(value), "fake", published_at, published_at + timedelta(minutes=1))
+
+
+class FakeRateLookup:
+    """`ces.services.rate_lookup.RateLookup.latest_many` over stored pivot rates, without cache or database.
+
+    Pairs are served as the real lookup serves them (direct, inverse, cross through `pivot`; None when a
+    leg is missing or base == target). Every call's pairs are kept in `calls`.
+    """
+
+    def __init__(self, legs: Iterable[Rate], pivot: str = "EUR") -> None:
+        self.legs = {(leg.base_currency, leg.target_currency): leg for leg in legs}
+        self.pivot = pivot
+        self.calls: list[list[tuple[str, str]]] = []
+
+    async def latest_many(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], DerivedRate | None]:
+        self.calls.append(list(pairs))
+        result: dict[tuple[str, str], DerivedRate | None] = {}
+        for base, target in pairs:
+            wanted = [self.legs.get(leg) for leg in legs_needed(base, target, self.pivot)]
+            present = [leg for leg in wanted if leg is not None]
+            ok = base != target and len(present) == len(wanted)
+            result[(base, target)] = derive(base, target, self.pivot, present) if ok else None
+        return result
+
+
+class FakePublisher:
+    """An `EventPublisher` that keeps what it was given; `error` makes it raise instead (broker down).
+
+    `journal`, when shared with a `DeadLetterSink`, records the order of publishes and dead letters.
+    """
+
+    def __init__(self, *, error: Exception | None = None, journal: list[str] | None = None) -> None:
+        self.error = error
+        self.published: list[Event] = []
+        self.calls = 0
+        self.journal = journal if journal is not None else []
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        self.published.extend(events)
+        self.journal.extend(f"publish {e.event_type}" for e in events)
+
+
+class DeadLetterSink:
+    """The `send` of a real `ces.agents.dead_letters.DeadLetters`: collects (key, value, headers)."""
+
+    def __init__(self, journal: list[str] | None = None) -> None:
+        self.sent: list[tuple[bytes | None, bytes, dict[str, bytes]]] = []
+        self.journal = journal if journal is not None else []
+
+    async def __call__(self, key: bytes | None, value: bytes, headers: Headers) -> None:
+        self.sent.append((key, value, dict(headers)))
+        self.journal.append(f"dead-letter {dict(headers)['ces.dlq.reason'].decode()}")
+
+    @property
+    def reasons(self) -> list[str]:
+        return [headers["ces.dlq.reason"].decode() for _, _, headers in self.sent]

@@ -1,0 +1,39 @@
+"""The in-memory audit store passes the audit store's contract (its PostgreSQL twin: tests/integration)."""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+
+import pytest
+
+from ces.projections.audit import AuditStore
+from tests.contracts.audit_store import AuditStoreContract, AuditStoreLike, audited
+from tests.fakes import FakeAuditStore, StoreDown
+
+
+class TestFakeAuditStore(AuditStoreContract):
+    @pytest.fixture
+    def store(self) -> AuditStoreLike:
+        return FakeAuditStore()
+
+    @pytest.fixture
+    def rate_ids(self) -> tuple[uuid.UUID, uuid.UUID]:
+        return uuid.uuid4(), uuid.uuid4()
+
+
+@pytest.mark.parametrize("method", ["record", "get", "get_audit"])
+def test_the_fake_has_the_real_stores_signatures(method: str) -> None:
+    # Production passes the concrete AuditStore around (no Protocol port yet), so nothing else would
+    # notice the fake drifting from it.
+    real = inspect.signature(getattr(AuditStore, method))
+    fake = inspect.signature(getattr(FakeAuditStore, method))
+    assert list(fake.parameters) == list(real.parameters)
+    assert str(fake.return_annotation) == str(real.return_annotation)
+
+
+def test_a_down_store_raises_and_records_nothing() -> None:
+    store = FakeAuditStore(down=True)
+    with pytest.raises(StoreDown):
+        store.record([audited(uuid.uuid4(), [uuid.uuid4()])])
+    assert store.decisions == {}

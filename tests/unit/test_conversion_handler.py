@@ -1,0 +1,162 @@
+"""The conversion handler against fakes: decide, record, publish what stands, dead-letter poison last."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from prometheus_client import REGISTRY
+
+from ces.agents.conversions import ConversionHandler
+from ces.agents.dead_letters import DeadLetters, Received
+from ces.events.base import utc_now
+from ces.events.conversions import ConversionAudited, ConversionRejected
+from ces.services.conversions import ConversionDecider
+from tests.contracts.audit_store import audited
+from tests.fakes import DeadLetterSink, FakeAuditStore, FakePublisher, FakeRateLookup, StoreDown, stored_rate
+
+USD = stored_rate("USD", "1.0892", utc_now() - timedelta(minutes=5))
+TOPIC = "conversion-requests"
+
+
+class Rig:
+    """A handler wired to fakes; `journal` is the order in which publishes and dead letters happened."""
+
+    def __init__(self, store: FakeAuditStore | None = None) -> None:
+        self.journal: list[str] = []
+        self.lookup = FakeRateLookup([USD])
+        self.store = store or FakeAuditStore()
+        self.publisher = FakePublisher(journal=self.journal)
+        self.dead = DeadLetterSink(self.journal)
+        decider = ConversionDecider(
+            self.lookup,  # type: ignore[arg-type]  # RateLookup is a class, not a Protocol
+            default_margin=Decimal("0.0010"),
+            margin_overrides={},
+            max_rate_age=timedelta(hours=1),
+        )
+        self.handler = ConversionHandler(
+            decider,
+            self.store,  # type: ignore[arg-type]  # AuditStore is a class, not a Protocol
+            self.publisher,
+            DeadLetters(self.dead),
+            max_amount=Decimal(1_000_000),
+        )
+
+    async def handle(self, values: Sequence[bytes]) -> int:
+        return await self.handler.handle([message(v, offset) for offset, v in enumerate(values)])
+
+
+def message(value: bytes, offset: int) -> Received:
+    return Received(TOPIC, 0, offset, None, value, timestamp_ms=1_710_000_000_000 + offset)
+
+
+def request(request_id: uuid.UUID, amount: str = "100.00", target: str = "USD") -> bytes:
+    body = {"request_id": str(request_id), "base_currency": "EUR", "target_currency": target, "amount": amount}
+    return json.dumps(body).encode()
+
+
+def conversions(outcome: str) -> float:
+    return REGISTRY.get_sample_value("ces_conversions_total", {"outcome": outcome}) or 0.0
+
+
+async def test_a_mixed_batch_publishes_decisions_in_order_then_dead_letters_the_poison() -> None:
+    rig = Rig()
+    ok, bad_amount, no_rate = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    before = conversions("audited"), conversions("rejected")
+    handled = await rig.handle(
+        [
+            b"not json",
+            request(ok),
+            request(bad_amount, amount="-5"),
+            b'{"base_currency": "EUR"}',  # no request_id: nobody could read a rejection for it
+            request(no_rate, target="GBP"),
+        ]
+    )
+    assert handled == 3
+    published = rig.publisher.published
+    assert [(type(e), getattr(e, "request_id", None)) for e in published] == [
+        (ConversionAudited, ok),
+        (ConversionRejected, bad_amount),
+        (ConversionRejected, no_rate),
+    ]
+    assert [getattr(e, "reason", None) for e in published] == [None, "invalid_amount", "no_rate"]
+    assert rig.publisher.calls == 1  # one publish for the batch
+    assert rig.journal == [
+        "publish ConversionAudited",
+        "publish ConversionRejected",
+        "publish ConversionRejected",
+        "dead-letter invalid_json",
+        "dead-letter invalid_request_id",
+    ]
+    # The poison goes byte for byte, with where it came from.
+    assert [(value, headers["ces.dlq.source.offset"]) for _, value, headers in rig.dead.sent] == [
+        (b"not json", b"0"),
+        (b'{"base_currency": "EUR"}', b"3"),
+    ]
+    assert set(rig.store.decisions) == {ok, bad_amount, no_rate}
+    assert (conversions("audited"), conversions("rejected")) == (before[0] + 1, before[1] + 2)
+
+
+async def test_duplicates_in_one_batch_get_one_decision_the_first() -> None:
+    rig = Rig()
+    rid = uuid.uuid4()
+    assert await rig.handle([request(rid, "100.00"), request(rid, "200.00"), request(rid, "300.00")]) == 1
+    (decision,) = rig.publisher.published
+    assert isinstance(decision, ConversionAudited) and decision.input_amount == Decimal("100.00")
+    assert rig.store.decisions == {rid: decision}
+    assert rig.dead.sent == []
+
+
+async def test_a_request_decided_before_gets_its_stored_decision_republished_identically() -> None:
+    rid = uuid.uuid4()
+    earlier = audited(rid, [USD.rate_id], output="1.00")  # deliberately not what the decider computes now
+    store = FakeAuditStore()
+    store.record([earlier])
+    rig = Rig(store)
+    fresh = uuid.uuid4()
+    assert await rig.handle([request(rid), request(fresh)]) == 2
+    again, new = rig.publisher.published
+    assert again.to_json() == earlier.to_json()  # the first decision, byte for byte: no second conversion
+    assert isinstance(new, ConversionAudited) and new.request_id == fresh
+    assert store.decisions[rid] is earlier and len(store.decisions) == 2
+
+
+async def test_a_failing_store_publishes_nothing_and_dead_letters_nothing_so_the_batch_can_be_retried() -> None:
+    rig = Rig(FakeAuditStore(down=True))
+    batch = [request(uuid.uuid4()), b"not json"]
+    with pytest.raises(StoreDown):
+        await rig.handle(batch)
+    assert rig.store.record_calls == 1  # it did get as far as recording
+    assert rig.publisher.published == [] and rig.dead.sent == [] and rig.journal == []
+
+    # The batch consumer retries the same batch once the database is back: everything happens once.
+    rig.store.down = False
+    assert await rig.handle(batch) == 1
+    assert rig.journal == ["publish ConversionAudited", "dead-letter invalid_json"]
+
+
+async def test_a_failing_publish_dead_letters_nothing_and_the_retry_republishes_the_recorded_decision() -> None:
+    rig = Rig()
+    rig.publisher.error = TimeoutError("broker down")
+    batch = [request(uuid.uuid4()), b"not json"]
+    with pytest.raises(TimeoutError):
+        await rig.handle(batch)
+    assert rig.dead.sent == []
+    (recorded,) = rig.store.decisions.values()
+
+    rig.publisher.error = None
+    assert await rig.handle(batch) == 1
+    (published,) = rig.publisher.published
+    assert published.to_json() == recorded.to_json()  # recorded before the failed publish: the same decision
+    assert rig.dead.reasons == ["invalid_json"]
+
+
+async def test_a_batch_of_poison_only_publishes_nothing_and_dead_letters_all() -> None:
+    rig = Rig()
+    assert await rig.handle([b"[]", b"\xff"]) == 0
+    assert rig.publisher.calls == 0 and rig.store.record_calls == 0 and rig.lookup.calls == []
+    assert rig.dead.reasons == ["not_an_object", "invalid_json"]
