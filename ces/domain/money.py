@@ -15,7 +15,10 @@ _CODE = re.compile(r"[A-Z]{3}")
 # Plain decimal notation only: ASCII digits (`Decimal()` reads any Unicode digit, "１２" included), no
 # exponent, no sign other than '-', no NaN/Infinity, no spaces. Matched whole (`fullmatch`): `$` would let
 # a trailing newline through.
-_DECIMAL_TEXT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+DECIMAL_PATTERN = r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+_DECIMAL_TEXT = re.compile(DECIMAL_PATTERN)
+# The same text as a JSON Schema pattern (ECMA 262, searched, so anchored; ECMA `$` is the end of input).
+DECIMAL_SCHEMA_PATTERN = f"^(?:{DECIMAL_PATTERN})$"
 
 
 class UnknownCurrency(ValueError):

@@ -18,7 +18,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from ces.domain.money import InvalidDecimal, parse_decimal
+from ces.domain.money import DECIMAL_SCHEMA_PATTERN, InvalidDecimal, parse_decimal
 
 _CODE = re.compile(r"[A-Z]{3}")
 
@@ -44,7 +44,7 @@ DecimalStr = Annotated[
     Decimal,
     BeforeValidator(_decimal_from_text),
     PlainSerializer(decimal_text, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^-?(\d+(\.\d*)?|\.\d+)$", "examples": ["1.0712"]}),
+    WithJsonSchema({"type": "string", "pattern": DECIMAL_SCHEMA_PATTERN, "examples": ["1.0712"]}),
 ]
 
 

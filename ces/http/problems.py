@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.json_schema import SkipJsonSchema
 
 from ces.adapters.failures import Failure, classify
 
@@ -38,10 +40,37 @@ PROBLEMS: dict[str, tuple[int, str]] = {
 }
 
 
-def problem(code: str, detail: str, **extra: Any) -> web.Response:
+UuidText = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; `type` is `/problems/<code>`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="/problems/<code>")
+    title: str
+    status: int
+    detail: str
+    code: Annotated[str, WithJsonSchema({"type": "string", "enum": sorted(PROBLEMS)})]
+    request_id: UuidText | SkipJsonSchema[None] = Field(
+        default=None, description="the conversion's request id, when there is one"
+    )
+    rejected_at: str | SkipJsonSchema[None] = Field(
+        default=None, description="when a conversion was rejected (RFC 3339)"
+    )
+    checks: dict[str, str] | SkipJsonSchema[None] = Field(
+        default=None, description="not_ready: each failing dependency"
+    )
+
+
+def problem(code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
     status, title = PROBLEMS[code]
-    body = {"type": f"/problems/{code}", "title": title, "status": status, "detail": detail, "code": code, **extra}
-    headers = {"Retry-After": "1"} if status in (503,) else None
+    body = Problem.model_construct(
+        type=f"/problems/{code}", title=title, status=status, detail=detail, code=code, **extra
+    ).model_dump(mode="json", exclude_unset=True)
+    if status == 503:
+        headers = {**(headers or {}), "Retry-After": "1"}
     return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_JSON, headers=headers)
 
 
@@ -57,7 +86,9 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
-        return problem(code.get(exc.status, "invalid_request"), exc.reason or exc.text or "")
+        # A 405 must say which methods the resource has (RFC 9110 15.5.6); aiohttp put them in `Allow`.
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return problem(code.get(exc.status, "invalid_request"), exc.reason or exc.text or "", headers=allow)
     except Exception as exc:
         if classify(exc) is Failure.TRANSIENT:
             # Kafka, PostgreSQL or Redis down: the caller can retry (conversions with the same request_id).

@@ -14,14 +14,27 @@ from pydantic import ValidationError
 
 from ces.domain.conversion import Rejection, validate
 from ces.domain.money import currencies, is_currency_code
-from ces.events.base import decimal_text, rfc3339, utc_now
+from ces.events.base import rfc3339, utc_now
 from ces.events.conversions import ConversionAudited
 from ces.events.registry import UndecodableEvent, parse_json_object, validation_detail
 from ces.http.deps import DEPS, Deps
 from ces.http.openapi import docs_html, openapi_document
 from ces.http.problems import problem
 from ces.http.replies import TooManyPending
-from ces.http.schemas import ConversionBody, audit_json, leg_json, rate_json, rejection_json
+from ces.http.schemas import (
+    ConversionBody,
+    Currencies,
+    CurrencyOut,
+    HistoryItem,
+    RateHistory,
+    RatesTable,
+    Status,
+    audit_json,
+    leg_out,
+    rate_json,
+    rate_out,
+    rejection_json,
+)
 from ces.projections.rates import pair_history
 from ces.services.conversion_requests import BackendUnavailable, IdempotencyConflict, ResultTimeout
 
@@ -160,13 +173,12 @@ async def get_rates_table(request: web.Request) -> web.Response:
     pairs = [(base, s) for s in symbols if s != base]
     rates = await deps.lookup.latest_many(pairs)
     now = utc_now()
-    return _json(
-        {
-            "base_currency": base,
-            "rates": {t: rate_json(r, now) for (_, t), r in rates.items() if r is not None},
-            "missing": sorted(t for (_, t), r in rates.items() if r is None),
-        }
+    table = RatesTable.model_construct(
+        base_currency=base,
+        rates={t: rate_out(r, now) for (_, t), r in rates.items() if r is not None},
+        missing=sorted(t for (_, t), r in rates.items() if r is None),
     )
+    return _json(table.json_body())
 
 
 async def _available(deps: Deps) -> list[str]:
@@ -219,44 +231,45 @@ async def get_rate_history(request: web.Request) -> web.Response:
         limit=limit,
     )
     items = [
-        {
-            "rate_value": decimal_text(r.rate_value),
-            "kind": r.kind.value,
-            "published_at": rfc3339(r.published_at),
-            "rate_ids": [str(i) for i in r.rate_ids],
-            "legs": [leg_json(leg) for leg in r.legs],
-        }
+        HistoryItem.model_construct(
+            rate_value=r.rate_value,
+            kind=r.kind.value,
+            published_at=r.published_at,
+            rate_ids=list(r.rate_ids),
+            legs=[leg_out(leg) for leg in r.legs],
+        )
         for r in page
     ]
     next_url = None
     if len(page) == limit:
         query = {**request.query, "after": rfc3339(page[-1].published_at), "limit": str(limit)}
         next_url = str(request.rel_url.with_query(query))
-    return _json({"base_currency": pair[0], "target_currency": pair[1], "items": items, "next": next_url})
+    history = RateHistory.model_construct(base_currency=pair[0], target_currency=pair[1], items=items, next=next_url)
+    return _json(history.json_body())
 
 
 async def get_currencies(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     available = await _available(deps)
     known = currencies()
-    return _json(
-        {
-            "currencies": [
-                {"code": c, "name": known[c].name, "minor_units": known[c].minor_units} for c in available if c in known
-            ]
-        }
-    )
+    listed = [
+        CurrencyOut.model_construct(code=c, name=known[c].name, minor_units=known[c].minor_units)
+        for c in available
+        if c in known
+    ]
+    return _json(Currencies.model_construct(currencies=listed).json_body())
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json({"status": "ok"})
+    return _json(Status.model_construct(status="ok").json_body())
 
 
 async def readyz(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     checks = await deps.readiness()
     if all(ok for ok, _ in checks.values()):
-        return _json({"status": "ready", "checks": {k: detail for k, (_, detail) in checks.items()}})
+        ready = Status.model_construct(status="ready", checks={k: detail for k, (_, detail) in checks.items()})
+        return _json(ready.json_body())
     failing = {k: detail for k, (ok, detail) in checks.items() if not ok}
     return problem("not_ready", f"unavailable: {', '.join(failing)}", checks=failing)
 

@@ -1,65 +1,187 @@
-"""Request bodies and response representations of the gateway (money and rates as decimal strings)."""
+"""Request bodies and response models of the gateway: they validate, shape the JSON and are the OpenAPI schemas."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar, cast
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
+from pydantic.json_schema import SkipJsonSchema
 
+from ces.domain.money import DECIMAL_SCHEMA_PATTERN, currencies
 from ces.domain.rates import DerivedRate, Rate
-from ces.events.base import decimal_text, rfc3339
+from ces.events.base import CurrencyCode, DecimalStr, UtcDatetime
 from ces.events.conversions import ConversionAudited, ConversionRejected
 
-ENVELOPE = {"event_id", "event_type", "schema_version", "occurred_at"}
+# The codes CES converts, as the contract states them. Input is upper-cased first, so "usd" works too, but
+# the schema promises upper-case only: one spelling per currency, the one every response uses.
+SUPPORTED_CODE = {"type": "string", "enum": sorted(currencies()), "examples": ["USD"]}
+CodeIn = Annotated[StrictStr, WithJsonSchema(SUPPORTED_CODE)]
+AmountIn = Annotated[
+    StrictStr,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": DECIMAL_SCHEMA_PATTERN,
+            "examples": ["100.00"],
+            "description": "positive, at most the base currency's minor-unit decimals, at most CES_MAX_AMOUNT",
+        }
+    ),
+]
+Kind = Literal["direct", "inverse", "cross"]
 
 
 class ConversionBody(BaseModel):
-    """POST /v1/conversions. Unknown fields are refused; currency codes are upper-cased."""
+    """POST /v1/conversions. Unknown fields are refused; currency codes are upper-cased.
+
+    The amount stays text here: the domain's `validate` parses it (per currency) and says why it refuses."""
 
     model_config = ConfigDict(extra="forbid")
 
-    base_currency: StrictStr
-    target_currency: StrictStr
-    amount: StrictStr
-    request_id: UUID | None = None
+    base_currency: CodeIn
+    target_currency: CodeIn = Field(description="a currency other than base_currency (else 422 unsupported_pair)")
+    amount: AmountIn
+    # SkipJsonSchema: `null` is accepted (it means "absent") but not advertised.
+    request_id: UUID | SkipJsonSchema[None] = Field(
+        default=None, description="idempotency key; or send the Idempotency-Key header (one of them is required)"
+    )
+
+
+class Out(BaseModel):
+    """A response body, built from validated data (`model_construct`) and dumped as JSON."""
+
+    def json_body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class Conversion(Out):
+    status: Literal["audited"]
+    audit_id: UUID
+    request_id: UUID
+    rate_id: UUID
+    rate_ids: list[UUID] = Field(min_length=1, max_length=2)
+    rate_kind: Kind
+    base_currency: CurrencyCode
+    target_currency: CurrencyCode
+    input_amount: DecimalStr
+    rate_value: DecimalStr
+    margin: DecimalStr
+    output_amount: DecimalStr
+    converted_at: UtcDatetime
+
+
+class Rejection(Out):
+    status: Literal["rejected"]
+    request_id: UUID
+    reason: str
+    message: str
+    rejected_at: UtcDatetime
+
+
+class RateLeg(Out):
+    rate_id: UUID
+    base_currency: CurrencyCode
+    target_currency: CurrencyCode
+    rate_value: DecimalStr
+    provider_name: str
+    published_at: UtcDatetime
+    fetched_at: UtcDatetime
+
+
+class RateOut(Out):
+    base_currency: CurrencyCode
+    target_currency: CurrencyCode
+    rate_value: DecimalStr
+    kind: Kind
+    rate_id: UUID
+    rate_ids: list[UUID]
+    provider_name: str = Field(description="the legs' providers, comma-separated")
+    published_at: UtcDatetime
+    fetched_at: UtcDatetime
+    age_seconds: int
+    legs: list[RateLeg]
+
+
+class RatesTable(Out):
+    base_currency: CurrencyCode
+    rates: dict[str, RateOut]
+    missing: list[CurrencyCode]
+
+
+class HistoryItem(Out):
+    rate_value: DecimalStr
+    kind: Kind
+    published_at: UtcDatetime
+    rate_ids: list[UUID]
+    legs: list[RateLeg]
+
+
+class RateHistory(Out):
+    base_currency: CurrencyCode
+    target_currency: CurrencyCode
+    items: list[HistoryItem]
+    # Not `exclude_none`d away: the last page says `"next": null`.
+    next: str | None = Field(description="URL of the next page, null on the last")
+
+    def json_body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class CurrencyOut(Out):
+    code: CurrencyCode
+    name: str
+    minor_units: int
+
+
+class Currencies(Out):
+    currencies: list[CurrencyOut]
+
+
+class Status(Out):
+    status: str
+    checks: dict[str, str] | SkipJsonSchema[None] = Field(default=None, description="readyz: each dependency")
+
+
+RESPONSE_MODELS: list[type[Out]] = [Conversion, Rejection, RateOut, RatesTable, RateHistory, Currencies, Status]
+
+
+M = TypeVar("M", bound=Out)
+
+
+def _copy(model: type[M], source: object, **values: Any) -> M:
+    # The source was validated when it was built (an event, a stored row): construct, don't re-validate.
+    fields = {name: getattr(source, name) for name in model.model_fields if name not in values}
+    return cast(M, model.model_construct(**fields, **values))  # the plugin types it as the bound
 
 
 def audit_json(audit: ConversionAudited) -> dict[str, Any]:
-    body = {k: v for k, v in audit.model_dump(mode="json").items() if k not in ENVELOPE}
-    return {"status": "audited", **body}
+    return _copy(Conversion, audit, status="audited").json_body()
 
 
 def rejection_json(rejection: ConversionRejected) -> dict[str, Any]:
-    body = {k: v for k, v in rejection.model_dump(mode="json").items() if k not in ENVELOPE}
-    return {"status": "rejected", **body}
+    return _copy(Rejection, rejection, status="rejected").json_body()
 
 
-def leg_json(leg: Rate) -> dict[str, Any]:
-    return {
-        "rate_id": str(leg.rate_id),
-        "base_currency": leg.base_currency,
-        "target_currency": leg.target_currency,
-        "rate_value": decimal_text(leg.rate_value),
-        "provider_name": leg.provider_name,
-        "published_at": rfc3339(leg.published_at),
-        "fetched_at": rfc3339(leg.fetched_at),
-    }
+def leg_out(leg: Rate) -> RateLeg:
+    return _copy(RateLeg, leg)
+
+
+def rate_out(rate: DerivedRate, now: datetime) -> RateOut:
+    return RateOut.model_construct(
+        base_currency=rate.base_currency,
+        target_currency=rate.target_currency,
+        rate_value=rate.rate_value,
+        kind=rate.kind.value,
+        rate_id=rate.rate_ids[0],
+        rate_ids=list(rate.rate_ids),
+        provider_name=",".join(sorted({leg.provider_name for leg in rate.legs})),
+        published_at=rate.published_at,
+        fetched_at=rate.fetched_at,
+        age_seconds=int((now - rate.published_at).total_seconds()),
+        legs=[leg_out(leg) for leg in rate.legs],
+    )
 
 
 def rate_json(rate: DerivedRate, now: datetime) -> dict[str, Any]:
-    providers = sorted({leg.provider_name for leg in rate.legs})
-    return {
-        "base_currency": rate.base_currency,
-        "target_currency": rate.target_currency,
-        "rate_value": decimal_text(rate.rate_value),
-        "kind": rate.kind.value,
-        "rate_id": str(rate.rate_ids[0]),
-        "rate_ids": [str(r) for r in rate.rate_ids],
-        "provider_name": ",".join(providers),
-        "published_at": rfc3339(rate.published_at),
-        "fetched_at": rfc3339(rate.fetched_at),
-        "age_seconds": int((now - rate.published_at).total_seconds()),
-        "legs": [leg_json(leg) for leg in rate.legs],
-    }
+    return rate_out(rate, now).json_body()

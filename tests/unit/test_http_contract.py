@@ -1,12 +1,22 @@
-"""The OpenAPI document describes exactly the routes the gateway serves, and every problem code."""
+"""The OpenAPI document describes exactly the routes the gateway serves, from the models the handlers use."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+from ces.domain.money import DECIMAL_PATTERN, currencies, parse_decimal
 from ces.http.openapi import docs_html, openapi_document
-from ces.http.problems import PROBLEMS
+from ces.http.problems import PROBLEMS, Problem
 from ces.http.routes import ROUTES
+from ces.http.schemas import ConversionBody
 
 UNDOCUMENTED = {"/openapi.json", "/docs"}  # the contract and its page describe the API, not part of it
+
+
+def _schemas() -> dict[str, Any]:
+    schemas: dict[str, Any] = openapi_document()["components"]["schemas"]
+    return schemas
 
 
 def test_every_route_is_in_the_openapi_document_and_nothing_else() -> None:
@@ -15,9 +25,39 @@ def test_every_route_is_in_the_openapi_document_and_nothing_else() -> None:
     assert served == documented
 
 
+def test_every_schema_reference_resolves() -> None:
+    text = str(openapi_document())
+    refs = set(re.findall(r"#/components/schemas/(\w+)", text))
+    assert refs and refs <= set(_schemas())
+
+
 def test_problem_schema_lists_every_problem_code_and_the_docs_page_shows_them() -> None:
-    schema = openapi_document()["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
+    schema = _schemas()["Problem"]["properties"]["code"]["enum"]
     assert set(schema) == set(PROBLEMS)
     page = docs_html()
     assert all(f"/problems/{code}" in page for code in PROBLEMS)
     assert openapi_document()["openapi"] == "3.1.0"
+
+
+def test_the_schemas_are_the_models_json_schemas() -> None:
+    assert _schemas()["Problem"] == Problem.model_json_schema(mode="serialization")
+    assert _schemas()["ConversionBody"] == ConversionBody.model_json_schema()
+
+
+def test_every_decimal_pattern_is_the_parsers_pattern() -> None:
+    patterns = set(re.findall(r"'pattern': '([^']*)'", str(openapi_document())))
+    assert patterns == {f"^(?:{DECIMAL_PATTERN})$".replace("\\", "\\\\")}
+    pattern = re.compile(_schemas()["ConversionBody"]["properties"]["amount"]["pattern"])
+    for text in ["1", "-1.5", ".5", "5.", "0.00000012"]:
+        assert pattern.search(text) and parse_decimal(text) is not None
+    for text in ["1e5", "+1", "１２", "NaN", " 1", "1 ", ""]:
+        assert not pattern.search(text)
+
+
+def test_currency_codes_in_requests_are_the_supported_set_upper_case() -> None:
+    supported = sorted(currencies())
+    body = _schemas()["ConversionBody"]["properties"]
+    assert body["base_currency"]["enum"] == body["target_currency"]["enum"] == supported
+    rate = openapi_document()["paths"]["/v1/rates/{base}/{target}"]["get"]
+    assert [p["schema"]["enum"] for p in rate["parameters"]] == [supported, supported]
+    assert "unsupported_pair" in rate["description"] and "422" in rate["responses"]
