@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
+from aiokafka.errors import KafkaError
 from sqlalchemy.exc import OperationalError
 
 from ces.settings import Settings, get_settings
@@ -342,7 +343,6 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
     import json
 
-    from aiokafka.errors import KafkaError
     from rich.console import Console
     from rich.table import Table
 
@@ -369,9 +369,6 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         report = asyncio.run(run())
     except TopicMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KafkaError as exc:
-        print(f"error: cannot read Kafka at {settings.kafka_bootstrap} ({exc!r}); is the stack up?", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
@@ -520,6 +517,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OperationalError as exc:
         print(f"error: cannot reach PostgreSQL ({exc.orig}); is the stack up (`ces stack up`)?", file=sys.stderr)
+        return 2
+    except KafkaError as exc:
+        print(f"error: cannot reach Kafka ({exc!r}); is the stack up (`ces stack up`)?", file=sys.stderr)
         return 2
     return result
 

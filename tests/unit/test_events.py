@@ -140,15 +140,7 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=10,
 )
-VALID_RATE = RateFetched.for_quote(
-    provider_name="ecb",
-    base_currency="EUR",
-    target_currency="USD",
-    rate_value=Decimal("1.0892"),
-    published_at=datetime(2024, 3, 15, 15, tzinfo=UTC),
-    fetched_at=datetime(2024, 3, 15, 15, 5, tzinfo=UTC),
-    fetch_id=uuid.uuid4(),
-).model_dump(mode="json")
+VALID_RATE = good_payload()
 
 
 @given(field=st.sampled_from(sorted(VALID_RATE)), value=json_values)
