@@ -27,7 +27,7 @@ status:
 test: install
 	@$(PHASE) stack $(BIN)/ces stack up
 	@$(PHASE) migrate $(BIN)/ces db upgrade
-	@$(PHASE) lint sh -c '$(BIN)/ruff check ces tests benchmarks && $(BIN)/ruff format --check ces tests benchmarks'
+	@$(PHASE) lint sh -c '$(BIN)/ruff check ces cesdev tests benchmarks && $(BIN)/ruff format --check ces cesdev tests benchmarks'
 	@$(PHASE) typecheck $(BIN)/mypy
 	@$(PHASE) unit $(BIN)/pytest tests/unit -q
 	@$(PHASE) integration $(BIN)/pytest tests/integration -q

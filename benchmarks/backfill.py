@@ -16,8 +16,8 @@ import uuid
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from ces.projections import migrate
-from ces.provider_sim.data import load_history
+from ces.adapters.postgres import migrate
+from ces.adapters.providers.ecb_history import load_history
 from ces.settings import Settings
 
 

@@ -13,20 +13,20 @@ import faust
 import redis.asyncio as aioredis
 from sqlalchemy import Engine, create_engine
 
-from ces.adapters.fetch_lease import PostgresFetchLease
+from ces.adapters.postgres.audit_store import AuditStore
+from ces.adapters.postgres.fetch_lease import PostgresFetchLease
+from ces.adapters.postgres.rate_store import RateProjector, RateRepository
 from ces.adapters.providers.base import RateProvider
 from ces.adapters.providers.ecb import EcbClient
 from ces.adapters.providers.fixer import FixerClient
-from ces.adapters.rate_cache import RateCache
-from ces.agents import topics
+from ces.adapters.redis.rate_cache import RateCache
 from ces.agents.app import create_app
 from ces.agents.consumers import ConsumerPolicy, register_conversions, register_rate_projection
 from ces.agents.publishing import FaustPublisher
 from ces.agents.rates import register_fetch_timer
+from ces.events import topics
 from ces.metrics import RATE_FETCH_RETRIES, RATE_FETCHES
-from ces.projections.audit import AuditStore
-from ces.projections.rate_handler import RateEventHandler
-from ces.projections.rates import RateProjector, RateRepository
+from ces.projections.rate_projection import RateEventHandler
 from ces.services.conversions import ConversionDecider
 from ces.services.rate_fetching import FetchOutcome, RateFetcher
 from ces.services.rate_lookup import RateLookup

@@ -13,8 +13,8 @@ from aiokafka.errors import KafkaError
 from sqlalchemy.exc import OperationalError
 
 from ces.settings import Settings, get_settings
-from ces.stack.services import Status
-from ces.stack.system import StackError
+from cesdev.stack.services import Status
+from cesdev.stack.system import StackError
 
 if TYPE_CHECKING:
     from ces.events.base import Event
@@ -29,7 +29,7 @@ def _print_statuses(statuses: list[Status]) -> None:
 
 
 def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
-    from ces.stack import manager
+    from cesdev.stack import manager
 
     if args.action == "up":
         started = time.monotonic()
@@ -38,7 +38,7 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         print(f"stack up in {time.monotonic() - started:.1f}s (data and logs in {settings.stack_dir}/)")
         return 0
     if args.action == "status":
-        from ces.stack import apps, process
+        from cesdev.stack import apps, process
 
         statuses = manager.status(settings)
         _print_statuses(statuses)
@@ -52,7 +52,7 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
-    from ces.projections import migrate
+    from ces.adapters.postgres import migrate
 
     migrate.upgrade(settings.database_url, schema=args.schema, revision=args.revision)
     print(f"database at revision {args.revision}")
@@ -63,9 +63,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """The whole service on its local defaults: stack, schema, topics, then CES's processes."""
     import asyncio
 
-    from ces.agents.topics import ensure_topics
-    from ces.projections import migrate
-    from ces.stack import apps, manager
+    from ces.adapters.postgres import migrate
+    from ces.events.topics import ensure_topics
+    from cesdev.stack import apps, manager
 
     started = time.monotonic()
     _print_statuses(manager.up(settings))
@@ -90,8 +90,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 def _wait_for_rates(settings: Settings, timeout: float = 60.0) -> str:
     """Conversions need rates: wait for the worker's first fetch to be projected, so `up` means usable."""
+    from ces.adapters.postgres.rate_store import RateRepository
     from ces.bootstrap import build_engine
-    from ces.projections.rates import RateRepository
 
     engine = build_engine(settings)
     try:
@@ -110,7 +110,7 @@ def _wait_for_rates(settings: Settings, timeout: float = 60.0) -> str:
 
 
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
-    from ces.stack import apps, manager
+    from cesdev.stack import apps, manager
 
     for app in reversed(apps.ces_apps()):
         print(f"  {app.name:<9} {'stopped' if apps.stop(settings, app) else 'not running'}")
@@ -133,7 +133,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_provider_sim(args: argparse.Namespace, settings: Settings) -> int:
-    from ces.provider_sim.app import run_sim
+    from cesdev.provider_sim.app import run_sim
 
     run_sim(
         args.host or settings.provider_sim_host, args.port or settings.provider_sim_port, args.today, live=args.live
@@ -156,7 +156,7 @@ def cmd_rates_backfill(args: argparse.Namespace, settings: Settings) -> int:
 async def _backfill(args: argparse.Namespace, settings: Settings) -> tuple[int, float]:
     import aiohttp
 
-    from ces.adapters.kafka_producer import bulk_publisher
+    from ces.adapters.kafka.producer import bulk_publisher
     from ces.adapters.providers.ecb import EcbClient
     from ces.services.backfill import backfill_events, bundled_quotes, provider_quotes
 
@@ -179,10 +179,10 @@ def cmd_rates_revoke(args: argparse.Namespace, settings: Settings) -> int:
     import getpass
     from uuid import UUID
 
+    from ces.adapters.postgres.rate_store import RateRepository
     from ces.bootstrap import build_engine, ensure_all_topics
     from ces.events.base import utc_now
     from ces.events.rates import RateRevoked
-    from ces.projections.rates import RateRepository
 
     try:
         rate_id = UUID(args.rate_id)
@@ -229,7 +229,7 @@ def cmd_rates_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _publish_acked(settings: Settings, event: Event) -> None:
-    from ces.adapters.kafka_producer import bulk_publisher
+    from ces.adapters.kafka.producer import bulk_publisher
 
     async with bulk_publisher(settings.kafka_bootstrap, settings.topic_prefix) as publisher:
         await publisher.publish([event])  # flushed (acknowledged by the broker) when the block exits
@@ -248,7 +248,7 @@ def cmd_events_schemas(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_cache_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    from ces.adapters.rate_cache import RateCache
+    from ces.adapters.redis.rate_cache import RateCache
     from ces.bootstrap import build_engine, build_redis
     from ces.services.cache_rebuild import rebuild_from_database
 
@@ -278,8 +278,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     from rich.console import Console
 
+    from ces.adapters.postgres.verify import VerifyError, render
     from ces.projections import replay
-    from ces.projections.verify import VerifyError, render
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("alembic", "aiokafka"):  # their INFO lines (migrations, assignments) are noise here
@@ -346,8 +346,8 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ces.adapters.kafka_reader import KafkaReconcileSource, TopicMissing
-    from ces.agents import topics
+    from ces.adapters.kafka.reader import KafkaReconcileSource, TopicMissing
+    from ces.events import topics
     from ces.services.reconcile import reconcile, render_lines
 
     prefix = settings.topic_prefix

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID, uuid4
 
-from ces.agents.dead_letters import Headers
+from ces.adapters.kafka.dead_letters import Headers
 from ces.domain.rates import DerivedRate, Rate, derive, legs_needed
 from ces.events.base import Event
 from ces.events.conversions import ConversionAudited, ConversionRejected
@@ -24,7 +24,7 @@ class StoreDown(ConnectionError):
 
 
 class FakeAuditStore:
-    """`ces.projections.audit.AuditStore` in memory: the first decision per `request_id` stands.
+    """`ces.adapters.postgres.audit_store.AuditStore` in memory: the first decision per `request_id` stands.
 
     `record` returns, in input order, the decision that stands for each input (the stored one for a
     request id decided before, also for duplicates inside one call). `down` makes every call raise, as
@@ -108,7 +108,7 @@ class FakePublisher:
 
 
 class DeadLetterSink:
-    """The `send` of a real `ces.agents.dead_letters.DeadLetters`: collects (key, value, headers)."""
+    """The `send` of a real `ces.adapters.kafka.dead_letters.DeadLetters`: collects (key, value, headers)."""
 
     def __init__(self, journal: list[str] | None = None) -> None:
         self.sent: list[tuple[bytes | None, bytes, dict[str, bytes]]] = []

@@ -28,7 +28,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from ces.adapters.failures import Failure, classify
-from ces.agents.dead_letters import DeadLetters, Received
+from ces.adapters.kafka.dead_letters import DeadLetters, Received
 from ces.metrics import BATCH_FAILURES, CONSUMED, HANDLER_ERRORS
 
 log = logging.getLogger(__name__)

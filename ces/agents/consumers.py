@@ -9,13 +9,13 @@ from decimal import Decimal
 import faust
 from aiokafka import AIOKafkaProducer
 
-from ces.adapters.kafka_producer import AckedPublisher
+from ces.adapters.kafka.dead_letters import DeadLetters, Headers, Received
+from ces.adapters.kafka.producer import AckedPublisher
+from ces.adapters.postgres.audit_store import AuditStore
 from ces.agents.batch_consumer import BatchConsumer
-from ces.agents.conversions import ConversionHandler
-from ces.agents.dead_letters import DeadLetters, Headers, Received
-from ces.agents.topics import CONVERSION_REQUESTS, DEAD_LETTERS, RATES_FETCHED
-from ces.projections.audit import AuditStore
-from ces.projections.rate_handler import RateEventHandler
+from ces.events.topics import CONVERSION_REQUESTS, DEAD_LETTERS, RATES_FETCHED
+from ces.projections.rate_projection import RateEventHandler
+from ces.services.conversion_handler import ConversionHandler
 from ces.services.conversions import ConversionDecider
 
 

@@ -12,16 +12,16 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Engine, text
 
-from ces.adapters.kafka_producer import AckedPublisher
+from ces.adapters.kafka.producer import AckedPublisher
+from ces.adapters.kafka.replies import ReplyRouter
+from ces.adapters.postgres.audit_store import AuditStore
+from ces.adapters.postgres.rate_store import RateRepository
 from ces.agents.consumers import producer_for
-from ces.agents.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED
 from ces.bootstrap import build_engine, build_rate_lookup, build_redis
+from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED
 from ces.http.deps import DEPS, Deps
 from ces.http.problems import Handler, problems_middleware
-from ces.http.replies import ReplyRouter
 from ces.http.routes import ROUTES
-from ces.projections.audit import AuditStore
-from ces.projections.rates import RateRepository
 from ces.services.conversion_requests import ConversionRequester
 from ces.settings import Settings
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlalchemy import Engine
 
-from ces.projections.audit import AuditStore
-from ces.projections.rates import RateRepository
+from ces.adapters.postgres.audit_store import AuditStore
+from ces.adapters.postgres.rate_store import RateRepository
 from ces.services.conversion_requests import ConversionRequester
 from ces.services.rate_lookup import RateLookup
 from ces.settings import Settings

@@ -12,6 +12,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from ces.adapters.kafka.replies import TooManyPending
+from ces.adapters.postgres.rate_store import pair_history
 from ces.domain.conversion import Rejection, validate
 from ces.domain.money import currencies, is_currency_code
 from ces.events.base import rfc3339, utc_now
@@ -20,7 +22,6 @@ from ces.events.registry import UndecodableEvent, parse_json_object, validation_
 from ces.http.deps import DEPS, Deps
 from ces.http.openapi import docs_html, openapi_document
 from ces.http.problems import problem
-from ces.http.replies import TooManyPending
 from ces.http.schemas import (
     ConversionBody,
     Currencies,
@@ -35,7 +36,6 @@ from ces.http.schemas import (
     rate_out,
     rejection_json,
 )
-from ces.projections.rates import pair_history
 from ces.services.conversion_requests import BackendUnavailable, IdempotencyConflict, ResultTimeout
 
 REJECTION_PROBLEMS = {

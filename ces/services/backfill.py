@@ -19,7 +19,7 @@ from ces.services.rate_fetching import quote_events
 
 
 def bundled_quotes(start: date, end: date) -> Iterator[ProviderQuote]:
-    from ces.provider_sim.data import load_history
+    from ces.adapters.providers.ecb_history import load_history
 
     history = load_history()
     for day in history.days_between(start, end):

@@ -6,8 +6,8 @@ import asyncio
 
 from sqlalchemy import Engine
 
-from ces.adapters.rate_cache import RateCache
-from ces.projections.rates import RateRepository
+from ces.adapters.postgres.rate_store import RateRepository
+from ces.adapters.redis.rate_cache import RateCache
 
 
 async def rebuild_from_database(engine: Engine, cache: RateCache) -> int:

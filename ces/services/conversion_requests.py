@@ -12,10 +12,10 @@ import asyncio
 from decimal import Decimal
 from uuid import UUID
 
+from ces.adapters.kafka.replies import ReplyRouter
+from ces.adapters.postgres.audit_store import AuditStore
 from ces.events.conversions import ConversionAudited, ConversionRejected, ConversionRequested
-from ces.http.replies import ReplyRouter
-from ces.projections.audit import AuditStore
-from ces.services.publishing import EventPublisher
+from ces.services.ports import EventPublisher
 
 Decision = ConversionAudited | ConversionRejected
 

@@ -1,7 +1,7 @@
 """Deciding conversion requests: parse what producers sent, validate, look rates up, apply the math.
 
 The decision for a request is either a `ConversionAudited` or a `ConversionRejected`; whoever calls
-`decide` records it (`ces.projections.audit.AuditStore`) before publishing, so the first decision for a
+`decide` records it (`ces.adapters.postgres.audit_store.AuditStore`) before publishing, so the first decision for a
 `request_id` is the only one.
 """
 

@@ -1,7 +1,7 @@
 """Fetching rates from the configured provider: retries with backoff, then events to publish.
 
 One fetch per interval cluster-wide: before fetching, the caller claims the provider's lease for the
-interval (`FetchLease.claim`, a row in PostgreSQL, see `ces.adapters.fetch_lease`); a second tick around
+interval (`FetchLease.claim`, a row in PostgreSQL, see `ces.adapters.postgres.fetch_lease`); a second tick around
 a rebalance finds it taken. If the lease cannot be claimed (PostgreSQL down) the tick is skipped and the
 next tick tries again: no stream of provider calls. A fetch that fails (retries exhausted, or an
 exception) shortens its lease to `retry_seconds`, so the next try comes within the interval, not an
@@ -22,7 +22,7 @@ from uuid import UUID, uuid4
 from ces.adapters.providers.base import PermanentProviderError, ProviderError, ProviderQuote, RateProvider
 from ces.events.base import Event, utc_now
 from ces.events.rates import RateFetched, RateFetchFailed
-from ces.services.publishing import EventPublisher
+from ces.services.ports import EventPublisher
 from ces.services.retry import RetryPolicy
 
 log = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ import logging
 
 from redis.exceptions import RedisError
 
-from ces.adapters.rate_cache import RateCache
+from ces.adapters.postgres.rate_store import RateRepository
+from ces.adapters.redis.rate_cache import RateCache
 from ces.domain.rates import DerivedRate, Rate, derive, legs_needed
 from ces.metrics import CACHE_ERRORS, CACHE_MISSES
-from ces.projections.rates import RateRepository
 
 log = logging.getLogger(__name__)
 

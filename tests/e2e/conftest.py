@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 
-from ces.projections import migrate
+from ces.adapters.postgres import migrate
 from ces.settings import Settings
 from tests.support import drop_schema
 

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 
 from ces.adapters.providers.ecb import publication_instant
-from ces.provider_sim.data import load_history
+from ces.adapters.providers.ecb_history import load_history
 from ces.settings import Settings
 from tests.e2e.conftest import Isolation, RunningProcess, StartCes, free_port, poll
 

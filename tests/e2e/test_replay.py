@@ -26,11 +26,11 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
+from ces.adapters.postgres import migrate
+from ces.adapters.postgres.verify import PROJECTION_TABLES, pin_session, summarize
 from ces.adapters.providers.base import ProviderQuote
 from ces.bootstrap import READY_LINE
 from ces.events.base import utc_now
-from ces.projections import migrate
-from ces.projections.verify import PROJECTION_TABLES, pin_session, summarize
 from ces.services.rate_fetching import quote_events
 from ces.settings import Settings
 from tests.e2e.conftest import RunningProcess, free_port, poll

@@ -29,9 +29,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from ces.projections import migrate
+from ces.adapters.postgres import migrate
 from ces.settings import Settings
-from ces.stack.services import Kafka, Postgres, Redis
+from cesdev.stack.services import Kafka, Postgres, Redis
 from tests.e2e.conftest import RunningProcess, free_port, poll
 from tests.support import drop_schema
 

@@ -9,9 +9,9 @@ import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import Engine, create_engine
 
-from ces.projections import migrate
+from ces.adapters.postgres import migrate
 from ces.settings import Settings
-from ces.stack.services import all_services
+from cesdev.stack.services import all_services
 from tests.support import drop_schema
 
 pytestmark = pytest.mark.integration

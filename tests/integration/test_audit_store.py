@@ -8,9 +8,9 @@ from decimal import Decimal
 
 from sqlalchemy import Engine, text
 
+from ces.adapters.postgres.audit_store import AuditStore
+from ces.adapters.postgres.rate_store import RateProjector
 from ces.events.conversions import ConversionAudited, ConversionRejected, audit_id_for, result_event_id
-from ces.projections.audit import AuditStore
-from ces.projections.rates import RateProjector
 from tests.integration.test_rate_projection import T0, rate_event
 
 NOW = datetime(2024, 3, 15, 16, 0, 0, 123456, tzinfo=UTC)

@@ -9,8 +9,8 @@ import contextlib
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from ces.adapters.kafka.dead_letters import DeadLetters, Headers, Received
 from ces.agents.batch_consumer import BatchConsumer
-from ces.agents.dead_letters import DeadLetters, Headers, Received
 from ces.settings import Settings
 from tests.integration.conftest import NewTopicFactory
 from tests.support import produce

@@ -7,7 +7,7 @@ import uuid
 
 from sqlalchemy import Engine
 
-from ces.adapters.fetch_lease import PostgresFetchLease
+from ces.adapters.postgres.fetch_lease import PostgresFetchLease
 
 
 async def test_concurrent_claims_have_one_winner_until_the_lease_runs_out(pg_schema: tuple[Engine, str]) -> None:

@@ -9,9 +9,9 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import Engine
 
-from ces.adapters.rate_cache import RateCache
+from ces.adapters.postgres.rate_store import RateProjector, RateRepository
+from ces.adapters.redis.rate_cache import RateCache
 from ces.domain.rates import RateKind
-from ces.projections.rates import RateProjector, RateRepository
 from ces.services.cache_rebuild import rebuild_from_database
 from ces.services.rate_lookup import RateLookup
 from tests.integration.test_rate_projection import T0, rate_event

@@ -14,11 +14,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from ces.adapters.rate_cache import RateCache
-from ces.agents.dead_letters import DeadLetters, Headers, Received
+from ces.adapters.kafka.dead_letters import DeadLetters, Headers, Received
+from ces.adapters.postgres.rate_store import RateProjector, RateRepository
+from ces.adapters.redis.rate_cache import RateCache
 from ces.events.rates import RateFetched
-from ces.projections.rate_handler import RateEventHandler
-from ces.projections.rates import RateProjector, RateRepository
+from ces.projections.rate_projection import RateEventHandler
 from ces.settings import Settings
 from tests.integration.conftest import NewTopicFactory
 

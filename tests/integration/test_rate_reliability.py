@@ -28,11 +28,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from ces.adapters.failures import Failure, classify
-from ces.adapters.rate_cache import RateCache
-from ces.agents.dead_letters import Received
+from ces.adapters.kafka.dead_letters import Received
+from ces.adapters.postgres.rate_store import RateProjector, RateRepository, pair_history, rate_of
+from ces.adapters.redis.rate_cache import RateCache
 from ces.events.rates import RateFetched, RateRevoked
-from ces.projections.rate_handler import RateEventHandler
-from ces.projections.rates import RateProjector, RateRepository, pair_history, rate_of
+from ces.projections.rate_projection import RateEventHandler
 from ces.projections.replay import LogProgress, Replay, ReplayOptions, verify_target
 from ces.services.cache_rebuild import rebuild_from_database
 from ces.settings import Settings

@@ -19,8 +19,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from ces.adapters.kafka_reader import KafkaReconcileSource, TopicMissing
-from ces.agents import topics
+from ces.adapters.kafka.reader import KafkaReconcileSource, TopicMissing
+from ces.events import topics
 from ces.services.reconcile import Missing, ReconcileReport, reconcile
 from ces.settings import Settings
 

@@ -13,10 +13,12 @@ import pytest
 from aiokafka import TopicPartition
 from sqlalchemy import Engine, create_engine, text
 
+from ces.adapters.postgres import migrate
+from ces.adapters.postgres.rate_store import RateProjector
+from ces.adapters.postgres.tables import exchange_rate
+from ces.adapters.postgres.verify import verify
 from ces.events.base import Event
 from ces.events.rates import RateFetched
-from ces.projections import migrate
-from ces.projections.rates import RateProjector
 from ces.projections.replay import (
     PHASES,
     Checkpoints,
@@ -27,8 +29,6 @@ from ces.projections.replay import (
     ReplayOptions,
     create_checkpoint_table,
 )
-from ces.projections.tables import exchange_rate
-from ces.projections.verify import verify
 from ces.settings import Settings
 
 T0 = datetime(2024, 3, 14, 15, 0, tzinfo=UTC)

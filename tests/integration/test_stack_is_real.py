@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import Engine, inspect, text
 
-from ces.projections import migrate
+from ces.adapters.postgres import migrate
 from ces.settings import Settings
 from tests.integration.conftest import NewTopicFactory
 

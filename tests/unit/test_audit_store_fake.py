@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from ces.projections.audit import AuditStore
+from ces.adapters.postgres.audit_store import AuditStore
 from tests.contracts.audit_store import AuditStoreContract, AuditStoreLike, audited
 from tests.fakes import FakeAuditStore, StoreDown
 

@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
+from ces.adapters.kafka.replies import ReplyRouter, TooManyPending
 from ces.events.base import Event
 from ces.events.conversions import ConversionAudited, ConversionRequested
-from ces.http.replies import ReplyRouter, TooManyPending
 from ces.services.conversion_requests import (
     BackendUnavailable,
     ConversionRequester,

@@ -15,10 +15,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka.errors import KafkaConnectionError
 from sqlalchemy.exc import OperationalError
 
+from ces.adapters.kafka.replies import TooManyPending
 from ces.events.conversions import ConversionAudited, ConversionRejected, audit_id_for
 from ces.http.deps import DEPS, Deps
 from ces.http.problems import problems_middleware
-from ces.http.replies import TooManyPending
 from ces.http.routes import ROUTES
 from ces.services.conversion_requests import BackendUnavailable, IdempotencyConflict, ResultTimeout
 from ces.settings import Settings

@@ -32,7 +32,7 @@ from ces.adapters.providers import (
 )
 from ces.adapters.providers.ecb import parse_feed, publication_instant
 from ces.adapters.providers.fixer import parse_latest, parse_timeseries
-from ces.provider_sim import create_sim_app
+from cesdev.provider_sim import create_sim_app
 
 SATURDAY = date(2024, 5, 18)
 FRIDAY = date(2024, 5, 17)  # the latest ECB publication day on or before SATURDAY
@@ -457,8 +457,8 @@ async def test_live_mode_dates_the_newest_rates_as_the_latest_weekday() -> None:
 
     from aiohttp.test_utils import TestClient, TestServer
 
-    from ces.provider_sim.app import create_sim_app
-    from ces.provider_sim.data import load_history
+    from ces.adapters.providers.ecb_history import load_history
+    from cesdev.provider_sim.app import create_sim_app
 
     history = load_history()
     async with TestClient(TestServer(create_sim_app(live=True))) as client:

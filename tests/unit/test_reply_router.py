@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ces.adapters.kafka.replies import ReplyRouter
 from ces.events.conversions import ConversionRejected
-from ces.http.replies import ReplyRouter
 
 NASTY: list[bytes | None] = [
     None,  # a tombstone

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from ces.settings import Settings
-from ces.stack import manager, process
-from ces.stack.services import Endpoint, Kafka
-from ces.stack.system import StackError
+from cesdev.stack import manager, process
+from cesdev.stack.services import Endpoint, Kafka
+from cesdev.stack.system import StackError
 
 
 def test_spawned_process_is_recorded_and_stopped(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ces.settings import Settings
-from ces.stack import process
-from ces.stack.system import StackError
+from cesdev.stack import process
+from cesdev.stack.system import StackError
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ces.provider_sim.app import create_sim_app, run_sim
+from cesdev.provider_sim.app import create_sim_app, run_sim
 
 __all__ = ["create_sim_app", "run_sim"]

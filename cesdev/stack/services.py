@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 
 from ces.settings import Settings
-from ces.stack import process, system
-from ces.stack.system import StackError
+from cesdev.stack import process, system
+from cesdev.stack.system import StackError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -104,7 +104,7 @@ class Kafka:
         return self.root / "lib"
 
     def _pom(self) -> Path:
-        return Path(str(resources.files("ces.stack") / "pom.xml"))
+        return Path(str(resources.files("cesdev.stack") / "pom.xml"))
 
     def resolve_artifacts(self) -> None:
         """Copy the broker's jars from Maven Central (cached in ~/.m2 and in lib/, keyed by the pom)."""
@@ -148,7 +148,7 @@ class Kafka:
             "share.coordinator.state.topic.min.isr": "1",
             # Dev settings: consumer groups form at once instead of after 3 s.
             "group.initial.rebalance.delay.ms": "0",
-            # Topics CES relies on are created explicitly with their retention (ces.agents.topics).
+            # Topics CES relies on are created explicitly with their retention (ces.events.topics).
             "auto.create.topics.enable": "true",
             "log.retention.hours": "-1",
         }
@@ -159,7 +159,7 @@ class Kafka:
 
     def _java_cmd(self, main_class: str, *args: str) -> list[str]:
         java = system.ensure_java()
-        log4j = Path(str(resources.files("ces.stack") / "log4j2.xml"))
+        log4j = Path(str(resources.files("cesdev.stack") / "log4j2.xml"))
         return [
             java,
             "-Xms256m",

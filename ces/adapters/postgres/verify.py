@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 from sqlalchemy import Connection, Table, text
 
-from ces.projections.tables import (
+from ces.adapters.postgres.tables import (
     conversion_audit,
     conversion_rejection,
     conversion_request,

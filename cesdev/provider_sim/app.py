@@ -27,7 +27,14 @@ from enum import StrEnum
 from aiohttp import web
 
 from ces.adapters.providers.ecb import DAILY_PATH, HIST_90D_PATH, HIST_PATH, publication_instant
-from ces.provider_sim.data import EcbHistory, feed_document, load_history, rebase, render_day, rendered_history
+from ces.adapters.providers.ecb_history import (
+    EcbHistory,
+    feed_document,
+    load_history,
+    rebase,
+    render_day,
+    rendered_history,
+)
 
 DEFAULT_TIMEOUT_DELAY = 30.0
 HIST_90D_DAYS = 90

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from ces.settings import Settings
-from ces.stack import process
-from ces.stack.services import Service, Status, all_services
-from ces.stack.system import StackError
+from cesdev.stack import process
+from cesdev.stack.services import Service, Status, all_services
+from cesdev.stack.system import StackError
 
 
 def up(settings: Settings) -> list[Status]:

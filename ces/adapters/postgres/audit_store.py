@@ -15,8 +15,8 @@ from uuid import UUID
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects.postgresql import insert
 
+from ces.adapters.postgres.tables import conversion_audit, conversion_rejection, conversion_request
 from ces.events.conversions import ConversionAudited, ConversionRejected, result_event_id
-from ces.projections.tables import conversion_audit, conversion_rejection, conversion_request
 
 Decision = ConversionAudited | ConversionRejected
 

@@ -7,13 +7,13 @@ import logging
 from collections.abc import Sequence
 from decimal import Decimal
 
-from ces.agents.dead_letters import DeadLetters, Received
+from ces.adapters.kafka.dead_letters import DeadLetters, Received
+from ces.adapters.postgres.audit_store import AuditStore
 from ces.events.conversions import ConversionAudited
 from ces.events.registry import UndecodableEvent
 from ces.metrics import CONVERSIONS
-from ces.projections.audit import AuditStore
 from ces.services.conversions import ConversionDecider, ParsedRequest, parse_request
-from ces.services.publishing import EventPublisher
+from ces.services.ports import EventPublisher
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 
 from redis.exceptions import RedisError
 
-from ces.adapters.rate_cache import RateCache
-from ces.agents.dead_letters import DeadLetters, Received
+from ces.adapters.kafka.dead_letters import DeadLetters, Received
+from ces.adapters.postgres.rate_store import Projection, RateEvent, RateProjector
+from ces.adapters.redis.rate_cache import RateCache
 from ces.events.rates import RateFetched, RateRevoked
 from ces.events.registry import UndecodableEvent, decode
 from ces.metrics import BATCH_SECONDS, CACHE_ERRORS, RATE_EVENTS, RATE_REFUSED, RATE_REVOCATIONS, RATE_ROWS
-from ces.projections.rates import Projection, RateEvent, RateProjector
 
 log = logging.getLogger(__name__)
 

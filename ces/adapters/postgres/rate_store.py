@@ -27,9 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert
 
+from ces.adapters.postgres.tables import exchange_rate, exchange_rate_revocation
 from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW, DerivedRate, Rate, derive, implausible_publication, legs_needed
 from ces.events.rates import RateFetched, RateRevoked
-from ces.projections.tables import exchange_rate, exchange_rate_revocation
 
 RateEvent = RateFetched | RateRevoked
 

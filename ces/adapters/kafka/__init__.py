@@ -1,0 +1,1 @@
+"""Adapters to Kafka (aiokafka): the producer, readers, dead letters and the gateway's reply router."""

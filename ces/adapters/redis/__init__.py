@@ -1,0 +1,1 @@
+"""Adapters to Redis: the latest-rate cache."""
