@@ -16,16 +16,16 @@ install:
 	@$(PHASE) install $(MAKE) -s $(INSTALLED)
 
 run: install
-	$(BIN)/ces up
+	$(BIN)/cesdev up
 
 down:
-	$(BIN)/ces down
+	$(BIN)/cesdev down
 
 status:
-	$(BIN)/ces stack status
+	$(BIN)/cesdev stack status
 
 test: install
-	@$(PHASE) stack $(BIN)/ces stack up
+	@$(PHASE) stack $(BIN)/cesdev stack up
 	@$(PHASE) migrate $(BIN)/ces db upgrade
 	@$(PHASE) lint sh -c '$(BIN)/ruff check ces cesdev tests benchmarks && $(BIN)/ruff format --check ces cesdev tests benchmarks'
 	@$(PHASE) typecheck $(BIN)/mypy

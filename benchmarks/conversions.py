@@ -47,10 +47,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from ces.adapters.kafka.admin import ensure_topics
 from ces.adapters.postgres import migrate
 from ces.adapters.providers.base import ProviderQuote
 from ces.events.base import utc_now
-from ces.events.topics import CONVERSION_REQUESTS, RATES_FETCHED, ensure_topics
+from ces.events.topics import CONVERSION_REQUESTS, RATES_FETCHED
 from ces.services.rate_fetching import quote_events
 from ces.settings import Settings
 

@@ -24,8 +24,8 @@ import uuid
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from ces.adapters.kafka.admin import ensure_topics
 from ces.events import topics
-from ces.events.topics import ensure_topics
 from ces.settings import Settings
 
 AUDITED = (

@@ -26,8 +26,9 @@ from conversions import cleanup, free_ports, seed_rates, start_worker, wait_for_
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from ces.adapters.kafka.admin import ensure_topics
 from ces.adapters.postgres import migrate
-from ces.events.topics import CONVERSION_REQUESTS, ensure_topics
+from ces.events.topics import CONVERSION_REQUESTS
 from ces.settings import Settings
 
 DECIDED = text("SELECT count(*) FROM conversion_request WHERE request_id = ANY(CAST(:ids AS uuid[]))")

@@ -39,11 +39,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import create_engine, text
 
+from ces.adapters.kafka.admin import ensure_topics
 from ces.events.base import utc_now
 from ces.events.conversions import ConversionAudited
 from ces.events.rates import RateFetched
 from ces.events.registry import decode
-from ces.events.topics import ensure_topics
 from ces.services.backfill import backfill_events, bundled_quotes
 from ces.settings import Settings
 

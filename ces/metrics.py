@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RATE_FETCHES = Counter("ces_rate_fetches", "Provider fetches by outcome", ["provider", "outcome"])
 RATE_FETCH_RETRIES = Counter("ces_rate_fetch_retries", "Provider fetch attempts that were retried", ["provider"])
@@ -25,3 +25,13 @@ HANDLER_ERRORS = Counter(
 )
 TIMER_ERRORS = Counter("ces_timer_errors", "Fetch timer ticks that raised (logged; the timer goes on)", ["provider"])
 CONVERSIONS = Counter("ces_conversions", "Conversion decisions published", ["outcome"])
+HTTP_REQUESTS = Histogram(
+    "ces_http_request_seconds",
+    "Gateway request latency",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+GATEWAY_PENDING = Gauge("ces_gateway_pending_conversions", "Conversions waiting for their result")
+GATEWAY_RESULTS_SEEN = Counter(
+    "ces_gateway_results_seen", "Results read by this gateway instance (its own and others')"
+)

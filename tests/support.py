@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
@@ -27,3 +28,12 @@ async def produce(bootstrap: str, topic: str, messages: Sequence[tuple[bytes | N
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+DEV_COMMANDS = frozenset({"stack", "up", "down", "provider-sim"})
+
+
+def cli(*args: str) -> list[str]:
+    """The argv of `ces <args>`, or of `cesdev <args>` for the development commands (stack, simulator)."""
+    module = "cesdev" if args and args[0] in DEV_COMMANDS else "ces"
+    return [sys.executable, "-m", module, *args]

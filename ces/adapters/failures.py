@@ -27,6 +27,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from ces.services.ports import CacheUnavailable
+
 
 class Failure(StrEnum):
     TRANSIENT = "transient"
@@ -42,6 +44,9 @@ _DATA_CLASSES = frozenset({"22", "23"})
 # locks (55), operator intervention such as shutdown (57), system errors (58), internal errors (XX).
 _UNAVAILABLE_CLASSES = frozenset({"08", "25", "40", "42", "53", "55", "57", "58", "XX"})
 
+# A backend that did not answer (or answered "not now"), whatever the message.
+_UNREACHABLE = (DisconnectionError, PoolTimeout, KafkaError, RedisError, CacheUnavailable, TimeoutError, OSError)
+
 
 def classify(exc: BaseException) -> Failure:
     if isinstance(exc, DBAPIError):
@@ -56,7 +61,7 @@ def classify(exc: BaseException) -> Failure:
         if isinstance(exc, OperationalError | InterfaceError):
             return Failure.TRANSIENT
         return Failure.UNEXPECTED
-    if isinstance(exc, DisconnectionError | PoolTimeout | KafkaError | RedisError | TimeoutError | OSError):
+    if isinstance(exc, _UNREACHABLE):
         return Failure.TRANSIENT
     # psycopg2 refuses some values before they reach the server (a NUL in a string, a lone surrogate
     # that cannot be encoded to UTF-8): the data is at fault.

@@ -28,8 +28,9 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from ces.adapters.failures import Failure, classify
-from ces.adapters.kafka.dead_letters import DeadLetters, Received
+from ces.adapters.kafka.dead_letters import DeadLetters
 from ces.metrics import BATCH_FAILURES, CONSUMED, HANDLER_ERRORS
+from ces.services.ports import Received
 
 log = logging.getLogger(__name__)
 

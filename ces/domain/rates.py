@@ -135,3 +135,11 @@ def derive(base: str, target: str, pivot: str, legs: list[Rate]) -> DerivedRate:
     if target == pivot:
         return inverse(legs[0])
     return cross(legs[0], legs[1])
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """A revoked rate, and what its pair falls back to (None: no row of the pair is left)."""
+
+    revoked: Rate
+    replacement: Rate | None

@@ -78,3 +78,7 @@ class ConversionRejected(Event):
 
     def key(self) -> bytes:
         return str(self.request_id).encode()
+
+
+# One decision per request id: the audit of a conversion, or its rejection.
+Decision = ConversionAudited | ConversionRejected

@@ -1,12 +1,8 @@
-"""The Kafka topics CES owns: names, keys, partitions and retention, created explicitly and idempotently."""
+"""The Kafka topics CES owns: names, keys and retention (created by `ces.adapters.kafka.admin`)."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
-
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 
 FOREVER = "-1"
 DAY_MS = 24 * 3600 * 1000
@@ -37,35 +33,3 @@ ALL_TOPICS = (
     CONVERSIONS_REJECTED,
     DEAD_LETTERS,
 )
-
-
-async def ensure_topics(
-    bootstrap: str,
-    specs: tuple[TopicSpec, ...] = ALL_TOPICS,
-    *,
-    partitions: int,
-    replication_factor: int = 1,
-    prefix: str = "",
-) -> list[str]:
-    """Create the missing topics; existing ones are left as they are. Returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(
-                prefix + spec.name,
-                num_partitions=partitions,
-                replication_factor=replication_factor,
-                topic_configs=dict(spec.config),
-            )
-            for spec in specs
-            if prefix + spec.name not in existing
-        ]
-        if missing:
-            # Another worker may create them between our list and our create.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
-        return [t.name for t in missing]
-    finally:
-        await admin.close()

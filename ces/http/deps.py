@@ -1,30 +1,58 @@
-"""What the gateway's handlers use, in one typed application key."""
+"""What the gateway's handlers use, in one typed application key: ports, not clients.
+
+`ces.bootstrap.gateway` fills it with the real adapters; the handler tests fill it with fakes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+from uuid import UUID
 
 from aiohttp import web
-from sqlalchemy import Engine
 
-from ces.adapters.postgres.audit_store import AuditStore
-from ces.adapters.postgres.rate_store import RateRepository
-from ces.services.conversion_requests import ConversionRequester
-from ces.services.rate_lookup import RateLookup
+from ces.domain.rates import DerivedRate, Rate
+from ces.events.conversions import ConversionAudited, Decision
 from ces.settings import Settings
 
 Readiness = Callable[[], Awaitable[dict[str, tuple[bool, str]]]]
 
 
+class DecisionReads(Protocol):
+    def get(self, request_ids: Sequence[UUID]) -> dict[UUID, Decision]: ...
+
+    def get_audit(self, audit_id: UUID) -> ConversionAudited | None: ...
+
+
+class RateReads(Protocol):
+    def latest_per_pair(self, base: str | None = None) -> list[Rate]: ...
+
+    def pair_history(
+        self, base: str, target: str, pivot: str, *, start: datetime, end: datetime, after: datetime | None, limit: int
+    ) -> list[DerivedRate]: ...
+
+
+class Conversions(Protocol):
+    async def convert(self, request_id: UUID, base: str, target: str, amount: Decimal) -> tuple[Decision, bool]:
+        """The decision for this request, and whether it was decided before (`ConversionRequester`)."""
+
+
+class LatestRates(Protocol):
+    async def latest(self, base: str, target: str) -> DerivedRate | None: ...
+
+    async def latest_many(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], DerivedRate | None]: ...
+
+
 @dataclass
 class Deps:
     settings: Settings
-    engine: Engine
-    audits: AuditStore
-    rates: RateRepository
-    lookup: RateLookup
-    requester: ConversionRequester
+    audits: DecisionReads
+    rates: RateReads
+    lookup: LatestRates
+    requester: Conversions
     readiness: Readiness
 
 

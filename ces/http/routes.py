@@ -12,8 +12,6 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from ces.adapters.kafka.replies import TooManyPending
-from ces.adapters.postgres.rate_store import pair_history
 from ces.domain.conversion import Rejection, validate
 from ces.domain.money import currencies, is_currency_code
 from ces.events.base import rfc3339, utc_now
@@ -37,6 +35,7 @@ from ces.http.schemas import (
     rejection_json,
 )
 from ces.services.conversion_requests import BackendUnavailable, IdempotencyConflict, ResultTimeout
+from ces.services.ports import TooManyPending
 
 REJECTION_PROBLEMS = {
     "invalid_request": "invalid_request",
@@ -221,8 +220,7 @@ async def get_rate_history(request: web.Request) -> web.Response:
     except OverflowError:
         return problem("invalid_request", "end is past the last representable day")
     page = await asyncio.to_thread(
-        pair_history,
-        deps.engine,
+        deps.rates.pair_history,
         *pair,
         deps.settings.provider_base,
         start=window[0],

@@ -7,14 +7,11 @@ import logging
 import time
 from collections.abc import Sequence
 
-from redis.exceptions import RedisError
-
-from ces.adapters.kafka.dead_letters import DeadLetters, Received
-from ces.adapters.postgres.rate_store import Projection, RateEvent, RateProjector
-from ces.adapters.redis.rate_cache import RateCache
 from ces.events.rates import RateFetched, RateRevoked
 from ces.events.registry import UndecodableEvent, decode
 from ces.metrics import BATCH_SECONDS, CACHE_ERRORS, RATE_EVENTS, RATE_REFUSED, RATE_REVOCATIONS, RATE_ROWS
+from ces.projections.rate_rows import Projection, RateEvent, RateRows
+from ces.services.ports import CacheUnavailable, DeadLetterSink, RateCache, Received
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +30,7 @@ class RateEventHandler:
     take a revocation fails the batch, so the revocation reaches the cache as soon as Redis answers.
     """
 
-    def __init__(self, projector: RateProjector, cache: RateCache | None, dead_letters: DeadLetters) -> None:
+    def __init__(self, projector: RateRows, cache: RateCache | None, dead_letters: DeadLetterSink) -> None:
         self.projector = projector
         self.cache = cache
         self.dead_letters = dead_letters
@@ -78,13 +75,13 @@ class RateEventHandler:
         for withdrawal in result.withdrawals:
             try:
                 await self.cache.revoke(withdrawal.revoked, withdrawal.replacement)
-            except (RedisError, OSError):
+            except CacheUnavailable:
                 CACHE_ERRORS.labels("revoke").inc()
                 raise
         if not result.current:
             return
         try:
             await self.cache.put_many(result.current)
-        except (RedisError, OSError) as exc:
+        except CacheUnavailable as exc:
             CACHE_ERRORS.labels("put").inc()
             log.warning("rate cache update failed (%s); PostgreSQL stays authoritative", exc)

@@ -59,14 +59,15 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.pool import NullPool
 
 from ces.adapters.postgres import migrate
-from ces.adapters.postgres.audit_store import AuditStore, Decision
-from ces.adapters.postgres.rate_store import RateEvent, RateProjector
+from ces.adapters.postgres.audit_store import AuditStore
+from ces.adapters.postgres.rate_projector import RateProjector
 from ces.adapters.postgres.verify import PROJECTION_TABLES, TableResult, quote_ident, verify
 from ces.events.base import Event
-from ces.events.conversions import ConversionAudited, ConversionRejected
+from ces.events.conversions import ConversionAudited, ConversionRejected, Decision
 from ces.events.rates import RateFetched, RateRevoked
 from ces.events.registry import UndecodableEvent, decode
 from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED, RATES_FETCHED, TopicSpec
+from ces.projections.rate_rows import RateEvent
 from ces.settings import Settings
 
 log = logging.getLogger(__name__)

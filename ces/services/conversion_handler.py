@@ -7,13 +7,11 @@ import logging
 from collections.abc import Sequence
 from decimal import Decimal
 
-from ces.adapters.kafka.dead_letters import DeadLetters, Received
-from ces.adapters.postgres.audit_store import AuditStore
 from ces.events.conversions import ConversionAudited
 from ces.events.registry import UndecodableEvent
 from ces.metrics import CONVERSIONS
 from ces.services.conversions import ConversionDecider, ParsedRequest, parse_request
-from ces.services.ports import EventPublisher
+from ces.services.ports import DeadLetterSink, DecisionStore, EventPublisher, Received
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +26,9 @@ class ConversionHandler:
     def __init__(
         self,
         decider: ConversionDecider,
-        store: AuditStore,
+        store: DecisionStore,
         publisher: EventPublisher,
-        dead_letters: DeadLetters,
+        dead_letters: DeadLetterSink,
         *,
         max_amount: Decimal,
     ) -> None:

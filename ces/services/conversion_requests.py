@@ -12,12 +12,8 @@ import asyncio
 from decimal import Decimal
 from uuid import UUID
 
-from ces.adapters.kafka.replies import ReplyRouter
-from ces.adapters.postgres.audit_store import AuditStore
-from ces.events.conversions import ConversionAudited, ConversionRejected, ConversionRequested
-from ces.services.ports import EventPublisher
-
-Decision = ConversionAudited | ConversionRejected
+from ces.events.conversions import ConversionAudited, ConversionRejected, ConversionRequested, Decision
+from ces.services.ports import DecisionStore, EventPublisher, Replies
 
 
 class ResultTimeout(Exception):
@@ -33,7 +29,7 @@ class BackendUnavailable(Exception):
 
 
 class ConversionRequester:
-    def __init__(self, store: AuditStore, publisher: EventPublisher, router: ReplyRouter, *, timeout: float) -> None:
+    def __init__(self, store: DecisionStore, publisher: EventPublisher, router: Replies, *, timeout: float) -> None:
         self.store = store
         self.publisher = publisher
         self.router = router

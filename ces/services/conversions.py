@@ -21,6 +21,7 @@ from ces.events.conversions import (
     CONVERSION_NAMESPACE,
     ConversionAudited,
     ConversionRejected,
+    Decision,
     audit_id_for,
     result_event_id,
 )
@@ -28,8 +29,6 @@ from ces.events.registry import UndecodableEvent, parse_json_object
 from ces.services.rate_lookup import RateLookup
 
 MAX_REQUEST_BYTES = 16 * 1024
-
-Decision = ConversionAudited | ConversionRejected
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,87 @@
-"""The one port for publishing events, whatever the producer behind it."""
+"""The ports the use cases own: what they need from the outside world, as Protocols and plain values.
+
+Adapters (`ces.adapters`) implement them; `ces.bootstrap` plugs real ones in, tests plug fakes
+(`tests/fakes.py`) and run the same contract assertions against both (`tests/contracts/`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
+from uuid import UUID
 
+from ces.domain.rates import Rate, Withdrawal
 from ces.events.base import Event
+from ces.events.conversions import Decision
 
 
 class EventPublisher(Protocol):
     async def publish(self, events: Sequence[Event]) -> None:
         """Return once the broker acknowledged every event (each to its own topic, by its key)."""
+
+
+@dataclass(frozen=True)
+class Received:
+    """One consumed message, with what is needed to dead-letter it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int | None = None
+
+
+class DeadLetterSink(Protocol):
+    async def publish(self, message: Received, reason: str, detail: str) -> None:
+        """Set the message aside, byte for byte, with a stable reason code and a detail; return once stored."""
+
+
+class CacheUnavailable(Exception):
+    """The derived cache did not answer (a transient failure: PostgreSQL stays authoritative)."""
+
+
+class RateCache(Protocol):
+    """The latest rate per pair, derived from PostgreSQL: a miss or `CacheUnavailable` means "read PostgreSQL"."""
+
+    async def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Rate | None]: ...
+
+    async def put_many(self, rates: Iterable[Rate]) -> int:
+        """Offer rates; a key only ever moves to a newer publication, never to a revoked rate."""
+
+    async def revoke(self, revoked: Rate, fallback: Rate | None) -> bool:
+        """Withdraw `revoked` from its pair (cache `fallback` in its place if it was the cached one)."""
+
+
+class StoredRates(Protocol):
+    """The rate rows of record (PostgreSQL), read side; revoked rows are never returned as current."""
+
+    def latest(self, base: str, target: str) -> Rate | None: ...
+
+    def latest_per_pair(self, base: str | None = None) -> list[Rate]: ...
+
+    def withdrawals(self) -> list[Withdrawal]: ...
+
+
+class DecisionStore(Protocol):
+    """The decisions of record (the audit and its rejections): one per request id, the first one stands."""
+
+    def record(self, decisions: Sequence[Decision]) -> list[Decision]:
+        """Write what is new in one transaction; return, in input order, the decision that stands for each."""
+
+    def get(self, request_ids: Sequence[UUID]) -> dict[UUID, Decision]: ...
+
+
+class TooManyPending(Exception):
+    pass
+
+
+class Replies(Protocol):
+    """Where a synchronous caller waits for the decision of the request it published."""
+
+    def expect(self, request_id: UUID) -> asyncio.Future[Event]:
+        """Register interest before publishing; raises `TooManyPending` when too many callers wait."""
+
+    def forget(self, request_id: UUID, fut: asyncio.Future[Event]) -> None: ...

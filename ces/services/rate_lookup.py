@@ -10,18 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from redis.exceptions import RedisError
-
-from ces.adapters.postgres.rate_store import RateRepository
-from ces.adapters.redis.rate_cache import RateCache
 from ces.domain.rates import DerivedRate, Rate, derive, legs_needed
 from ces.metrics import CACHE_ERRORS, CACHE_MISSES
+from ces.services.ports import CacheUnavailable, RateCache, StoredRates
 
 log = logging.getLogger(__name__)
 
 
 class RateLookup:
-    def __init__(self, cache: RateCache | None, repository: RateRepository, pivot: str) -> None:
+    def __init__(self, cache: RateCache | None, repository: StoredRates, pivot: str) -> None:
         self.cache = cache
         self.repository = repository
         self.pivot = pivot
@@ -54,7 +51,7 @@ class RateLookup:
         if self.cache is not None:
             try:
                 found = await self.cache.get_many(pairs)
-            except (RedisError, OSError) as exc:
+            except CacheUnavailable as exc:
                 CACHE_ERRORS.labels("get").inc()
                 log.warning("rate cache unavailable (%s); reading PostgreSQL", exc)
         for i, (base, target) in enumerate(pairs):

@@ -29,7 +29,7 @@ class AppProcess:
 def ces_apps() -> list[AppProcess]:
     python = sys.executable
     return [
-        AppProcess("provider-sim", (python, "-m", "ces", "provider-sim", "--live"), "Running on"),
+        AppProcess("provider-sim", (python, "-m", "cesdev", "provider-sim", "--live"), "Running on"),
         AppProcess("worker", (python, "-m", "ces", "worker"), "ces worker ready"),
         AppProcess("gateway", (python, "-m", "ces", "gateway"), "Running on"),
     ]

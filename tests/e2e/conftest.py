@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from ces.adapters.postgres import migrate
 from ces.settings import Settings
-from tests.support import drop_schema
+from tests.support import cli, drop_schema
 
 pytestmark = pytest.mark.e2e
 
@@ -108,9 +107,7 @@ def start_ces(tmp_path: Path, unique: str) -> Iterator[StartCes]:
             **(env or {}),
         }
         with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "ces", *args], stdout=out, stderr=subprocess.STDOUT, env=full_env
-            )
+            proc = subprocess.Popen(cli(*args), stdout=out, stderr=subprocess.STDOUT, env=full_env)
         running = RunningProcess(proc, log)
         started.append(running)
         return running

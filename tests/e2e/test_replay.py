@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError, ProgrammingError
 from ces.adapters.postgres import migrate
 from ces.adapters.postgres.verify import PROJECTION_TABLES, pin_session, summarize
 from ces.adapters.providers.base import ProviderQuote
-from ces.bootstrap import READY_LINE
+from ces.bootstrap.worker import READY_LINE
 from ces.events.base import utc_now
 from ces.services.rate_fetching import quote_events
 from ces.settings import Settings

@@ -14,7 +14,6 @@ import random
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,7 +32,7 @@ from ces.adapters.postgres import migrate
 from ces.settings import Settings
 from cesdev.stack.services import Kafka, Postgres, Redis
 from tests.e2e.conftest import RunningProcess, free_port, poll
-from tests.support import drop_schema
+from tests.support import cli, drop_schema
 
 # The shared stack of every engineer and of the other suites: the fault suite must never reach it.
 SHARED_PORTS = {9092, 9093, 15432, 16379}
@@ -100,9 +99,7 @@ class PrivateStack:
     ) -> subprocess.CompletedProcess[str]:
         """`python -m ces <args>` against this stack, waited for."""
         full = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1", **(env or {})}
-        return subprocess.run(
-            [sys.executable, "-m", "ces", *args], env=full, capture_output=True, text=True, timeout=timeout
-        )
+        return subprocess.run(cli(*args), env=full, capture_output=True, text=True, timeout=timeout)
 
     def up(self) -> float:
         started = time.monotonic()
@@ -169,7 +166,7 @@ class Deployment:
         log = self.logs / f"{name}-{len(self.processes)}.log"
         env = {**os.environ, **self.env, "CES_WORKER_WEB_PORT": str(_private_port()), "PYTHONUNBUFFERED": "1"}
         with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "ces", *args], stdout=out, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen(cli(*args), stdout=out, stderr=subprocess.STDOUT, env=env)
         running = RunningProcess(proc, log)
         self.processes.append(running)
         return running

@@ -9,7 +9,7 @@ from decimal import Decimal
 from sqlalchemy import Engine, text
 
 from ces.adapters.postgres.audit_store import AuditStore
-from ces.adapters.postgres.rate_store import RateProjector
+from ces.adapters.postgres.rate_projector import RateProjector
 from ces.events.conversions import ConversionAudited, ConversionRejected, audit_id_for, result_event_id
 from tests.integration.test_rate_projection import T0, rate_event
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine
 
 from ces.adapters.postgres.audit_store import AuditStore
-from ces.adapters.postgres.rate_store import RateProjector
+from ces.adapters.postgres.rate_projector import RateProjector
 from tests.contracts.audit_store import AuditStoreContract, AuditStoreLike
 from tests.integration.test_rate_projection import T0, rate_event
 

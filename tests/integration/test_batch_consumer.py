@@ -9,8 +9,9 @@ import contextlib
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ces.adapters.kafka.dead_letters import DeadLetters, Headers, Received
+from ces.adapters.kafka.dead_letters import DeadLetters, Headers
 from ces.agents.batch_consumer import BatchConsumer
+from ces.services.ports import Received
 from ces.settings import Settings
 from tests.integration.conftest import NewTopicFactory
 from tests.support import produce

@@ -9,7 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import Engine
 
-from ces.adapters.postgres.rate_store import RateProjector, RateRepository
+from ces.adapters.postgres.rate_projector import RateProjector
+from ces.adapters.postgres.rate_store import RateRepository
 from ces.adapters.redis.rate_cache import RateCache
 from ces.domain.rates import RateKind
 from ces.services.cache_rebuild import rebuild_from_database
@@ -52,7 +53,7 @@ async def test_rebuilt_cache_answers_like_the_database_and_redis_down_falls_back
 ) -> None:
     engine, events = seeded
     cache = RateCache(redis_client, key_prefix=f"rebuild-{unique}:")
-    assert await rebuild_from_database(engine, cache) == 2  # two pairs; the older USD row is history
+    assert await rebuild_from_database(RateRepository(engine), cache) == 2  # two pairs; the older USD row is history
     cached = await cache.get("EUR", "USD")
     assert cached is not None and cached.rate_id == events["USD"].rate_id  # type: ignore[attr-defined]
 

@@ -14,11 +14,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from ces.adapters.kafka.dead_letters import DeadLetters, Headers, Received
-from ces.adapters.postgres.rate_store import RateProjector, RateRepository
+from ces.adapters.kafka.dead_letters import DeadLetters, Headers
+from ces.adapters.postgres.rate_projector import RateProjector
+from ces.adapters.postgres.rate_store import RateRepository
 from ces.adapters.redis.rate_cache import RateCache
 from ces.events.rates import RateFetched
 from ces.projections.rate_projection import RateEventHandler
+from ces.services.ports import Received
 from ces.settings import Settings
 from tests.integration.conftest import NewTopicFactory
 

@@ -28,13 +28,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from ces.adapters.failures import Failure, classify
-from ces.adapters.kafka.dead_letters import Received
-from ces.adapters.postgres.rate_store import RateProjector, RateRepository, pair_history, rate_of
+from ces.adapters.postgres.rate_projector import RateProjector
+from ces.adapters.postgres.rate_store import RateRepository, pair_history
 from ces.adapters.redis.rate_cache import RateCache
 from ces.events.rates import RateFetched, RateRevoked
 from ces.projections.rate_projection import RateEventHandler
+from ces.projections.rate_rows import rate_of
 from ces.projections.replay import LogProgress, Replay, ReplayOptions, verify_target
 from ces.services.cache_rebuild import rebuild_from_database
+from ces.services.ports import CacheUnavailable, Received
 from ces.settings import Settings
 from tests.integration.test_rate_projection import T0, CollectingDeadLetters, as_received, rate_event
 from tests.support import drop_schema, produce
@@ -261,9 +263,10 @@ async def test_a_revocation_redis_cannot_take_fails_the_batch_until_it_can(
         RateProjector(engine), RateCache(dead_redis, key_prefix=cache.key_prefix), handler.dead_letters
     )
     batch = [as_received(revocation(new), 3)]
-    with pytest.raises(RedisConnectionError) as info:
+    with pytest.raises(CacheUnavailable) as info:
         await unreachable.handle(batch)
     await dead_redis.aclose()
+    assert isinstance(info.value.__cause__, RedisConnectionError)
     assert classify(info.value) is Failure.TRANSIENT
     cached = await cache.get("EUR", "USD")
     assert cached is not None and cached.rate_id == new.rate_id  # not yet: the batch will be retried
@@ -311,7 +314,7 @@ async def test_cache_rebuild_skips_revoked_rows_and_repairs_a_stale_cache(
     await stale.put_many(result.current)  # cached before the revocation; Redis then missed the revocation
     projector.project([revocation(new)])
     for cache in (stale, RateCache(redis_client, key_prefix=f"fresh-{unique}:")):
-        assert await rebuild_from_database(engine, cache) == 1
+        assert await rebuild_from_database(RateRepository(engine), cache) == 1
         cached = await cache.get("EUR", "USD")
         assert cached is not None and cached.rate_id == old.rate_id
 

@@ -14,7 +14,7 @@ from aiokafka import TopicPartition
 from sqlalchemy import Engine, create_engine, text
 
 from ces.adapters.postgres import migrate
-from ces.adapters.postgres.rate_store import RateProjector
+from ces.adapters.postgres.rate_projector import RateProjector
 from ces.adapters.postgres.tables import exchange_rate
 from ces.adapters.postgres.verify import verify
 from ces.events.base import Event

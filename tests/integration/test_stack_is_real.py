@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 
 import faust
 import redis.asyncio as aioredis
@@ -14,6 +13,7 @@ from sqlalchemy import Engine, inspect, text
 from ces.adapters.postgres import migrate
 from ces.settings import Settings
 from tests.integration.conftest import NewTopicFactory
+from tests.support import cli
 
 
 async def test_aiokafka_message_round_trips_through_a_consumer_group(
@@ -104,12 +104,10 @@ async def test_redis_round_trips_a_key(redis_client: aioredis.Redis, unique: str
 
 
 def test_stack_up_is_idempotent_and_status_reports_every_service() -> None:
-    up = subprocess.run([sys.executable, "-m", "ces", "stack", "up"], capture_output=True, text=True, timeout=300)
+    up = subprocess.run(cli("stack", "up"), capture_output=True, text=True, timeout=300)
     assert up.returncode == 0, up.stderr
     assert up.stdout.count("already running") + up.stdout.count("left alone") == 3, up.stdout
-    status = subprocess.run(
-        [sys.executable, "-m", "ces", "stack", "status"], capture_output=True, text=True, timeout=60
-    )
+    status = subprocess.run(cli("stack", "status"), capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stdout + status.stderr
     for name in ("kafka", "postgres", "redis"):
         line = next(line for line in status.stdout.splitlines() if line.split()[0] == name)

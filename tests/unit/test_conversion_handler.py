@@ -11,11 +11,12 @@ from decimal import Decimal
 import pytest
 from prometheus_client import REGISTRY
 
-from ces.adapters.kafka.dead_letters import DeadLetters, Received
+from ces.adapters.kafka.dead_letters import DeadLetters
 from ces.events.base import utc_now
 from ces.events.conversions import ConversionAudited, ConversionRejected
 from ces.services.conversion_handler import ConversionHandler
 from ces.services.conversions import ConversionDecider
+from ces.services.ports import Received
 from tests.contracts.audit_store import audited
 from tests.fakes import DeadLetterSink, FakeAuditStore, FakePublisher, FakeRateLookup, StoreDown, stored_rate
 

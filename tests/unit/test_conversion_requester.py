@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from ces.adapters.kafka.replies import ReplyRouter, TooManyPending
+from ces.adapters.kafka.replies import ReplyRouter
 from ces.events.base import Event
 from ces.events.conversions import ConversionAudited, ConversionRequested
 from ces.services.conversion_requests import (
@@ -20,6 +20,7 @@ from ces.services.conversion_requests import (
     IdempotencyConflict,
     ResultTimeout,
 )
+from ces.services.ports import TooManyPending
 from tests.contracts.audit_store import audited, rejected
 from tests.fakes import FakeAuditStore, FakePublisher
 

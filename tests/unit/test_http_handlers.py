@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -15,13 +16,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka.errors import KafkaConnectionError
 from sqlalchemy.exc import OperationalError
 
-from ces.adapters.kafka.replies import TooManyPending
+from ces.domain.rates import DerivedRate, Rate
 from ces.events.conversions import ConversionAudited, ConversionRejected, audit_id_for
-from ces.http.deps import DEPS, Deps
-from ces.http.problems import problems_middleware
-from ces.http.routes import ROUTES
+from ces.http.app import create_app
+from ces.http.deps import Deps
 from ces.services.conversion_requests import BackendUnavailable, IdempotencyConflict, ResultTimeout
+from ces.services.ports import TooManyPending
 from ces.settings import Settings
+from tests.fakes import FakeAuditStore, FakeRateLookup
 
 NOW = datetime(2024, 3, 15, 16, tzinfo=UTC)
 
@@ -60,22 +62,39 @@ def stale(request_id: uuid.UUID, base: str, target: str, amount: Decimal) -> Con
     return ConversionRejected(request_id=request_id, reason="stale_rate", message="too old", rejected_at=NOW)
 
 
+class FakeRateReads:
+    def latest_per_pair(self, base: str | None = None) -> list[Rate]:
+        return []
+
+    def pair_history(
+        self, base: str, target: str, pivot: str, *, start: datetime, end: datetime, after: datetime | None, limit: int
+    ) -> list[DerivedRate]:
+        return []
+
+
+async def all_ready() -> dict[str, tuple[bool, str]]:
+    return {"kafka": (True, "fake"), "postgres": (True, "fake"), "redis": (True, "fake"), "replies": (True, "fake")}
+
+
 @pytest.fixture
 async def client_for() -> AsyncIterator[Any]:
     clients: list[TestClient[web.Request, web.Application]] = []
 
     async def make(requester: FakeRequester) -> TestClient[web.Request, web.Application]:
-        app = web.Application(client_max_size=16 * 1024, middlewares=[problems_middleware])
-        app.add_routes(ROUTES)
-        app[DEPS] = Deps(
-            settings=Settings(),
-            engine=cast(Any, None),
-            audits=cast(Any, None),
-            rates=cast(Any, None),
-            lookup=cast(Any, None),
-            requester=cast(Any, requester),
-            readiness=cast(Any, None),
-        )
+        settings = Settings(gateway_max_body_bytes=16 * 1024)
+
+        @asynccontextmanager
+        async def open_deps() -> AsyncIterator[Deps]:
+            yield Deps(
+                settings=settings,
+                audits=FakeAuditStore(),
+                rates=FakeRateReads(),
+                lookup=FakeRateLookup([]),
+                requester=requester,
+                readiness=all_ready,
+            )
+
+        app = create_app(settings, open_deps)
         client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
         await client.start_server()
         clients.append(client)

@@ -10,27 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from ces.events.base import printable, rfc3339, utc_now
 from ces.metrics import DEAD_LETTERS
+from ces.services.ports import Received
 
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
 Send = Callable[[bytes | None, bytes, Headers], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Received:
-    """One consumed message, with what is needed to dead-letter it."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    timestamp_ms: int | None = None
 
 
 class DeadLetters:

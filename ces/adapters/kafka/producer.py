@@ -1,14 +1,66 @@
-"""A plain aiokafka producer for bulk publishing outside a Faust worker (backfill, tools, benchmarks)."""
+"""Publishing events with aiokafka: the process's shared producer, acknowledged and bulk publishers."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
 from ces.events.base import Event
+
+Headers = list[tuple[str, bytes]]
+
+
+class Sender(Protocol):
+    """What publishers need of a producer: `AIOKafkaProducer` itself, or the worker's `SharedProducer`."""
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
+    ) -> asyncio.Future[Any]: ...
+
+
+class SharedProducer:
+    """A process's one producer, shared by every task: started by whichever task sends first, stopped once.
+
+    The worker's timer and its two batch consumers start in no fixed order, so none of them owns the
+    producer's start; the worker stops it when it shuts down.
+    """
+
+    def __init__(self, make: Callable[[], AIOKafkaProducer]) -> None:
+        # Built on first start: an aiokafka producer binds the running event loop when created.
+        self._make = make
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+        self._started = False
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        assert self._producer is not None, "start() first"
+        return self._producer
+
+    async def start(self) -> None:
+        async with self._lock:
+            if not self._started:
+                self._producer = self._producer or self._make()
+                await self._producer.start()
+                self._started = True
+
+    async def stop(self) -> None:
+        async with self._lock:
+            if self._started:
+                self._started = False
+                await self.producer.stop()
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
+    ) -> asyncio.Future[Any]:
+        if not self._started:
+            await self.start()
+        future: asyncio.Future[Any] = await self.producer.send(topic, value, key=key, headers=headers)
+        return future
 
 
 class BulkPublisher:
@@ -36,7 +88,7 @@ class BulkPublisher:
 class AckedPublisher:
     """`publish` returns once its own events are acknowledged (so concurrent callers never wait on each other)."""
 
-    def __init__(self, producer: AIOKafkaProducer, topic_prefix: str = "") -> None:
+    def __init__(self, producer: Sender, topic_prefix: str = "") -> None:
         self.producer = producer
         self.topic_prefix = topic_prefix
 

@@ -21,12 +21,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from ces.events.base import Event
 from ces.events.conversions import ConversionAudited, ConversionRejected
 from ces.events.registry import UndecodableEvent, decode
+from ces.services.ports import TooManyPending
 
 log = logging.getLogger(__name__)
-
-
-class TooManyPending(Exception):
-    pass
 
 
 class ReplyRouter:

@@ -16,9 +16,7 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects.postgresql import insert
 
 from ces.adapters.postgres.tables import conversion_audit, conversion_rejection, conversion_request
-from ces.events.conversions import ConversionAudited, ConversionRejected, result_event_id
-
-Decision = ConversionAudited | ConversionRejected
+from ces.events.conversions import ConversionAudited, ConversionRejected, Decision, result_event_id
 
 
 class AuditStore:

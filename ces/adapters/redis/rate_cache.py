@@ -21,8 +21,10 @@ from decimal import Decimal
 from uuid import UUID
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from ces.domain.rates import Rate
+from ces.services.ports import CacheUnavailable
 
 _SET_IF_NEWER = """
 if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then
@@ -62,7 +64,15 @@ def order_key(rate: Rate) -> str:
     return f"{_micros(rate.published_at):020d}.{_micros(rate.fetched_at):020d}"
 
 
+def _unavailable(exc: BaseException) -> CacheUnavailable:
+    error = CacheUnavailable(f"{type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
 class RateCache:
+    """The `RateCache` port on Redis: Redis errors surface as `CacheUnavailable`."""
+
     def __init__(self, client: aioredis.Redis, *, key_prefix: str = "") -> None:
         self.client = client
         self.key_prefix = key_prefix
@@ -83,13 +93,22 @@ class RateCache:
         args = [str(revoked.rate_id)]
         if fallback is not None:
             args += _fields(fallback)
-        changed = await self._revoke(
-            keys=[self.key(revoked.base_currency, revoked.target_currency), self.revoked_key], args=args
-        )
+        try:
+            changed = await self._revoke(
+                keys=[self.key(revoked.base_currency, revoked.target_currency), self.revoked_key], args=args
+            )
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
         return bool(changed)
 
     async def put_many(self, rates: Iterable[Rate]) -> int:
         """Offer rates to the cache; returns how many keys moved forward."""
+        try:
+            return await self._put_many(rates)
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
+
+    async def _put_many(self, rates: Iterable[Rate]) -> int:
         async with self.client.pipeline(transaction=False) as pipe:
             count = 0
             for rate in rates:
@@ -109,10 +128,13 @@ class RateCache:
         return found[0]
 
     async def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Rate | None]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for base, target in pairs:
-                pipe.hgetall(self.key(base, target))
-            results = await pipe.execute()
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for base, target in pairs:
+                    pipe.hgetall(self.key(base, target))
+                results = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
         return [_decode(base, target, h) for (base, target), h in zip(pairs, results, strict=True)]
 
 

@@ -1,8 +1,7 @@
-"""Wiring: builds the real clients and the Faust app from settings. Tests build the same graph with fakes."""
+"""Wiring the Faust worker: its app, the leader-elected rate timer, the two batch consumers and the one producer."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -11,41 +10,36 @@ from datetime import timedelta
 import aiohttp
 import faust
 import redis.asyncio as aioredis
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 
+from ces.adapters.kafka.producer import AckedPublisher, SharedProducer
 from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.fetch_lease import PostgresFetchLease
-from ces.adapters.postgres.rate_store import RateProjector, RateRepository
+from ces.adapters.postgres.rate_projector import RateProjector
 from ces.adapters.providers.base import RateProvider
 from ces.adapters.providers.ecb import EcbClient
 from ces.adapters.providers.fixer import FixerClient
-from ces.adapters.redis.rate_cache import RateCache
-from ces.agents.app import create_app
-from ces.agents.consumers import ConsumerPolicy, register_conversions, register_rate_projection
-from ces.agents.publishing import FaustPublisher
+from ces.agents.app import create_app, register_metrics_page
+from ces.agents.consumers import ConsumerPolicy, ConsumerSpec, register_consumer, register_producer
 from ces.agents.rates import register_fetch_timer
+from ces.bootstrap import (
+    build_engine,
+    build_producer,
+    build_rate_cache,
+    build_rate_lookup,
+    build_redis,
+    ensure_all_topics,
+)
 from ces.events import topics
 from ces.metrics import RATE_FETCH_RETRIES, RATE_FETCHES
 from ces.projections.rate_projection import RateEventHandler
+from ces.services.conversion_handler import ConversionHandler
 from ces.services.conversions import ConversionDecider
 from ces.services.rate_fetching import FetchOutcome, RateFetcher
-from ces.services.rate_lookup import RateLookup
 from ces.services.retry import RetryPolicy
 from ces.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def topic_name(settings: Settings, spec: topics.TopicSpec) -> str:
-    return settings.topic_prefix + spec.name
-
-
-def build_engine(settings: Settings) -> Engine:
-    return create_engine(settings.database_url, pool_size=5, max_overflow=5, pool_pre_ping=True)
-
-
-def build_redis(settings: Settings) -> aioredis.Redis:
-    return aioredis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -108,24 +102,16 @@ class Worker:
     redis: aioredis.Redis
 
 
-def build_rate_lookup(settings: Settings, engine: Engine, redis_client: aioredis.Redis) -> RateLookup:
-    cache = RateCache(redis_client, key_prefix=settings.redis_key_prefix)
-    return RateLookup(cache, RateRepository(engine), settings.provider_base)
-
-
 def build_worker_app(settings: Settings) -> Worker:
     app = create_app(settings)
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    faust_topics = {
-        spec.name: app.topic(topic_name(settings, spec), **raw)  # type: ignore[arg-type]
-        for spec in topics.ALL_TOPICS
-    }
+    producer = SharedProducer(lambda: build_producer(settings))
+    register_producer(app, producer)
     engine = build_engine(settings)
     redis_client = build_redis(settings)
-    cache = RateCache(redis_client, key_prefix=settings.redis_key_prefix)
+    cache = build_rate_cache(settings, redis_client)
     fetcher = RateFetcher(
         provider_factory(settings),
-        FaustPublisher(faust_topics),
+        AckedPublisher(producer, settings.topic_prefix),
         PostgresFetchLease(engine),
         retry_policy(settings),
         settings.fetch_interval_seconds,
@@ -135,56 +121,43 @@ def build_worker_app(settings: Settings) -> Worker:
     register_fetch_timer(
         app, fetcher=fetcher, provider_name=settings.provider, fetch_interval_seconds=settings.fetch_interval_seconds
     )
-    register_rate_projection(
-        app,
-        bootstrap=settings.kafka_bootstrap,
-        topic_prefix=settings.topic_prefix,
-        app_id=settings.app_id,
-        batch=settings.projection_batch_size,
-        make=lambda dead: RateEventHandler(
-            RateProjector(engine, max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds)), cache, dead
-        ),
-        policy=consumer_policy(settings),
-    )
+    projector = RateProjector(engine, max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds))
     decider = ConversionDecider(
         build_rate_lookup(settings, engine, redis_client),
         default_margin=settings.default_margin,
         margin_overrides=settings.margin_overrides,
         max_rate_age=timedelta(seconds=settings.max_rate_age_seconds),
     )
-    register_conversions(
-        app,
-        bootstrap=settings.kafka_bootstrap,
-        topic_prefix=settings.topic_prefix,
-        app_id=settings.app_id,
-        batch=settings.conversion_batch_size,
-        decider=decider,
-        store=AuditStore(engine),
-        max_amount=settings.max_amount,
-        policy=consumer_policy(settings),
+    store = AuditStore(engine)
+    consumers = (
+        ConsumerSpec(
+            name="rates",
+            topic=topics.RATES_FETCHED.name,
+            group_id=f"{settings.app_id}-rates",
+            max_records=settings.projection_batch_size,
+            make_handler=lambda publisher, dead: RateEventHandler(projector, cache, dead).handle,
+        ),
+        ConsumerSpec(
+            name="conversions",
+            topic=topics.CONVERSION_REQUESTS.name,
+            group_id=f"{settings.app_id}-conversions",
+            max_records=settings.conversion_batch_size,
+            make_handler=lambda publisher, dead: (
+                ConversionHandler(decider, store, publisher, dead, max_amount=settings.max_amount).handle
+            ),
+        ),
     )
+    for spec in consumers:
+        register_consumer(
+            app,
+            spec,
+            bootstrap=settings.kafka_bootstrap,
+            topic_prefix=settings.topic_prefix,
+            producer=producer,
+            policy=consumer_policy(settings),
+        )
     register_metrics_page(app)
     return Worker(app, engine, redis_client)
-
-
-def register_metrics_page(app: faust.App) -> None:
-    from faust.web import Request, Response, View
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-    @app.page("/metrics")
-    async def metrics(web: View, request: Request) -> Response:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
-
-
-def ensure_all_topics(settings: Settings) -> list[str]:
-    return asyncio.run(
-        topics.ensure_topics(
-            settings.kafka_bootstrap,
-            partitions=settings.topic_partitions,
-            replication_factor=settings.topic_replication_factor,
-            prefix=settings.topic_prefix,
-        )
-    )
 
 
 def run_worker(settings: Settings) -> None:

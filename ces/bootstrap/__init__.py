@@ -1,0 +1,62 @@
+"""Wiring: the one place that builds CES's real adapters from settings, for every entry point.
+
+`ces.bootstrap.worker` assembles the Faust worker, `ces.bootstrap.gateway` the HTTP gateway; the `ces` command
+asks the builders here for what each of its commands needs. Unit tests build the same graphs with fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import Engine, create_engine
+
+from ces.adapters.kafka.admin import ensure_topics
+from ces.adapters.postgres.rate_store import RateRepository
+from ces.adapters.redis.rate_cache import RateCache
+from ces.events.topics import TopicSpec
+from ces.services.rate_lookup import RateLookup
+from ces.settings import Settings
+
+
+def topic_name(settings: Settings, spec: TopicSpec) -> str:
+    return settings.topic_prefix + spec.name
+
+
+def build_engine(settings: Settings) -> Engine:
+    return create_engine(settings.database_url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+
+
+def build_redis(settings: Settings) -> aioredis.Redis:
+    return aioredis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def build_rate_cache(settings: Settings, client: aioredis.Redis) -> RateCache:
+    return RateCache(client, key_prefix=settings.redis_key_prefix)
+
+
+def build_rate_lookup(settings: Settings, engine: Engine, redis_client: aioredis.Redis) -> RateLookup:
+    return RateLookup(build_rate_cache(settings, redis_client), RateRepository(engine), settings.provider_base)
+
+
+def build_producer(settings: Settings, *, linger_ms: int = 5) -> AIOKafkaProducer:
+    """The process's one producer: idempotent, acknowledged by every in-sync replica."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=linger_ms,
+        max_batch_size=512 * 1024,
+    )
+
+
+def ensure_all_topics(settings: Settings) -> list[str]:
+    return asyncio.run(
+        ensure_topics(
+            settings.kafka_bootstrap,
+            partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication_factor,
+            prefix=settings.topic_prefix,
+        )
+    )

@@ -1,0 +1,118 @@
+"""Wiring the HTTP gateway: its one producer, the reply router, PostgreSQL and Redis, and readiness probes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import Engine, text
+
+from ces.adapters.kafka.producer import AckedPublisher
+from ces.adapters.kafka.replies import ReplyRouter
+from ces.adapters.postgres.audit_store import AuditStore
+from ces.adapters.postgres.rate_store import RateRepository
+from ces.bootstrap import build_engine, build_producer, build_rate_lookup, build_redis
+from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED
+from ces.http.app import create_app
+from ces.http.deps import Deps
+from ces.metrics import GATEWAY_PENDING, GATEWAY_RESULTS_SEEN
+from ces.services.conversion_requests import ConversionRequester
+from ces.settings import Settings
+
+
+@asynccontextmanager
+async def _open(settings: Settings) -> AsyncIterator[Deps]:
+    engine = build_engine(settings)
+    redis_client = build_redis(settings)
+    producer = build_producer(settings)
+    await producer.start()
+    prefix = settings.topic_prefix
+    router = ReplyRouter(
+        settings.kafka_bootstrap,
+        [prefix + CONVERSIONS_AUDITED.name, prefix + CONVERSIONS_REJECTED.name],
+        max_pending=settings.gateway_max_pending,
+    )
+    await router.start(producer.partitions_for)
+    audits = AuditStore(engine)
+
+    async def readiness() -> dict[str, tuple[bool, str]]:
+        checks = dict(
+            zip(
+                ("kafka", "postgres", "redis"),
+                await asyncio.gather(_kafka_ok(producer), _postgres_ok(engine), _redis_ok(redis_client)),
+                strict=True,
+            )
+        )
+        checks["replies"] = (True, "reading") if router.healthy else (False, "result reader stopped")
+        return checks
+
+    deps = Deps(
+        settings=settings,
+        audits=audits,
+        rates=RateRepository(engine),
+        lookup=build_rate_lookup(settings, engine, redis_client),
+        requester=ConversionRequester(
+            audits, AckedPublisher(producer, prefix), router, timeout=settings.gateway_timeout_seconds
+        ),
+        readiness=readiness,
+    )
+    gauge_task = asyncio.create_task(_export_gauges(router))
+    try:
+        yield deps
+    finally:
+        gauge_task.cancel()
+        await router.stop()
+        await producer.stop()
+        await redis_client.aclose()
+        engine.dispose()
+
+
+async def _export_gauges(router: ReplyRouter) -> None:
+    seen = 0
+    while True:
+        GATEWAY_PENDING.set(router.pending)
+        GATEWAY_RESULTS_SEEN.inc(router.seen - seen)
+        seen = router.seen
+        await asyncio.sleep(1)
+
+
+async def _kafka_ok(producer: AIOKafkaProducer) -> tuple[bool, str]:
+    try:
+        metadata = await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=2)
+        return True, f"{len(metadata.brokers())} broker(s)"
+    except Exception as exc:
+        return False, f"{type(exc).__name__}"
+
+
+async def _postgres_ok(engine: Engine) -> tuple[bool, str]:
+    def probe() -> str:
+        with engine.connect() as conn:
+            return str(conn.execute(text("SELECT 1")).scalar_one())
+
+    try:
+        await asyncio.wait_for(asyncio.to_thread(probe), timeout=2)
+        return True, "ok"
+    except Exception as exc:
+        return False, f"{type(exc).__name__}"
+
+
+async def _redis_ok(client: aioredis.Redis) -> tuple[bool, str]:
+    try:
+        await asyncio.wait_for(client.ping(), timeout=2)
+        return True, "ok"
+    except Exception as exc:
+        return False, f"{type(exc).__name__}"
+
+
+def build_gateway_app(settings: Settings) -> web.Application:
+    return create_app(settings, lambda: _open(settings))
+
+
+def run_gateway(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="[%(asctime)s] [%(levelname)s] %(name)s: %(message)s")
+    web.run_app(build_gateway_app(settings), host=settings.gateway_host, port=settings.gateway_port, access_log=None)

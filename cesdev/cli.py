@@ -1,0 +1,159 @@
+"""The `cesdev` command: the local native stack (Kafka, PostgreSQL, Redis), the whole service up and down, and the
+provider simulator. Development tooling: `ces` (the runtime) never imports it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date
+
+from aiokafka.errors import KafkaError
+from sqlalchemy.exc import OperationalError
+
+from ces.settings import Settings, get_settings
+from cesdev.stack.services import Status
+from cesdev.stack.system import StackError
+
+
+def _print_statuses(statuses: list[Status]) -> None:
+    for s in statuses:
+        answers = "answers" if s.answers else "does not answer"
+        owner = "managed" if s.managed else "external"
+        print(f"  {s.name:<9} {s.address:<22} {answers:<16} {owner:<9} {s.detail}")
+
+
+def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
+    from cesdev.stack import manager
+
+    if args.action == "up":
+        started = time.monotonic()
+        statuses = manager.up(settings)
+        _print_statuses(statuses)
+        print(f"stack up in {time.monotonic() - started:.1f}s (data and logs in {settings.stack_dir}/)")
+        return 0
+    if args.action == "status":
+        from cesdev.stack import apps, process
+
+        statuses = manager.status(settings)
+        _print_statuses(statuses)
+        for app in apps.ces_apps():
+            pid = process.running_pid(app.pid_file(settings))
+            state = f"pid {pid}" if pid else "not running"
+            print(f"  {app.name:<9} {state:<38} log: {app.log_file(settings)}")
+        return 0 if all(s.answers for s in statuses) else 1
+    _print_statuses(manager.down(settings))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    """The whole service on its local defaults: stack, schema, topics, then CES's processes."""
+    import asyncio
+
+    from ces.adapters.kafka.admin import ensure_topics
+    from ces.adapters.postgres import migrate
+    from cesdev.stack import apps, manager
+
+    started = time.monotonic()
+    _print_statuses(manager.up(settings))
+    migrate.upgrade(settings.database_url)
+    print("  schema    migrated to head")
+    created = asyncio.run(
+        ensure_topics(
+            settings.kafka_bootstrap,
+            partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication_factor,
+            prefix=settings.topic_prefix,
+        )
+    )
+    print(f"  topics    {len(created)} created" + (f" ({', '.join(created)})" if created else ""))
+    for app in apps.ces_apps():
+        state = apps.start(settings, app)
+        print(f"  {app.name:<9} {state:<16} log: {app.log_file(settings)}")
+    print(f"  rates     {_wait_for_rates(settings)}")
+    print(f"CES is up in {time.monotonic() - started:.1f}s. Logs: {settings.stack_dir}/logs/. Stop: cesdev down")
+    return 0
+
+
+def _wait_for_rates(settings: Settings, timeout: float = 60.0) -> str:
+    """Conversions need rates: wait for the worker's first fetch to be projected, so `up` means usable."""
+    from ces.adapters.postgres.rate_store import RateRepository
+    from ces.bootstrap import build_engine
+
+    engine = build_engine(settings)
+    try:
+        repository = RateRepository(engine)
+        deadline = time.monotonic() + timeout
+        previous = 0
+        while time.monotonic() < deadline:
+            count = repository.count()
+            if count and count == previous:  # the first fetch has landed whole
+                return f"{count} rate rows available"
+            previous = count
+            time.sleep(0.5)
+        return f"none yet after {timeout:.0f}s: see {settings.stack_dir}/logs/worker.log (provider reachable?)"
+    finally:
+        engine.dispose()
+
+
+def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    from cesdev.stack import apps, manager
+
+    for app in reversed(apps.ces_apps()):
+        print(f"  {app.name:<9} {'stopped' if apps.stop(settings, app) else 'not running'}")
+    _print_statuses(manager.down(settings))
+    return 0
+
+
+def cmd_provider_sim(args: argparse.Namespace, settings: Settings) -> int:
+    from cesdev.provider_sim.app import run_sim
+
+    run_sim(
+        args.host or settings.provider_sim_host, args.port or settings.provider_sim_port, args.today, live=args.live
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cesdev", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stack = sub.add_parser("stack", help="the local Kafka, PostgreSQL and Redis")
+    stack.add_argument("action", choices=["up", "status", "down"])
+    stack.set_defaults(func=cmd_stack)
+
+    sub.add_parser("up", help="stack, migrations, topics and CES processes").set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop CES processes and the stack it started").set_defaults(func=cmd_down)
+
+    sim = sub.add_parser("provider-sim", help="a local FX provider (ECB XML and Fixer JSON) on real ECB data")
+    sim.add_argument("--host", default=None)
+    sim.add_argument("--port", type=int, default=None)
+    sim.add_argument("--today", type=date.fromisoformat, default=None, help="the simulated date (YYYY-MM-DD)")
+    sim.add_argument(
+        "--live",
+        action="store_true",
+        help="demo mode: the daily feeds show the newest historical rates dated as the latest weekday",
+    )
+    sim.set_defaults(func=cmd_provider_sim)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args, get_settings())
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OperationalError as exc:
+        print(f"error: cannot reach PostgreSQL ({exc.orig}); is the stack up (`cesdev stack up`)?", file=sys.stderr)
+        return 2
+    except KafkaError as exc:
+        print(f"error: cannot reach Kafka ({exc!r}); is the stack up (`cesdev stack up`)?", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
