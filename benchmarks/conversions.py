@@ -49,10 +49,10 @@ from sqlalchemy.engine import make_url
 
 from ces.adapters.kafka.admin import ensure_topics
 from ces.adapters.postgres import migrate
-from ces.adapters.providers.base import ProviderQuote
 from ces.events.base import utc_now
 from ces.events.topics import CONVERSION_REQUESTS, RATES_FETCHED
 from ces.services.rate_fetching import quote_events
+from ces.services.rate_providers import ProviderQuote
 from ces.settings import Settings
 
 RATES = {"USD": "1.0892", "JPY": "161.87", "GBP": "0.85713", "KWD": "0.33421", "NGN": "1745.1234"}

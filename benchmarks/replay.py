@@ -40,11 +40,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import create_engine, text
 
 from ces.adapters.kafka.admin import ensure_topics
+from ces.adapters.providers.ecb_history import bundled_quotes
 from ces.events.base import utc_now
 from ces.events.conversions import ConversionAudited
 from ces.events.rates import RateFetched
 from ces.events.registry import decode
-from ces.services.backfill import backfill_events, bundled_quotes
+from ces.services.backfill import backfill_events
 from ces.settings import Settings
 
 # Sentinels replaced by format fields in the JSON template.

@@ -16,7 +16,6 @@ from ces.adapters.kafka.producer import AckedPublisher, SharedProducer
 from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.fetch_lease import PostgresFetchLease
 from ces.adapters.postgres.rate_projector import RateProjector
-from ces.adapters.providers.base import RateProvider
 from ces.adapters.providers.ecb import EcbClient
 from ces.adapters.providers.fixer import FixerClient
 from ces.agents.app import create_app, register_metrics_page
@@ -36,6 +35,7 @@ from ces.projections.rate_projection import RateEventHandler
 from ces.services.conversion_handler import ConversionHandler
 from ces.services.conversions import ConversionDecider
 from ces.services.rate_fetching import FetchOutcome, RateFetcher
+from ces.services.rate_providers import RateProvider
 from ces.services.retry import RetryPolicy
 from ces.settings import Settings
 

@@ -31,7 +31,8 @@ async def _backfill(args: argparse.Namespace, settings: Settings) -> tuple[int, 
 
     from ces.adapters.kafka.producer import bulk_publisher
     from ces.adapters.providers.ecb import EcbClient
-    from ces.services.backfill import backfill_events, bundled_quotes, provider_quotes
+    from ces.adapters.providers.ecb_history import bundled_quotes
+    from ces.services.backfill import backfill_events, provider_quotes
 
     started = time.monotonic()
     async with bulk_publisher(settings.kafka_bootstrap, settings.topic_prefix) as publisher:

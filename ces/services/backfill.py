@@ -7,23 +7,14 @@ the same publication would produce, so a backfill overlapping live data, or run 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import date
 from uuid import NAMESPACE_URL, uuid5
 
-from ces.adapters.providers.base import ProviderQuote, RateProvider
-from ces.adapters.providers.ecb import BASE_CURRENCY, publication_instant
 from ces.events.base import utc_now
 from ces.events.rates import RateFetched
 from ces.services.rate_fetching import quote_events
-
-
-def bundled_quotes(start: date, end: date) -> Iterator[ProviderQuote]:
-    from ces.adapters.providers.ecb_history import load_history
-
-    history = load_history()
-    for day in history.days_between(start, end):
-        yield ProviderQuote("ecb", BASE_CURRENCY, publication_instant(day), history.rates[day])
+from ces.services.rate_providers import ProviderQuote, RateProvider
 
 
 async def provider_quotes(provider: RateProvider, start: date, end: date) -> AsyncIterator[ProviderQuote]:

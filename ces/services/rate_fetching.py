@@ -19,10 +19,10 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID, uuid4
 
-from ces.adapters.providers.base import PermanentProviderError, ProviderError, ProviderQuote, RateProvider
 from ces.events.base import Event, utc_now
 from ces.events.rates import RateFetched, RateFetchFailed
 from ces.services.ports import EventPublisher
+from ces.services.rate_providers import PermanentProviderError, ProviderError, ProviderQuote, RateProvider
 from ces.services.retry import RetryPolicy
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from ces.adapters.providers.base import ProviderQuote
 from ces.events.base import utc_now
 from ces.services.rate_fetching import quote_events
+from ces.services.rate_providers import ProviderQuote
 from ces.settings import Settings
 from tests import support
 from tests.e2e.conftest import Isolation, StartCes, poll

@@ -28,10 +28,10 @@ from sqlalchemy.exc import DBAPIError, ProgrammingError
 
 from ces.adapters.postgres import migrate
 from ces.adapters.postgres.verify import PROJECTION_TABLES, pin_session, summarize
-from ces.adapters.providers.base import ProviderQuote
 from ces.bootstrap.worker import READY_LINE
 from ces.events.base import utc_now
 from ces.services.rate_fetching import quote_events
+from ces.services.rate_providers import ProviderQuote
 from ces.settings import Settings
 from tests.e2e.conftest import RunningProcess, free_port, poll
 from tests.support import produce

@@ -15,8 +15,8 @@ from decimal import Decimal
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from ces.adapters.providers.base import ProviderQuote
 from ces.services.rate_fetching import quote_events
+from ces.services.rate_providers import ProviderQuote
 from tests.e2e.conftest import RunningProcess
 from tests.faults import harness
 from tests.faults.harness import (

@@ -21,17 +21,16 @@ from aiohttp.test_utils import TestServer, unused_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ces.adapters.providers import (
-    EcbClient,
-    FixerClient,
+from ces.adapters.providers import EcbClient, FixerClient
+from ces.adapters.providers.ecb import parse_feed, publication_instant
+from ces.adapters.providers.fixer import parse_latest, parse_timeseries
+from ces.services.rate_providers import (
     PermanentProviderError,
     ProviderError,
     ProviderQuote,
     RateProvider,
     TransientProviderError,
 )
-from ces.adapters.providers.ecb import parse_feed, publication_instant
-from ces.adapters.providers.fixer import parse_latest, parse_timeseries
 from cesdev.provider_sim import create_sim_app
 
 SATURDAY = date(2024, 5, 18)

@@ -10,15 +10,10 @@ from decimal import Decimal
 import pytest
 from prometheus_client import REGISTRY
 
-from ces.adapters.providers.base import (
-    PermanentProviderError,
-    ProviderError,
-    ProviderQuote,
-    TransientProviderError,
-)
 from ces.agents.rates import tick_once
 from ces.events.rates import RateFetched, RateFetchFailed
 from ces.services.rate_fetching import RateFetcher, fetch_once
+from ces.services.rate_providers import PermanentProviderError, ProviderError, ProviderQuote, TransientProviderError
 from ces.services.retry import RetryPolicy
 
 QUOTE = ProviderQuote(

@@ -17,12 +17,12 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ces.adapters.providers.base import PermanentProviderError, ProviderQuote, check_not_future
 from ces.adapters.providers.fixer import FixerClient
 from ces.domain.conversion import RejectionReason, check_fresh
 from ces.domain.rates import Rate, direct, implausible_publication
 from ces.events.rates import RateFetched, RateRevoked
 from ces.events.registry import UndecodableEvent, decode
+from ces.services.rate_providers import PermanentProviderError, ProviderQuote, check_not_future
 
 T0 = datetime(2024, 3, 14, 15, 0, tzinfo=UTC)
 SKEW = timedelta(seconds=300)

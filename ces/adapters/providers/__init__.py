@@ -2,22 +2,7 @@
 
 from __future__ import annotations
 
-from ces.adapters.providers.base import (
-    PermanentProviderError,
-    ProviderError,
-    ProviderQuote,
-    RateProvider,
-    TransientProviderError,
-)
 from ces.adapters.providers.ecb import EcbClient
 from ces.adapters.providers.fixer import FixerClient
 
-__all__ = [
-    "EcbClient",
-    "FixerClient",
-    "PermanentProviderError",
-    "ProviderError",
-    "ProviderQuote",
-    "RateProvider",
-    "TransientProviderError",
-]
+__all__ = ["EcbClient", "FixerClient"]

@@ -10,16 +10,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import aiohttp
 
-from ces.adapters.providers.base import (
-    ProviderQuote,
-    TransientProviderError,
-    body_excerpt,
-    check_not_future,
-    http_get,
-    parse_rate,
-    raise_for_status,
-)
+from ces.adapters.providers.base import body_excerpt, http_get, parse_rate, raise_for_status
 from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW
+from ces.services.rate_providers import ProviderQuote, TransientProviderError, check_not_future
 
 # Paths as the ECB serves them under https://www.ecb.europa.eu; the simulator mirrors them.
 DAILY_PATH = "/stats/eurofxref/eurofxref-daily.xml"

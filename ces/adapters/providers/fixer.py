@@ -10,17 +10,9 @@ from decimal import Decimal
 
 import aiohttp
 
-from ces.adapters.providers.base import (
-    PermanentProviderError,
-    ProviderQuote,
-    TransientProviderError,
-    body_excerpt,
-    check_not_future,
-    http_get,
-    parse_rate,
-    raise_for_status,
-)
+from ces.adapters.providers.base import body_excerpt, http_get, parse_rate, raise_for_status
 from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW
+from ces.services.rate_providers import PermanentProviderError, ProviderQuote, TransientProviderError, check_not_future
 
 # Fixer refuses longer /timeseries windows (error 505), so history is fetched in slices this long.
 MAX_TIMESERIES_DAYS = 365
