@@ -11,7 +11,9 @@ from uuid import UUID, uuid5
 
 from pydantic import Field
 
+from ces.domain.conversion import RejectionReason
 from ces.events.base import CurrencyCode, DecimalStr, Event, UtcDatetime
+from ces.events.topics import CONVERSION_REQUESTS, CONVERSIONS_AUDITED, CONVERSIONS_REJECTED
 
 CONVERSION_NAMESPACE = UUID("0b7c8f1e-6a0d-4c54-9b7e-3f1c2d9a4e60")
 
@@ -29,7 +31,7 @@ class ConversionRequested(Event):
     envelope is filled in when missing (`event_id` from `request_id`, `occurred_at` from the Kafka
     record's timestamp)."""
 
-    TOPIC: ClassVar[str] = "conversion-requests"
+    TOPIC: ClassVar[str] = CONVERSION_REQUESTS.name
 
     event_type: Literal["ConversionRequested"] = "ConversionRequested"
     schema_version: Literal[1] = 1
@@ -43,7 +45,7 @@ class ConversionRequested(Event):
 
 
 class ConversionAudited(Event):
-    TOPIC: ClassVar[str] = "conversions-audited"
+    TOPIC: ClassVar[str] = CONVERSIONS_AUDITED.name
 
     event_type: Literal["ConversionAudited"] = "ConversionAudited"
     schema_version: Literal[1] = 1
@@ -65,14 +67,12 @@ class ConversionAudited(Event):
 
 
 class ConversionRejected(Event):
-    TOPIC: ClassVar[str] = "conversions-rejected"
+    TOPIC: ClassVar[str] = CONVERSIONS_REJECTED.name
 
     event_type: Literal["ConversionRejected"] = "ConversionRejected"
     schema_version: Literal[1] = 1
     request_id: UUID
-    reason: Literal[
-        "invalid_request", "invalid_amount", "unknown_currency", "unsupported_pair", "no_rate", "stale_rate"
-    ]
+    reason: RejectionReason
     message: str
     rejected_at: UtcDatetime
 

@@ -10,6 +10,7 @@ from uuid import UUID, uuid5
 from pydantic import Field
 
 from ces.events.base import CurrencyCode, DecimalStr, Event, UtcDatetime, rfc3339
+from ces.events.topics import RATE_FETCH_FAILURES, RATES_FETCHED
 
 # Fixed namespace: the same provider publication always yields the same ids, on any worker, in any replay.
 RATE_NAMESPACE = UUID("6f1d3a52-3c55-4a8e-9a7e-5b1c2f0e8d41")
@@ -21,7 +22,7 @@ def rate_id_for(provider: str, published_at: datetime, base: str, target: str) -
 
 
 class RateFetched(Event):
-    TOPIC: ClassVar[str] = "rates-fetched"
+    TOPIC: ClassVar[str] = RATES_FETCHED.name
 
     event_type: Literal["RateFetched"] = "RateFetched"
     schema_version: Literal[1] = 1
@@ -72,7 +73,7 @@ class RateRevoked(Event):
     applies it. `event_id` is derived from `rate_id`: a rate is revoked once, the first revocation stands.
     """
 
-    TOPIC: ClassVar[str] = "rates-fetched"
+    TOPIC: ClassVar[str] = RATES_FETCHED.name
 
     event_type: Literal["RateRevoked"] = "RateRevoked"
     schema_version: Literal[1] = 1
@@ -103,7 +104,7 @@ class RateRevoked(Event):
 
 
 class RateFetchFailed(Event):
-    TOPIC: ClassVar[str] = "rate-fetch-failures"
+    TOPIC: ClassVar[str] = RATE_FETCH_FAILURES.name
 
     event_type: Literal["RateFetchFailed"] = "RateFetchFailed"
     schema_version: Literal[1] = 1

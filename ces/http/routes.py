@@ -37,14 +37,6 @@ from ces.http.schemas import (
 from ces.services.conversion_requests import BackendUnavailable, IdempotencyConflict, ResultTimeout
 from ces.services.ports import TooManyPending
 
-REJECTION_PROBLEMS = {
-    "invalid_request": "invalid_request",
-    "invalid_amount": "invalid_amount",
-    "unknown_currency": "unknown_currency",
-    "unsupported_pair": "unsupported_pair",
-    "no_rate": "no_rate",
-    "stale_rate": "stale_rate",
-}
 MAX_HISTORY_PAGE = 5000
 
 
@@ -84,7 +76,7 @@ async def post_conversion(request: web.Request) -> web.Response:
         body.base_currency.upper(), body.target_currency.upper(), body.amount, max_amount=deps.settings.max_amount
     )
     if isinstance(checked, Rejection):
-        return problem(REJECTION_PROBLEMS[checked.reason.value], checked.message, request_id=str(request_id))
+        return problem(checked.reason.value, checked.message, request_id=str(request_id))
     try:
         decision, replayed = await deps.requester.convert(
             request_id, checked.base.code, checked.target.code, checked.amount
@@ -105,7 +97,7 @@ async def post_conversion(request: web.Request) -> web.Response:
     if isinstance(decision, ConversionAudited):
         headers["Location"] = f"/v1/conversions/{decision.audit_id}"
         return _json(audit_json(decision), status=201, headers=headers)
-    code = REJECTION_PROBLEMS[decision.reason]
+    code = decision.reason.value
     return problem(code, decision.message, request_id=str(request_id), rejected_at=rfc3339(decision.rejected_at))
 
 

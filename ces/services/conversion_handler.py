@@ -9,8 +9,9 @@ from decimal import Decimal
 
 from ces.events.conversions import ConversionAudited
 from ces.events.registry import UndecodableEvent
+from ces.events.requests import ParsedRequest, parse_request
 from ces.metrics import CONVERSIONS
-from ces.services.conversions import ConversionDecider, ParsedRequest, parse_request
+from ces.services.conversions import ConversionDecider
 from ces.services.ports import DeadLetterSink, DecisionStore, EventPublisher, Received
 
 log = logging.getLogger(__name__)

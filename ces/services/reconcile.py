@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 from uuid import UUID
 
-from ces.services.conversions import sniff_request_id_value
+from ces.events.requests import sniff_request_id_value
 
 AUDITED: Literal["audited"] = "audited"
 REJECTED: Literal["rejected"] = "rejected"

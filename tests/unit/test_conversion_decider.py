@@ -12,7 +12,8 @@ import pytest
 
 from ces.events.base import utc_now
 from ces.events.conversions import ConversionAudited, ConversionRejected, Decision, audit_id_for, result_event_id
-from ces.services.conversions import ConversionDecider, ParsedRequest, parse_request
+from ces.events.requests import ParsedRequest, parse_request
+from ces.services.conversions import ConversionDecider
 from tests.fakes import FakeRateLookup, stored_rate
 
 NOW = utc_now()  # the decider reads the clock itself: rates are dated relative to the real one

@@ -15,7 +15,8 @@ from ces.domain.conversion import Rejection, RejectionReason, ValidRequest, chec
 from ces.domain.money import currency
 from ces.domain.rates import Rate, direct
 from ces.events.registry import UndecodableEvent
-from ces.services.conversions import parse_request, rejected
+from ces.events.requests import parse_request
+from ces.services.conversions import rejected
 
 MAX = Decimal("1000000000000")
 

@@ -61,3 +61,11 @@ def test_currency_codes_in_requests_are_the_supported_set_upper_case() -> None:
     rate = openapi_document()["paths"]["/v1/rates/{base}/{target}"]["get"]
     assert [p["schema"]["enum"] for p in rate["parameters"]] == [supported, supported]
     assert "unsupported_pair" in rate["description"] and "422" in rate["responses"]
+
+
+def test_every_rejection_reason_is_a_documented_problem() -> None:
+    """A rejection's reason is its problem code over HTTP: one vocabulary, no mapping to keep in step."""
+    from ces.domain.conversion import RejectionReason
+    from ces.http.problems import PROBLEMS
+
+    assert {reason.value for reason in RejectionReason} <= set(PROBLEMS)

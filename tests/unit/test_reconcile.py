@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ces.services.conversions import parse_request
+from ces.events.requests import parse_request
 from ces.services.reconcile import (
     AUDITED,
     REJECTED,
