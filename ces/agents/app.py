@@ -2,14 +2,19 @@
 
 What Faust does for CES: it runs the worker process (start, signals, graceful stop), elects one leader per
 consumer group for the rate fetch timer (`on_leader=True`), hosts the batch consumers as tasks, and serves
-`/metrics` on its web port. What it does not do: consume or produce CES's topics. The batch consumers are plain
-aiokafka loops and every event goes out through the worker's one `SharedProducer`, so Faust's own producer is
-switched off.
+`/metrics` on its web port. What it does not do: consume CES's topics (the batch consumers are plain aiokafka
+loops). Its producer is the worker's one producer: Faust needs it for its own assignor topic, and every CES event
+goes out through it too (`FaustSender`), made idempotent with acks from every in-sync replica.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
 import faust
+from faust.transport.drivers.aiokafka import Producer as FaustAiokafkaProducer
 
 from ces.settings import Settings
 
@@ -31,10 +36,35 @@ def create_app(settings: Settings, *, app_id: str | None = None, web_enabled: bo
         # consumers: a worker killed with -9 is replaced in seconds, not after Faust's 60 s default.
         broker_session_timeout=settings.consumer_session_timeout_ms / 1000,
         broker_heartbeat_interval=settings.consumer_heartbeat_interval_ms / 1000,
+        producer_acks=-1,
+        producer_linger_ms=5,
+        producer_max_batch_size=512 * 1024,
     )
-    # One producer per process: the worker's `SharedProducer` sends everything; Faust's would sit idle.
-    app.boot_strategy.enable_kafka_producer = False
+    app.transport.Producer = IdempotentProducer  # type: ignore[misc]  # before anything creates the producer
     return app
+
+
+class IdempotentProducer(FaustAiokafkaProducer):
+    """Faust's producer, idempotent outside transactions too: a retried send is never written twice."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {"acks": "all", "enable_idempotence": True}
+
+
+class FaustSender:
+    """The `Sender` of every CES event in a worker: Faust's own producer, started on first use."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self._producer: Any = None
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> asyncio.Future[Any]:
+        if self._producer is None:
+            self._producer = await self.app.maybe_start_producer()
+        future: asyncio.Future[Any] = await self._producer.send(topic, key, value, None, None, headers)
+        return future
 
 
 def register_metrics_page(app: faust.App) -> None:

@@ -2,19 +2,18 @@
 
 They are not Faust agents on purpose: a Faust agent tops out near 6,500 events/s on this stack
 (docs/architecture.md), a batch loop decides and commits a whole fetch in one transaction.
-Both publish through the worker's one `SharedProducer`.
+Both publish through the worker's one producer (`FaustSender`).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import faust
 
 from ces.adapters.kafka.dead_letters import DeadLetters, Headers
-from ces.adapters.kafka.producer import AckedPublisher, SharedProducer
+from ces.adapters.kafka.producer import AckedPublisher, Sender
 from ces.agents.batch_consumer import BatchConsumer
 from ces.events.topics import DEAD_LETTERS
 from ces.services.ports import EventPublisher, Received
@@ -50,7 +49,7 @@ def register_consumer(
     *,
     bootstrap: str,
     topic_prefix: str,
-    producer: SharedProducer,
+    producer: Sender,
     policy: ConsumerPolicy,
 ) -> None:
     async def run() -> None:
@@ -75,16 +74,3 @@ def register_consumer(
 
     run.__name__ = run.__qualname__ = f"consume_{spec.name}"
     app.task(run)
-
-
-def register_producer(app: faust.App, producer: SharedProducer) -> None:
-    """Tie the shared producer's life to the worker's: stopped when the worker's tasks are cancelled."""
-
-    async def hold_producer() -> None:
-        await producer.start()
-        try:
-            await asyncio.Event().wait()  # until the worker stops and cancels its tasks
-        finally:
-            await producer.stop()
-
-    app.task(hold_producer)

@@ -12,18 +12,17 @@ import faust
 import redis.asyncio as aioredis
 from sqlalchemy import Engine
 
-from ces.adapters.kafka.producer import AckedPublisher, SharedProducer
+from ces.adapters.kafka.producer import AckedPublisher
 from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.fetch_lease import PostgresFetchLease
 from ces.adapters.postgres.rate_projector import RateProjector
 from ces.adapters.providers.ecb import EcbClient
 from ces.adapters.providers.fixer import FixerClient
-from ces.agents.app import create_app, register_metrics_page
-from ces.agents.consumers import ConsumerPolicy, ConsumerSpec, register_consumer, register_producer
+from ces.agents.app import FaustSender, create_app, register_metrics_page
+from ces.agents.consumers import ConsumerPolicy, ConsumerSpec, register_consumer
 from ces.agents.rates import register_fetch_timer
 from ces.bootstrap import (
     build_engine,
-    build_producer,
     build_rate_cache,
     build_rate_lookup,
     build_redis,
@@ -100,12 +99,12 @@ class Worker:
     app: faust.App
     engine: Engine
     redis: aioredis.Redis
+    producer: FaustSender  # the one producer every publisher of the worker sends through
 
 
 def build_worker_app(settings: Settings) -> Worker:
     app = create_app(settings)
-    producer = SharedProducer(lambda: build_producer(settings))
-    register_producer(app, producer)
+    producer = FaustSender(app)
     engine = build_engine(settings)
     redis_client = build_redis(settings)
     cache = build_rate_cache(settings, redis_client)
@@ -157,7 +156,7 @@ def build_worker_app(settings: Settings) -> Worker:
             policy=consumer_policy(settings),
         )
     register_metrics_page(app)
-    return Worker(app, engine, redis_client)
+    return Worker(app, engine, redis_client, producer)
 
 
 def run_worker(settings: Settings) -> None:

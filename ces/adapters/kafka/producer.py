@@ -1,9 +1,9 @@
-"""Publishing events with aiokafka: the process's shared producer, acknowledged and bulk publishers."""
+"""Publishing events with aiokafka: acknowledged publishing (services) and bulk publishing (tools, backfill)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -15,52 +15,11 @@ Headers = list[tuple[str, bytes]]
 
 
 class Sender(Protocol):
-    """What publishers need of a producer: `AIOKafkaProducer` itself, or the worker's `SharedProducer`."""
+    """What publishers need of a producer: `AIOKafkaProducer` itself, or the worker's `FaustSender`."""
 
     async def send(
         self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
     ) -> asyncio.Future[Any]: ...
-
-
-class SharedProducer:
-    """A process's one producer, shared by every task: started by whichever task sends first, stopped once.
-
-    The worker's timer and its two batch consumers start in no fixed order, so none of them owns the
-    producer's start; the worker stops it when it shuts down.
-    """
-
-    def __init__(self, make: Callable[[], AIOKafkaProducer]) -> None:
-        # Built on first start: an aiokafka producer binds the running event loop when created.
-        self._make = make
-        self._producer: AIOKafkaProducer | None = None
-        self._lock = asyncio.Lock()
-        self._started = False
-
-    @property
-    def producer(self) -> AIOKafkaProducer:
-        assert self._producer is not None, "start() first"
-        return self._producer
-
-    async def start(self) -> None:
-        async with self._lock:
-            if not self._started:
-                self._producer = self._producer or self._make()
-                await self._producer.start()
-                self._started = True
-
-    async def stop(self) -> None:
-        async with self._lock:
-            if self._started:
-                self._started = False
-                await self.producer.stop()
-
-    async def send(
-        self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
-    ) -> asyncio.Future[Any]:
-        if not self._started:
-            await self.start()
-        future: asyncio.Future[Any] = await self.producer.send(topic, value, key=key, headers=headers)
-        return future
 
 
 class BulkPublisher:
