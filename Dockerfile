@@ -20,6 +20,7 @@ RUN groupadd --system --gid 10001 ces \
 WORKDIR /tmp/ces-src
 COPY pyproject.toml README.m[d] ./
 COPY ces ./ces
+COPY cesdev ./cesdev
 RUN pip install . && cd / && rm -rf /tmp/ces-src
 
 WORKDIR /app

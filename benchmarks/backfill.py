@@ -2,7 +2,7 @@
 
 Starts a worker on an isolated schema / topic prefix / key prefix, runs `ces rates backfill` over the whole
 bundled history (every day since 1999, every currency), and prints events/s produced and rows/s projected
-(first row to last row committed). Needs the stack (`ces stack up`).
+(first row to last row committed). Needs the stack (`cesdev stack up`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ every request is decided and prints:
   process's own (the load generator shares the machine) and the whole machine's.
 
 Workers run with no live rate provider, so each logs one expected "rate fetch from ecb failed" error.
-Needs the stack (`ces stack up`); workers' output goes to the log files it prints.
+Needs the stack (`cesdev stack up`); workers' output goes to the log files it prints.
 
     python benchmarks/conversions.py [--requests 100000] [--workers 1] [--partitions 4]
 """

@@ -14,7 +14,7 @@ a subprocess, start to exit, and prints:
 - bytes per event on disk for both topics (the local stack's segment files, uncompressed as CES produces
   them), bytes per 1M events, and what gzip on 1,000-event batches would make of the audits.
 
-Needs the stack (`ces stack up`). Cleans up its schema and topics unless `--keep`.
+Needs the stack (`cesdev stack up`). Cleans up its schema and topics unless `--keep`.
 
     python benchmarks/replay.py [--events 1000000] [--partitions 4] [--rate-days 30] [--keep]
 """

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Defaults are the local stack's (`ces stack up`); override any of them with `CES_<NAME>`."""
+    """Defaults are the local stack's (`cesdev stack up`); override any of them with `CES_<NAME>`."""
 
     model_config = SettingsConfigDict(env_prefix="CES_", extra="ignore")
 
@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     database_url: str = "postgresql+psycopg2://ces:ces@127.0.0.1:15432/ces"
     redis_url: str = "redis://127.0.0.1:16379/0"
 
-    # Where `ces stack` keeps binaries, data, logs and pid files (git-ignored).
+    # Where `cesdev stack` keeps binaries, data, logs and pid files (git-ignored).
     stack_dir: Path = Path(".stack")
 
     # Kafka topics CES creates. A prefix isolates several CES deployments (or test runs) on one cluster.
@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     redis_key_prefix: str = ""
 
     # Rate providers. `ecb` reads the ECB daily reference-rate XML feed, `fixer` a Fixer-compatible
-    # JSON API. The default URL is the local simulator (`ces provider-sim`); the real ECB feed is
+    # JSON API. The default URL is the local simulator (`cesdev provider-sim`); the real ECB feed is
     # https://www.ecb.europa.eu (same paths).
     provider: Literal["ecb", "fixer"] = "ecb"
     provider_url: str = "http://127.0.0.1:8090"

@@ -169,7 +169,7 @@ READY_LINE = "ces worker ready"
 
 
 class ReadyWorker(faust.Worker):
-    """Prints READY_LINE once started, whatever the log level: `ces up` and the tests wait for it."""
+    """Prints READY_LINE once started, whatever the log level: `cesdev up` and the tests wait for it."""
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()

@@ -1,4 +1,4 @@
-"""CES's own long-running processes (worker, and later gateway and simulator) started by `ces up`."""
+"""CES's own long-running processes (worker, and later gateway and simulator) started by `cesdev up`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`ces stack up|status|down`: start what is missing, leave existing services alone, stop only ours."""
+"""`cesdev stack up|status|down`: start what is missing, leave existing services alone, stop only ours."""
 
 from __future__ import annotations
 

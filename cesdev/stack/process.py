@@ -1,4 +1,4 @@
-"""Detached child processes tracked by pid files, so `ces stack down` stops only what `up` started."""
+"""Detached child processes tracked by pid files, so `cesdev stack down` stops only what `up` started."""
 
 from __future__ import annotations
 

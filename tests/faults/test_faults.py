@@ -190,7 +190,7 @@ def test_kafka_broker_sigterm_and_restart(deployment: Deployment, observer: Obse
     assert not deployment.stack.kafka().answers()
     up_seconds = deployment.stack.up()
     back = time.time()
-    run.result.notes.append(f"broker restarted by `ces stack up` in {up_seconds:.1f}s")
+    run.result.notes.append(f"broker restarted by `cesdev stack up` in {up_seconds:.1f}s")
     run.recovery_after(back, "broker back")
     finish(run)
 

@@ -24,7 +24,7 @@ def _stack_answers() -> None:
     if down:
         pytest.fail(
             f"integration tests need the stack; not answering: {', '.join(down)}. "
-            "Run `ces stack up` (or `make test`, which starts it).",
+            "Run `cesdev stack up` (or `make test`, which starts it).",
             pytrace=False,
         )
 

@@ -25,6 +25,8 @@ CES_COMMANDS: dict[str, list[str]] = {
     "gateway": ["gateway"],
     "provider-sim": ["provider-sim"],
 }
+# Services that run the development command (`cesdev`) instead of the image's `ces` entrypoint.
+DEV_ENTRYPOINTS: dict[str, list[str]] = {"provider-sim": ["cesdev"]}
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 
 
@@ -272,7 +274,10 @@ def test_ces_service_runs_its_subcommand_from_the_project_image(
     service = services[name]
     command = service.get("command")
     assert (command_words(command) if isinstance(command, str) else command) == args
-    assert "entrypoint" not in service, "the image's `ces` entrypoint must stay in place"
+    if name in DEV_ENTRYPOINTS:
+        assert service.get("entrypoint") == DEV_ENTRYPOINTS[name]
+    else:
+        assert "entrypoint" not in service, "the image's `ces` entrypoint must stay in place"
 
     build = service.get("build")
     assert build, f"{name} must build the project's image"
@@ -298,6 +303,8 @@ def test_dockerfile_installs_the_package_and_runs_ces_as_non_root() -> None:
 
     runs = " ".join(args for keyword, args in instructions if keyword == "RUN")
     assert "pip install ." in runs
+    copied = {args.split()[0] for keyword, args in instructions if keyword == "COPY"}
+    assert {"ces", "cesdev"} <= copied, "the image installs the runtime and the `cesdev` command (the simulator)"
 
     users = [args for keyword, args in instructions if keyword == "USER"]
     assert users, "the image must not run as root"

@@ -50,7 +50,7 @@ class ReplyRouter:
                 partitions.append(TopicPartition(topic, partition))
         if not partitions:
             await consumer.stop()
-            raise RuntimeError(f"result topics {self.topics} not found; has `ces up` or a worker created them?")
+            raise RuntimeError(f"result topics {self.topics} not found; has `cesdev up` or a worker created them?")
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
         for tp in partitions:  # resolve the end offsets now, before any request is accepted
