@@ -15,6 +15,7 @@ from ces.adapters.kafka.dead_letters import Headers
 from ces.domain.rates import DerivedRate, Rate, derive, legs_needed
 from ces.events.base import Event
 from ces.events.conversions import ConversionAudited, ConversionRejected
+from ces.services.ports import CacheUnavailable
 
 Decision = ConversionAudited | ConversionRejected
 
@@ -121,3 +122,56 @@ class DeadLetterSink:
     @property
     def reasons(self) -> list[str]:
         return [headers["ces.dlq.reason"].decode() for _, _, headers in self.sent]
+
+
+class FakeRateCache:
+    """`ces.adapters.redis.rate_cache.RateCache` in memory (the `RateCache` port).
+
+    A pair's entry only moves to a later publication (then fetch time); a revoked rate id is remembered and
+    never cached again; revoking the cached rate puts its fallback in place (or nothing). `down` makes every
+    call raise `CacheUnavailable`, as an unreachable Redis does. Same assertions as the real one:
+    tests/contracts/rate_cache.py.
+    """
+
+    def __init__(self, *, down: bool = False) -> None:
+        self.down = down
+        self.entries: dict[tuple[str, str], Rate] = {}
+        self.revoked: set[UUID] = set()
+
+    async def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Rate | None]:
+        self._check_up()
+        return [self.entries.get(pair) for pair in pairs]
+
+    async def put_many(self, rates: Iterable[Rate]) -> int:
+        self._check_up()
+        moved = 0
+        for rate in rates:
+            pair = (rate.base_currency, rate.target_currency)
+            current = self.entries.get(pair)
+            if rate.rate_id in self.revoked:
+                continue
+            if current is not None and (current.published_at, current.fetched_at) >= (
+                rate.published_at,
+                rate.fetched_at,
+            ):
+                continue
+            self.entries[pair] = rate
+            moved += 1
+        return moved
+
+    async def revoke(self, revoked: Rate, fallback: Rate | None) -> bool:
+        self._check_up()
+        self.revoked.add(revoked.rate_id)
+        pair = (revoked.base_currency, revoked.target_currency)
+        current = self.entries.get(pair)
+        if current is None or current.rate_id != revoked.rate_id:
+            return False
+        if fallback is None:
+            del self.entries[pair]
+        else:
+            self.entries[pair] = fallback
+        return True
+
+    def _check_up(self) -> None:
+        if self.down:
+            raise CacheUnavailable("cache down")

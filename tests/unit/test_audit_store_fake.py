@@ -24,8 +24,8 @@ class TestFakeAuditStore(AuditStoreContract):
 
 @pytest.mark.parametrize("method", ["record", "get", "get_audit"])
 def test_the_fake_has_the_real_stores_signatures(method: str) -> None:
-    # Production passes the concrete AuditStore around (no Protocol port yet), so nothing else would
-    # notice the fake drifting from it.
+    # The use cases see the `DecisionStore` port and the gateway its `DecisionReads`; mypy checks the real
+    # store against them, and this keeps the fake's signatures in step with the real one's.
     real = inspect.signature(getattr(AuditStore, method))
     fake = inspect.signature(getattr(FakeAuditStore, method))
     assert list(fake.parameters) == list(real.parameters)

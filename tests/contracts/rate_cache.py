@@ -1,0 +1,60 @@
+"""The rate cache's contract: the assertions every implementation (in-memory fake, Redis) must pass.
+
+Subclass `RateCacheContract` as `Test...` with two fixtures: `cache` (an empty cache) and `dead_cache` (one
+whose backend does not answer). The fake half runs in tests/unit, the Redis half in tests/integration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ces.services.ports import CacheUnavailable, RateCache
+from tests.fakes import stored_rate
+
+T0 = datetime(2024, 3, 15, 16, 0, 0, 123456, tzinfo=UTC)
+
+
+class RateCacheContract:
+    async def test_an_empty_cache_answers_none_per_pair(self, cache: RateCache) -> None:
+        assert await cache.get_many([("EUR", "USD"), ("EUR", "JPY")]) == [None, None]
+
+    async def test_a_put_rate_comes_back_whole(self, cache: RateCache) -> None:
+        usd = stored_rate("USD", "1.08920", T0)
+        assert await cache.put_many([usd]) == 1
+        assert await cache.get_many([("EUR", "USD")]) == [usd]  # digits, ids and microseconds kept
+
+    async def test_a_pair_only_moves_forward(self, cache: RateCache) -> None:
+        old, new = stored_rate("USD", "1.08", T0), stored_rate("USD", "1.09", T0 + timedelta(days=1))
+        assert await cache.put_many([new]) == 1
+        assert await cache.put_many([old]) == 0  # a late redelivery does not regress the pair
+        assert await cache.get_many([("EUR", "USD")]) == [new]
+
+    async def test_revoking_the_cached_rate_falls_back(self, cache: RateCache) -> None:
+        old, new = stored_rate("USD", "1.08", T0), stored_rate("USD", "1.09", T0 + timedelta(days=1))
+        await cache.put_many([new])
+        assert await cache.revoke(new, old) is True
+        assert await cache.get_many([("EUR", "USD")]) == [old]
+
+    async def test_a_revoked_rate_never_comes_back(self, cache: RateCache) -> None:
+        old, new = stored_rate("USD", "1.08", T0), stored_rate("USD", "1.09", T0 + timedelta(days=1))
+        await cache.put_many([old])
+        assert await cache.revoke(new, old) is False  # not the cached one: nothing moves...
+        assert await cache.put_many([new]) == 0  # ...but it is remembered, so a redelivery cannot cache it
+        assert await cache.get_many([("EUR", "USD")]) == [old]
+
+    async def test_revoking_the_last_rate_of_a_pair_empties_it(self, cache: RateCache) -> None:
+        usd = stored_rate("USD", "1.08", T0)
+        await cache.put_many([usd])
+        assert await cache.revoke(usd, None) is True
+        assert await cache.get_many([("EUR", "USD")]) == [None]
+
+    async def test_a_dead_backend_raises_cache_unavailable(self, dead_cache: RateCache) -> None:
+        usd = stored_rate("USD", "1.08", T0)
+        with pytest.raises(CacheUnavailable):
+            await dead_cache.get_many([("EUR", "USD")])
+        with pytest.raises(CacheUnavailable):
+            await dead_cache.put_many([usd])
+        with pytest.raises(CacheUnavailable):
+            await dead_cache.revoke(usd, None)
