@@ -85,28 +85,23 @@ def ensure_postgres() -> Path:
     return bin_dir
 
 
-def ensure_redis() -> str:
-    if shutil.which("redis-server") is None:
-        ensure_packages(["redis-server"], why="Redis server")
-    path = shutil.which("redis-server")
+def ensure_command(command: str, package: str, *, why: str) -> str:
+    """The path of `command`, installing its Debian `package` first if it is not on PATH."""
+    if shutil.which(command) is None:
+        ensure_packages([package], why=why)
+    path = shutil.which(command)
     if path is None:
-        raise StackError("redis-server not found on PATH after installing it")
+        raise StackError(f"{command} not found on PATH after installing {package}")
     return path
+
+
+def ensure_redis() -> str:
+    return ensure_command("redis-server", "redis-server", why="Redis server")
 
 
 def ensure_java() -> str:
-    if shutil.which("java") is None:
-        ensure_packages(["openjdk-17-jre-headless"], why="a Java runtime for Kafka")
-    path = shutil.which("java")
-    if path is None:
-        raise StackError("java not found on PATH after installing it")
-    return path
+    return ensure_command("java", "openjdk-17-jre-headless", why="a Java runtime for Kafka")
 
 
 def ensure_maven() -> str:
-    if shutil.which("mvn") is None:
-        ensure_packages(["maven"], why="Maven (to resolve Kafka from Maven Central)")
-    path = shutil.which("mvn")
-    if path is None:
-        raise StackError("mvn not found on PATH after installing it")
-    return path
+    return ensure_command("mvn", "maven", why="Maven (to resolve Kafka from Maven Central)")

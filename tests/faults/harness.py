@@ -30,7 +30,9 @@ from sqlalchemy.engine import make_url
 
 from ces.adapters.postgres import migrate
 from ces.settings import Settings
-from cesdev.stack.services import Kafka, Postgres, Redis
+from cesdev.stack.kafka import Kafka
+from cesdev.stack.postgres import Postgres
+from cesdev.stack.redis import Redis
 from tests.e2e.conftest import RunningProcess, free_port, poll
 from tests.support import cli, drop_schema
 

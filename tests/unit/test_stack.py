@@ -10,7 +10,8 @@ import pytest
 
 from ces.settings import Settings
 from cesdev.stack import manager, process
-from cesdev.stack.services import Endpoint, Kafka
+from cesdev.stack.kafka import Kafka
+from cesdev.stack.services import Endpoint
 from cesdev.stack.system import StackError
 
 
