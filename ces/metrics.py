@@ -35,3 +35,4 @@ GATEWAY_PENDING = Gauge("ces_gateway_pending_conversions", "Conversions waiting 
 GATEWAY_RESULTS_SEEN = Counter(
     "ces_gateway_results_seen", "Results read by this gateway instance (its own and others')"
 )
+AUTH_REFUSALS = Counter("ces_gateway_auth_refusals", "Requests refused by the gateway's key check", ["reason"])

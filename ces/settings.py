@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     consumer_session_timeout_ms: int = Field(default=10_000, ge=6_000)
     consumer_heartbeat_interval_ms: int = Field(default=2_000, ge=500)
 
+    # Gateway API keys (`ces keys create`): required on every route but health, docs and (by default)
+    # metrics. A verified key is cached this long, so a revocation takes effect within it.
+    api_keys_required: bool = True
+    api_key_cache_seconds: float = Field(default=10.0, ge=0)
+    metrics_require_key: bool = False
+    # Per-key token bucket in Redis, shared by every gateway instance.
+    rate_limit_per_second: float = Field(default=200.0, gt=0)
+    rate_limit_burst: int = Field(default=400, ge=1)
+
     # Redis keys: the latest rate of a pair is at `<prefix>BASE:TARGET`.
     redis_key_prefix: str = ""
 

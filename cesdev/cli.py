@@ -68,6 +68,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         )
     )
     print(f"  topics    {len(created)} created" + (f" ({', '.join(created)})" if created else ""))
+    print(f"  api key   {_dev_key(settings)} (for the gateway: Authorization: Bearer $(cat <that file>))")
     for app in apps.ces_apps():
         state = apps.start(settings, app)
         print(f"  {app.name:<9} {state:<16} log: {app.log_file(settings)}")
@@ -95,6 +96,32 @@ def _wait_for_rates(settings: Settings, timeout: float = 60.0) -> str:
         return f"none yet after {timeout:.0f}s: see {settings.stack_dir}/logs/worker.log (provider reachable?)"
     finally:
         engine.dispose()
+
+
+def _dev_key(settings: Settings) -> str:
+    """A development API key (scopes convert, read), kept in the stack dir (mode 0600) and reused while valid."""
+    import os
+
+    from ces.adapters.postgres.api_keys import PostgresApiKeyStore
+    from ces.bootstrap import build_engine
+    from ces.services.api_keys import Scope, create_key, key_hash
+
+    path = settings.stack_dir.resolve() / "dev-api-key"
+    engine = build_engine(settings)
+    try:
+        store = PostgresApiKeyStore(engine)
+        if path.exists():
+            found = store.find(key_hash(path.read_text().strip()))
+            if found is not None and found.active:
+                return str(path)
+        _, secret = create_key(store, f"dev-{time.strftime('%Y%m%d-%H%M%S')}", frozenset(Scope))
+    finally:
+        engine.dispose()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
+    return str(path)
 
 
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:

@@ -7,7 +7,7 @@ PostgreSQL store by the same assertions (tests/contracts/audit_store.py).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID, uuid4
 
@@ -15,6 +15,7 @@ from ces.adapters.kafka.dead_letters import Headers
 from ces.domain.rates import DerivedRate, Rate, derive, legs_needed
 from ces.events.base import Event
 from ces.events.conversions import ConversionAudited, ConversionRejected
+from ces.services.api_keys import ApiKey, KeyNameTaken, Scope
 from ces.services.ports import CacheUnavailable
 
 Decision = ConversionAudited | ConversionRejected
@@ -175,3 +176,48 @@ class FakeRateCache:
     def _check_up(self) -> None:
         if self.down:
             raise CacheUnavailable("cache down")
+
+
+class FakeApiKeyStore:
+    """`ces.adapters.postgres.api_keys.PostgresApiKeyStore` in memory: keys by hash, revoked never deleted."""
+
+    def __init__(self) -> None:
+        self.keys: dict[bytes, ApiKey] = {}
+        self.finds = 0
+
+    def add(self, name: str, scopes: frozenset[Scope], digest: bytes) -> ApiKey:
+        if any(k.name == name for k in self.keys.values()):
+            raise KeyNameTaken(name)
+        key = ApiKey(uuid4(), name, scopes, datetime(2026, 11, 25, tzinfo=UTC))
+        self.keys[digest] = key
+        return key
+
+    def find(self, digest: bytes) -> ApiKey | None:
+        self.finds += 1
+        return self.keys.get(digest)
+
+    def all(self) -> list[ApiKey]:
+        return list(self.keys.values())
+
+    def revoke(self, key_id: UUID) -> ApiKey | None:
+        for digest, key in self.keys.items():
+            if key.id == key_id:
+                self.keys[digest] = ApiKey(key.id, key.name, key.scopes, key.created_at, key.created_at)
+                return self.keys[digest]
+        return None
+
+
+class FakeRateLimiter:
+    """A `RateLimiter` that allows `allow` requests per key, then answers `wait` seconds; `down` raises."""
+
+    def __init__(self, *, allow: int = 1_000_000, wait: float = 1.5, down: bool = False) -> None:
+        self.allow = allow
+        self.wait = wait
+        self.down = down
+        self.taken: dict[UUID, int] = {}
+
+    async def take(self, key_id: UUID) -> float:
+        if self.down:
+            raise CacheUnavailable("limiter down")
+        self.taken[key_id] = self.taken.get(key_id, 0) + 1
+        return 0.0 if self.taken[key_id] <= self.allow else self.wait

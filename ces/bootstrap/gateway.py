@@ -14,13 +14,16 @@ from sqlalchemy import Engine, text
 
 from ces.adapters.kafka.producer import AckedPublisher
 from ces.adapters.kafka.replies import ReplyRouter
+from ces.adapters.postgres.api_keys import PostgresApiKeyStore
 from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.rate_store import RateRepository
+from ces.adapters.redis.rate_limit import RedisRateLimiter
 from ces.bootstrap import build_engine, build_producer, build_rate_lookup, build_redis
 from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED
 from ces.http.app import create_app
 from ces.http.deps import Deps
 from ces.metrics import GATEWAY_PENDING, GATEWAY_RESULTS_SEEN
+from ces.services.api_keys import KeyVerifier
 from ces.services.conversion_requests import ConversionRequester
 from ces.settings import Settings
 
@@ -60,6 +63,15 @@ async def _open(settings: Settings) -> AsyncIterator[Deps]:
             audits, AckedPublisher(producer, prefix), router, timeout=settings.gateway_timeout_seconds
         ),
         readiness=readiness,
+        keys=KeyVerifier(PostgresApiKeyStore(engine), cache_seconds=settings.api_key_cache_seconds)
+        if settings.api_keys_required
+        else None,
+        limiter=RedisRateLimiter(
+            redis_client,
+            rate=settings.rate_limit_per_second,
+            burst=settings.rate_limit_burst,
+            key_prefix=settings.redis_key_prefix,
+        ),
     )
     gauge_task = asyncio.create_task(_export_gauges(router))
     try:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from aiokafka.errors import KafkaError
 from sqlalchemy.exc import OperationalError
 
-from ces.cli import operations, rates, reconcile, replay
+from ces.cli import keys, operations, rates, reconcile, replay
 from ces.settings import get_settings
 
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     rates.add_parsers(sub)
     replay.add_parsers(sub)
     reconcile.add_parsers(sub)
+    keys.add_parsers(sub)
     return parser
 
 

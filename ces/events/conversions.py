@@ -34,11 +34,14 @@ class ConversionRequested(Event):
     TOPIC: ClassVar[str] = CONVERSION_REQUESTS.name
 
     event_type: Literal["ConversionRequested"] = "ConversionRequested"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     request_id: UUID
     base_currency: CurrencyCode
     target_currency: CurrencyCode
     amount: DecimalStr = Field(description="positive, at most the base currency's minor-unit decimals")
+    requested_by: UUID | None = Field(
+        default=None, description="set by the gateway: the API key that asked (producers on Kafka leave it out)"
+    )
 
     def key(self) -> bytes:
         return str(self.request_id).encode()
@@ -48,7 +51,7 @@ class ConversionAudited(Event):
     TOPIC: ClassVar[str] = CONVERSIONS_AUDITED.name
 
     event_type: Literal["ConversionAudited"] = "ConversionAudited"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     audit_id: UUID
     request_id: UUID
     rate_id: UUID = Field(description="the exchange_rate row used (the first leg for a cross rate)")
@@ -61,6 +64,9 @@ class ConversionAudited(Event):
     margin: DecimalStr
     output_amount: DecimalStr = Field(description="input * rate * (1 - margin), rounded half-even to minor units")
     converted_at: UtcDatetime
+    requested_by: UUID | None = Field(
+        default=None, description="the gateway API key that asked; null for requests produced straight to Kafka"
+    )
 
     def key(self) -> bytes:
         return str(self.request_id).encode()
@@ -70,11 +76,14 @@ class ConversionRejected(Event):
     TOPIC: ClassVar[str] = CONVERSIONS_REJECTED.name
 
     event_type: Literal["ConversionRejected"] = "ConversionRejected"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     request_id: UUID
     reason: RejectionReason
     message: str
     rejected_at: UtcDatetime
+    requested_by: UUID | None = Field(
+        default=None, description="the gateway API key that asked; null for requests produced straight to Kafka"
+    )
 
     def key(self) -> bytes:
         return str(self.request_id).encode()

@@ -23,6 +23,8 @@ MAX_REQUEST_BYTES = 16 * 1024
 # The wire contract is the model's: its fields, its version.
 ALLOWED_FIELDS = frozenset(ConversionRequested.model_fields)
 CURRENT_VERSION: int = ConversionRequested.model_fields["schema_version"].default
+# v1 (before `requested_by`) is still what most producers send: a v1 request is a v2 one without a key.
+SUPPORTED_VERSIONS = frozenset(range(1, CURRENT_VERSION + 1))
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class ParsedRequest:
     occurred_at: datetime
     valid: ValidRequest | None
     rejection: Rejection | None
+    requested_by: UUID | None = None
 
 
 def parse_request(raw: bytes, timestamp_ms: int | None, *, max_amount: Decimal) -> ParsedRequest:
@@ -52,7 +55,7 @@ def parse_request(raw: bytes, timestamp_ms: int | None, *, max_amount: Decimal) 
     if event_type != "ConversionRequested":
         raise UndecodableEvent("unexpected_event_type", f"{event_type!r} on the conversion request topic")
     version = payload.get("schema_version", CURRENT_VERSION)
-    if version != CURRENT_VERSION:
+    if version not in SUPPORTED_VERSIONS:
         return _rejected(
             request_id, timestamp_ms, RejectionReason.INVALID_REQUEST, f"unsupported schema_version {version!r}"
         )
@@ -61,14 +64,19 @@ def parse_request(raw: bytes, timestamp_ms: int | None, *, max_amount: Decimal) 
         return _rejected(
             request_id, timestamp_ms, RejectionReason.INVALID_REQUEST, f"unknown fields: {', '.join(unknown)[:200]}"
         )
+    requested_by = payload.get("requested_by")
+    if requested_by is not None:
+        requested_by = _request_id(requested_by)
+        if requested_by is None:
+            return _rejected(request_id, timestamp_ms, RejectionReason.INVALID_REQUEST, "requested_by is not a UUID")
     outcome = validate(
         payload.get("base_currency"), payload.get("target_currency"), payload.get("amount"), max_amount=max_amount
     )
     event_id = _request_id(payload.get("event_id")) or uuid5(CONVERSION_NAMESPACE, f"ConversionRequested|{request_id}")
     occurred_at = _when(timestamp_ms)
     if isinstance(outcome, Rejection):
-        return ParsedRequest(request_id, event_id, occurred_at, None, outcome)
-    return ParsedRequest(request_id, event_id, occurred_at, outcome, None)
+        return ParsedRequest(request_id, event_id, occurred_at, None, outcome, requested_by)
+    return ParsedRequest(request_id, event_id, occurred_at, outcome, None, requested_by)
 
 
 def _request_id(value: Any) -> UUID | None:

@@ -43,3 +43,11 @@ def _rate_fetched_v0(payload: Payload) -> Payload:
         result["provider_name"] = result.pop("source")
     result.setdefault("fetch_id", result.get("rate_id"))
     return result
+
+
+@upcaster("ConversionRequested", 1)
+@upcaster("ConversionAudited", 1)
+@upcaster("ConversionRejected", 1)
+def _conversion_v1(payload: Payload) -> Payload:
+    # v2 records who asked (`requested_by`, a gateway API key id); v1 events predate keys: nobody known.
+    return {**payload, "requested_by": None}

@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
 
+from ces.http.auth import auth_middleware
 from ces.http.deps import DEPS, Deps
 from ces.http.problems import Handler, problems_middleware
 from ces.http.routes import ROUTES
@@ -33,7 +34,8 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 def create_app(settings: Settings, open_deps: OpenDeps) -> web.Application:
     app = web.Application(
-        client_max_size=settings.gateway_max_body_bytes, middlewares=[metrics_middleware, problems_middleware]
+        client_max_size=settings.gateway_max_body_bytes,
+        middlewares=[metrics_middleware, problems_middleware, auth_middleware],
     )
 
     async def deps_ctx(app: web.Application) -> AsyncIterator[None]:

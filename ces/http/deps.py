@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ces.domain.rates import DerivedRate, Rate
 from ces.events.conversions import ConversionAudited, Decision
+from ces.services.api_keys import KeyVerifier, RateLimiter
 from ces.settings import Settings
 
 Readiness = Callable[[], Awaitable[dict[str, tuple[bool, str]]]]
@@ -36,7 +37,9 @@ class RateReads(Protocol):
 
 
 class Conversions(Protocol):
-    async def convert(self, request_id: UUID, base: str, target: str, amount: Decimal) -> tuple[Decision, bool]:
+    async def convert(
+        self, request_id: UUID, base: str, target: str, amount: Decimal, requested_by: UUID | None = None
+    ) -> tuple[Decision, bool]:
         """The decision for this request, and whether it was decided before (`ConversionRequester`)."""
 
 
@@ -54,6 +57,8 @@ class Deps:
     lookup: LatestRates
     requester: Conversions
     readiness: Readiness
+    keys: KeyVerifier | None = None  # None: keys not required (CES_API_KEYS_REQUIRED=false)
+    limiter: RateLimiter | None = None
 
 
 DEPS = web.AppKey("deps", Deps)

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from ces.http.auth import ROUTE_SCOPES
 from ces.http.problems import PROBLEMS, Problem
 from ces.http.schemas import (
     RESPONSE_MODELS,
@@ -160,9 +161,29 @@ def openapi_document() -> dict[str, Any]:
             "description": "Currency conversions over HTTP. Money and rates are decimal strings. Errors are "
             "application/problem+json (RFC 9457) with a stable `code`.",
         },
-        "paths": _paths(),
-        "components": {"schemas": definitions["$defs"]},
+        "paths": _secured(_paths()),
+        "components": {
+            "schemas": definitions["$defs"],
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key from `ces keys create` (scopes: convert, read)",
+                }
+            },
+        },
     }
+
+
+def _secured(paths: dict[str, Any]) -> dict[str, Any]:
+    """Declare the key each route needs (from the same table the gateway enforces) and its 401/403/429."""
+    for path, methods in ROUTE_SCOPES.items():
+        for method, scope in methods.items():
+            op = paths[path][method.lower()]
+            op["security"] = [{"apiKey": []}]
+            op["x-ces-scope"] = scope.value
+            op["responses"] = {**op["responses"], **_problems(401, 403, 429)}
+    return paths
 
 
 def docs_html() -> str:

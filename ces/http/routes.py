@@ -17,6 +17,7 @@ from ces.domain.money import currencies, is_currency_code
 from ces.events.base import rfc3339, utc_now
 from ces.events.conversions import ConversionAudited
 from ces.events.registry import UndecodableEvent, parse_json_object, validation_detail
+from ces.http.auth import API_KEY
 from ces.http.deps import DEPS, Deps
 from ces.http.openapi import docs_html, openapi_document
 from ces.http.problems import problem
@@ -78,8 +79,9 @@ async def post_conversion(request: web.Request) -> web.Response:
     if isinstance(checked, Rejection):
         return problem(checked.reason.value, checked.message, request_id=str(request_id))
     try:
+        caller = request.get(API_KEY)
         decision, replayed = await deps.requester.convert(
-            request_id, checked.base.code, checked.target.code, checked.amount
+            request_id, checked.base.code, checked.target.code, checked.amount, caller.id if caller else None
         )
     except TooManyPending:
         return problem("overloaded", f"more than {deps.settings.gateway_max_pending} conversions in flight")

@@ -35,7 +35,9 @@ class ConversionRequester:
         self.router = router
         self.timeout = timeout
 
-    async def convert(self, request_id: UUID, base: str, target: str, amount: Decimal) -> tuple[Decision, bool]:
+    async def convert(
+        self, request_id: UUID, base: str, target: str, amount: Decimal, requested_by: UUID | None = None
+    ) -> tuple[Decision, bool]:
         """The decision for this request, and whether it was decided before (an idempotent replay).
 
         One deadline (`timeout`) covers the whole call: the database read, the publish and the wait for
@@ -52,7 +54,11 @@ class ConversionRequester:
                 waiter = self.router.expect(request_id)
                 try:
                     request = ConversionRequested(
-                        request_id=request_id, base_currency=base, target_currency=target, amount=amount
+                        request_id=request_id,
+                        base_currency=base,
+                        target_currency=target,
+                        amount=amount,
+                        requested_by=requested_by,
                     )
                     await self.publisher.publish([request])
                     published = True

@@ -50,17 +50,19 @@ class ConversionDecider:
         for request in requests:
             if request.valid is None:
                 assert request.rejection is not None
-                decisions.append(rejected(request.request_id, request.rejection, now))
+                decisions.append(rejected(request.request_id, request.rejection, now, request.requested_by))
                 continue
             valid = request.valid
             rate = rates[(valid.base.code, valid.target.code)]
             if rate is None:
                 message = f"no rate for {valid.base.code}->{valid.target.code}"
-                decisions.append(rejected(request.request_id, Rejection(RejectionReason.NO_RATE, message), now))
+                decisions.append(
+                    rejected(request.request_id, Rejection(RejectionReason.NO_RATE, message), now, request.requested_by)
+                )
                 continue
             stale = check_fresh(rate, now, self.max_rate_age)
             if stale is not None:
-                decisions.append(rejected(request.request_id, stale, now))
+                decisions.append(rejected(request.request_id, stale, now, request.requested_by))
                 continue
             margin = self.margin(valid.base.code, valid.target.code)
             decisions.append(
@@ -79,12 +81,15 @@ class ConversionDecider:
                     margin=margin,
                     output_amount=convert(valid.amount, rate.rate_value, margin, valid.target),
                     converted_at=now,
+                    requested_by=request.requested_by,
                 )
             )
         return decisions
 
 
-def rejected(request_id: UUID, rejection: Rejection, now: datetime) -> ConversionRejected:
+def rejected(
+    request_id: UUID, rejection: Rejection, now: datetime, requested_by: UUID | None = None
+) -> ConversionRejected:
     return ConversionRejected(
         event_id=result_event_id("ConversionRejected", request_id),
         occurred_at=now,
@@ -92,4 +97,5 @@ def rejected(request_id: UUID, rejection: Rejection, now: datetime) -> Conversio
         reason=rejection.reason.value,
         message=printable(rejection.message)[:1000],
         rejected_at=now,
+        requested_by=requested_by,
     )

@@ -13,18 +13,41 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
+from ces.adapters.postgres.api_keys import PostgresApiKeyStore
+from ces.services.api_keys import Scope, create_key, new_secret
 from ces.settings import Settings
 from tests.e2e.conftest import Isolation, RunningProcess, StartCes, free_port
 from tests.e2e.test_conversions_pipeline import RATES, oracle, seed_rates
+
+# The API key each started gateway's callers send (created in the gateway's own schema).
+AUTH: dict[str, dict[str, str]] = {}
 
 
 def start_gateway(start_ces: StartCes, env: dict[str, str], **extra: str) -> str:
     port = free_port()
     gateway = start_ces("gateway", env={**env, "CES_GATEWAY_PORT": str(port), **extra})
     gateway.wait_for_output("Running on")
-    return f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
+    AUTH[url] = {"Authorization": f"Bearer {api_key(env['CES_DATABASE_URL'])}"}
+    return url
+
+
+def api_key(database_url: str, scopes: frozenset[Scope] = frozenset(Scope)) -> str:
+    engine = create_engine(database_url)
+    try:
+        _, secret = create_key(PostgresApiKeyStore(engine), f"e2e-{uuid.uuid4().hex[:8]}", scopes)
+    except OperationalError:
+        secret = new_secret()  # the gateway's database is down: a well-formed key it cannot check
+    finally:
+        engine.dispose()
+    return secret
+
+
+def session_for(url: str) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(headers=AUTH[url])
 
 
 @pytest.fixture
@@ -63,7 +86,7 @@ def test_conversions_match_the_audit_rows_and_500_concurrent_posts_all_answer(
     codes = ["EUR", *RATES]
 
     async def run() -> list[tuple[dict[str, Any], int, Any, Any]]:
-        async with aiohttp.ClientSession() as session:
+        async with session_for(url) as session:
             # Whole amounts are valid in every currency (JPY has no minor units).
             requests = [body(codes[i % 6], codes[(i + 1 + i // 6) % 6], str(i + 1)) for i in range(500)]
             requests = [r for r in requests if r["base_currency"] != r["target_currency"]]
@@ -85,7 +108,7 @@ def test_conversions_match_the_audit_rows_and_500_concurrent_posts_all_answer(
     assert {a["audit_id"]: Decimal(a["output_amount"]) for _, _, a, _ in results} == rows
 
     async def read_back(audit_id: str, request_id: str) -> tuple[Any, Any]:
-        async with aiohttp.ClientSession() as session:
+        async with session_for(url) as session:
             async with session.get(f"{url}/v1/conversions/{audit_id}") as by_id:
                 first = await by_id.json()
             async with session.get(f"{url}/v1/conversion-requests/{request_id}") as by_request:
@@ -103,7 +126,7 @@ def test_idempotent_retry_returns_the_same_audit_and_a_changed_body_conflicts(
     request_id = str(uuid.uuid4())
 
     async def run() -> list[tuple[int, Any, Any]]:
-        async with aiohttp.ClientSession() as session:
+        async with session_for(url) as session:
             first = await post(session, url, body("GBP", "KWD", "10.00", request_id))
             again = await post(session, url, body("GBP", "KWD", "10.00", request_id))
             header = await post(
@@ -147,7 +170,7 @@ def test_bad_requests_get_problem_details(
     url = start_gateway(start_ces, worker_env)
 
     async def run() -> tuple[int, Any, Any]:
-        async with aiohttp.ClientSession() as session:
+        async with session_for(url) as session:
             return await post(session, url, payload)
 
     got_status, problem, headers = asyncio.run(run())
@@ -162,7 +185,7 @@ def test_oversized_and_non_json_bodies_are_refused(
     url = start_gateway(start_ces, worker_env)
 
     async def run() -> list[tuple[int, str]]:
-        async with aiohttp.ClientSession() as session:
+        async with session_for(url) as session:
             out = []
             for data in (b"x" * 100_000, b"{not json"):
                 async with session.post(
@@ -186,7 +209,7 @@ def test_no_worker_means_504_and_the_gateway_stays_healthy(
     url = start_gateway(start_ces, worker_env, CES_GATEWAY_TIMEOUT_SECONDS="1.5")
 
     async def run() -> tuple[list[int], int, str]:
-        async with aiohttp.ClientSession() as session:
+        async with session_for(url) as session:
             answers = await asyncio.gather(*(post(session, url, body("USD", "JPY", "1.00")) for _ in range(20)))
             async with session.get(f"{url}/healthz") as health:
                 healthy = health.status
@@ -208,7 +231,7 @@ def test_postgres_down_means_503_with_retry_after_and_readyz_says_which(
     url = start_gateway(start_ces, {**worker_env, "CES_DATABASE_URL": "postgresql+psycopg2://ces:ces@127.0.0.1:9/ces"})
 
     async def run() -> list[tuple[int, Any, Any]]:
-        async with aiohttp.ClientSession() as session:
+        async with session_for(url) as session:
             answers = [await post(session, url, body("USD", "JPY", "1.00")) for _ in range(3)]
             for path in (f"/v1/conversion-requests/{uuid.uuid4()}", "/readyz"):
                 async with session.get(url + path) as response:
@@ -229,7 +252,7 @@ def test_two_gateway_instances_each_get_their_own_replies(
     urls = [start_gateway(start_ces, worker_env), start_gateway(start_ces, worker_env)]
 
     async def run() -> list[tuple[dict[str, Any], int, Any, Any]]:
-        async with aiohttp.ClientSession() as session:
+        async with session_for(urls[0]) as session:
             requests = [(urls[i % 2], body("EUR", "USD", f"{i + 1}.00")) for i in range(100)]
             answers = await asyncio.gather(*(post(session, url, b) for url, b in requests))
             return [(b, *a) for (_, b), a in zip(requests, answers, strict=True)]
@@ -246,7 +269,7 @@ def test_rates_endpoints_serve_any_pair_with_provenance(
     url = start_gateway(start_ces, worker_env)
 
     async def run() -> dict[str, Any]:
-        async with aiohttp.ClientSession() as session:
+        async with session_for(url) as session:
             out = {}
             for name, path in {
                 "cross": "/v1/rates/usd/ngn",
@@ -290,6 +313,8 @@ def test_schemathesis_finds_no_failure_with_every_check(
             f"{url}/openapi.json",
             "--checks",
             "all",
+            "--header",
+            f"Authorization: {AUTH[url]['Authorization']}",
             "-n",
             "25",
             "--request-timeout",
@@ -304,3 +329,35 @@ def test_schemathesis_finds_no_failure_with_every_check(
     assert result.returncode == 0, result.stdout[-5000:]
     summary = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
     assert summary is not None and summary.group(1) == summary.group(2) and int(summary.group(1)) > 100
+
+
+def test_every_conversion_records_the_key_that_asked_and_no_key_is_logged(
+    running: RunningProcess, start_ces: StartCes, isolation: Isolation, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Who asked is on the audit row and on the event; a call without a key, or with a key lacking the
+    scope, is refused before it reaches Kafka; the secret never appears in the gateway's or worker's log."""
+    url = start_gateway(start_ces, worker_env)
+    reader = api_key(worker_env["CES_DATABASE_URL"], frozenset({Scope.READ}))
+    converter = AUTH[url]["Authorization"].removeprefix("Bearer ")
+    request = body("EUR", "USD", "12.34")
+
+    async def run() -> list[tuple[int, Any]]:
+        out = []
+        async with aiohttp.ClientSession() as anonymous:
+            out.append(await post(anonymous, url, body("EUR", "USD", "1.00")))
+            out.append(await post(anonymous, url, body("EUR", "USD", "1.00"), Authorization=f"Bearer {reader}"))
+        async with session_for(url) as session:
+            out.append(await post(session, url, request))
+        return [(status, answer) for status, answer, _ in out]
+
+    (no_key, _), (wrong_scope, _), (ok, audit) = asyncio.run(run())
+    assert (no_key, wrong_scope, ok) == (401, 403, 201)
+    assert audit["request_id"] == request["request_id"]
+    with isolation.engine.connect() as conn:
+        by_hash = text("SELECT id FROM api_key WHERE key_hash = sha256(convert_to(:s, 'UTF8'))")
+        key_id = conn.execute(by_hash, {"s": converter}).scalar_one()
+        rows = conn.execute(text("SELECT request_id, requested_by FROM conversion_audit")).all()
+    assert [(str(r.request_id), r.requested_by) for r in rows] == [(request["request_id"], key_id)]
+    logs = [log.read_text(errors="replace") for log in tmp_path.glob("ces-*.log")]
+    assert len(logs) >= 2  # the worker's and the gateway's
+    assert not [log for log in logs if converter in log or reader in log]

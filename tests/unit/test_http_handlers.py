@@ -33,8 +33,11 @@ class FakeRequester:
         self.outcome = outcome
         self.calls: list[tuple[uuid.UUID, str, str, Decimal]] = []
 
-    async def convert(self, request_id: uuid.UUID, base: str, target: str, amount: Decimal) -> tuple[Any, bool]:
+    async def convert(
+        self, request_id: uuid.UUID, base: str, target: str, amount: Decimal, requested_by: uuid.UUID | None = None
+    ) -> tuple[Any, bool]:
         self.calls.append((request_id, base, target, amount))
+        self.requested_by = requested_by
         if isinstance(self.outcome, Exception):
             raise self.outcome
         return self.outcome(request_id, base, target, amount), False

@@ -93,11 +93,18 @@ def _audit_row(a: ConversionAudited) -> dict[str, Any]:
         "margin": a.margin,
         "output_amount": a.output_amount,
         "converted_at": a.converted_at,
+        "requested_by": a.requested_by,
     }
 
 
 def _rejection_row(r: ConversionRejected) -> dict[str, Any]:
-    return {"request_id": r.request_id, "reason": r.reason, "message": r.message, "rejected_at": r.rejected_at}
+    return {
+        "request_id": r.request_id,
+        "reason": r.reason,
+        "message": r.message,
+        "rejected_at": r.rejected_at,
+        "requested_by": r.requested_by,
+    }
 
 
 def audited_from_row(row: Any) -> ConversionAudited:
@@ -117,6 +124,7 @@ def audited_from_row(row: Any) -> ConversionAudited:
         margin=row["margin"],
         output_amount=row["output_amount"],
         converted_at=row["converted_at"],
+        requested_by=row["requested_by"],
     )
 
 
@@ -128,4 +136,5 @@ def rejected_from_row(row: Any) -> ConversionRejected:
         reason=row["reason"],
         message=row["message"],
         rejected_at=row["rejected_at"],
+        requested_by=row["requested_by"],
     )

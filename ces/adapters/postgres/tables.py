@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import CHAR, Column, DateTime, ForeignKey, MetaData, Numeric, Table, Text, Uuid
+from sqlalchemy import ARRAY, CHAR, Column, DateTime, ForeignKey, LargeBinary, MetaData, Numeric, Table, Text, Uuid
 
 metadata = MetaData()
 
@@ -56,6 +56,7 @@ conversion_audit = Table(
     Column("output_amount", Numeric(asdecimal=True), nullable=False),
     Column("converted_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True)),
+    Column("requested_by", Uuid),
 )
 
 conversion_rejection = Table(
@@ -65,4 +66,16 @@ conversion_rejection = Table(
     Column("reason", Text, nullable=False),
     Column("message", Text, nullable=False),
     Column("rejected_at", DateTime(timezone=True), nullable=False),
+    Column("requested_by", Uuid),
+)
+
+api_key = Table(
+    "api_key",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("key_hash", LargeBinary, nullable=False, unique=True),
+    Column("scopes", ARRAY(Text), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
 )

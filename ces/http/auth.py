@@ -1,0 +1,95 @@
+"""Who may call what: API keys (`Authorization: Bearer <key>`), their scopes, and the per-key rate limit.
+
+Open without a key: `/healthz`, `/readyz`, `/docs`, `/openapi.json`, and `/metrics` unless
+`CES_METRICS_REQUIRE_KEY` is set. Everything else needs a key with the route's scope: 401 without a valid
+key, 403 with a key that lacks the scope, 429 with `Retry-After` once the key's bucket is empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+
+from aiohttp import web
+
+from ces.http.deps import DEPS
+from ces.http.problems import Handler, problem
+from ces.metrics import AUTH_REFUSALS, CACHE_ERRORS
+from ces.services.api_keys import ApiKey, Scope
+from ces.services.ports import CacheUnavailable
+
+log = logging.getLogger(__name__)
+
+API_KEY = web.RequestKey("api_key", ApiKey)
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ces"'}
+
+# Canonical route -> (method -> scope). Routes not listed are open.
+ROUTE_SCOPES: dict[str, dict[str, Scope]] = {
+    "/v1/conversions": {"POST": Scope.CONVERT},
+    "/v1/conversions/{audit_id}": {"GET": Scope.READ},
+    "/v1/conversion-requests/{request_id}": {"GET": Scope.READ},
+    "/v1/rates": {"GET": Scope.READ},
+    "/v1/rates/{base}/{target}": {"GET": Scope.READ},
+    "/v1/rates/{base}/{target}/history": {"GET": Scope.READ},
+    "/v1/currencies": {"GET": Scope.READ},
+}
+METRICS_ROUTE = "/metrics"
+
+
+def required_scope(request: web.Request, *, metrics_require_key: bool) -> Scope | None:
+    resource = request.match_info.route.resource
+    if resource is None:
+        return None  # no such route: 404/405 need no key
+    canonical = resource.canonical
+    if canonical == METRICS_ROUTE:
+        return Scope.READ if metrics_require_key else None
+    return ROUTE_SCOPES.get(canonical, {}).get(request.method)
+
+
+def bearer_token(header: str | None) -> str | None:
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token and len(token) <= 200 else None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    deps = request.app[DEPS]
+    if deps.keys is None:
+        return await handler(request)  # CES_API_KEYS_REQUIRED=false: an operator's explicit choice
+    scope = required_scope(request, metrics_require_key=deps.settings.metrics_require_key)
+    if scope is None:
+        return await handler(request)
+    secret = bearer_token(request.headers.get("Authorization"))
+    if secret is None:
+        AUTH_REFUSALS.labels("missing").inc()
+        return problem("unauthorized", "send `Authorization: Bearer <API key>`", headers=CHALLENGE)
+    hit, key = deps.keys.cached(secret)
+    if not hit:
+        key = await asyncio.to_thread(deps.keys.verify, secret)
+    if key is None:
+        AUTH_REFUSALS.labels("invalid").inc()
+        return problem("unauthorized", "unknown or revoked API key", headers=CHALLENGE)
+    if scope not in key.scopes:
+        AUTH_REFUSALS.labels("scope").inc()
+        return problem("forbidden", f"this API key lacks the `{scope.value}` scope")
+    if deps.limiter is not None:
+        try:
+            wait = await deps.limiter.take(key.id)
+        except CacheUnavailable as exc:
+            # Fail open: Redis down must not take the gateway down with it; counted and logged.
+            CACHE_ERRORS.labels("rate_limit").inc()
+            log.warning("rate limiter unavailable (%s); request let through", exc)
+            wait = 0.0
+        if wait > 0:
+            AUTH_REFUSALS.labels("rate_limited").inc()
+            return problem(
+                "rate_limited",
+                f"rate limit of this API key reached; retry in {wait:.3g}s",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+    request[API_KEY] = key
+    return await handler(request)

@@ -1,0 +1,132 @@
+"""Gateway API keys: minting (shown once, only a hash kept), verifying with a short cache, scopes, rate limits.
+
+A key is `ces_` + 43 URL-safe characters (256 random bits). Only its SHA-256 is stored: the keys are random,
+so a slow password hash adds nothing but latency on every request. Verification caches what the store said
+for `cache_seconds` (default 10 s), so a revoked key stops working within that time on every gateway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+from uuid import UUID
+
+KEY_PREFIX = "ces_"
+
+
+class Scope(StrEnum):
+    CONVERT = "convert"  # POST /v1/conversions
+    READ = "read"  # GET of conversions, audits and rates
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: UUID
+    name: str
+    scopes: frozenset[Scope]
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def key_hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+
+
+def parse_scopes(text: str) -> frozenset[Scope]:
+    """`"convert,read"` -> scopes; an unknown or empty scope list is a `ValueError` naming the valid ones."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    valid = ", ".join(s.value for s in Scope)
+    if not names:
+        raise ValueError(f"no scope given (valid: {valid})")
+    try:
+        return frozenset(Scope(name) for name in names)
+    except ValueError:
+        raise ValueError(f"unknown scope in {text!r} (valid: {valid})") from None
+
+
+class ApiKeyStore(Protocol):
+    def add(self, name: str, scopes: frozenset[Scope], digest: bytes) -> ApiKey:
+        """Store a new key by its hash; a name in use raises `KeyNameTaken`."""
+
+    def find(self, digest: bytes) -> ApiKey | None: ...
+
+    def all(self) -> Sequence[ApiKey]: ...
+
+    def revoke(self, key_id: UUID) -> ApiKey | None:
+        """Mark the key revoked (kept, never deleted); None when no such key."""
+
+
+class KeyNameTaken(ValueError):
+    pass
+
+
+def create_key(store: ApiKeyStore, name: str, scopes: frozenset[Scope]) -> tuple[ApiKey, str]:
+    """Mint a key: returns the stored record and the secret, which exists nowhere else afterwards."""
+    if not name.strip() or len(name) > 100 or not name.isprintable():
+        raise ValueError("a key's name must be 1-100 printable characters")
+    secret = new_secret()
+    return store.add(name.strip(), scopes, key_hash(secret)), secret
+
+
+class KeyVerifier:
+    """Secret -> active key or None, asking the store at most once per `cache_seconds` per secret.
+
+    Blocking (the store is PostgreSQL): the gateway calls `verify` from a thread only on a cache miss.
+    """
+
+    def __init__(
+        self,
+        store: ApiKeyStore,
+        *,
+        cache_seconds: float = 10.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.cache_seconds = cache_seconds
+        self.max_entries = max_entries
+        self.clock = clock
+        self._cache: dict[bytes, tuple[float, ApiKey | None]] = {}
+
+    def cached(self, secret: str) -> tuple[bool, ApiKey | None]:
+        """(hit, key): a hit needs no store round trip."""
+        entry = self._cache.get(key_hash(secret))
+        if entry is not None and self.clock() - entry[0] < self.cache_seconds:
+            return True, entry[1]
+        return False, None
+
+    def verify(self, secret: str) -> ApiKey | None:
+        """Ask the store. When the store fails, a key verified before keeps its last answer (stale if error):
+        a PostgreSQL outage must not lock out every caller; one never verified gets the store's error."""
+        digest = key_hash(secret)
+        try:
+            found = self.store.find(digest) if secret.startswith(KEY_PREFIX) else None
+        except Exception:
+            stale = self._cache.get(digest)
+            if stale is None:
+                raise
+            return stale[1]
+        key = found if found is not None and found.active else None
+        if len(self._cache) >= self.max_entries:
+            self._cache.clear()  # bounded memory: a flood of random keys cannot grow it
+        self._cache[digest] = (self.clock(), key)
+        return key
+
+
+class RateLimiter(Protocol):
+    async def take(self, key_id: UUID) -> float:
+        """Take one token from the key's bucket: 0 when allowed, else the seconds until one is available."""

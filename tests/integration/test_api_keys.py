@@ -1,0 +1,61 @@
+"""API keys in PostgreSQL and the per-key token bucket in Redis, on the real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import Engine, text
+
+from ces.adapters.postgres.api_keys import PostgresApiKeyStore
+from ces.adapters.redis.rate_limit import RedisRateLimiter
+from ces.services.api_keys import KeyNameTaken, KeyVerifier, Scope, create_key, key_hash
+from ces.services.ports import CacheUnavailable
+
+
+def test_a_key_is_stored_by_hash_found_listed_and_revoked(pg_schema: tuple[Engine, str]) -> None:
+    engine, _ = pg_schema
+    store = PostgresApiKeyStore(engine)
+    key, secret = create_key(store, "billing", frozenset({Scope.CONVERT}))
+
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT key_hash, scopes FROM api_key")).one()
+    assert bytes(stored.key_hash) == key_hash(secret) and secret.encode() not in bytes(stored.key_hash)
+    assert stored.scopes == ["convert"]
+    assert store.find(key_hash(secret)) == key
+    assert store.find(key_hash(secret + "x")) is None
+    with pytest.raises(KeyNameTaken):
+        create_key(store, "billing", frozenset({Scope.READ}))
+
+    revoked = store.revoke(key.id)
+    assert revoked is not None and revoked.revoked_at is not None
+    assert KeyVerifier(store).verify(secret) is None
+    assert [k.name for k in store.all()] == ["billing"]  # kept: audits keep resolving to a name
+    assert store.revoke(uuid.uuid4()) is None
+
+
+async def test_the_bucket_allows_the_burst_then_asks_to_wait_and_refills(
+    redis_client: aioredis.Redis, unique: str
+) -> None:
+    limiter = RedisRateLimiter(redis_client, rate=20, burst=5, key_prefix=f"limit-{unique}:")
+    key, other = uuid.uuid4(), uuid.uuid4()
+    waits = [await limiter.take(key) for _ in range(6)]
+    assert waits[:5] == [0, 0, 0, 0, 0]
+    assert 0 < waits[5] <= 0.05 + 0.001  # one token every 50 ms
+    assert await limiter.take(other) == 0  # buckets are per key
+    deadline = time.monotonic() + 2
+    while await limiter.take(key) > 0:  # refills with time
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+
+
+async def test_an_unreachable_redis_is_cache_unavailable() -> None:
+    client = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    try:
+        with pytest.raises(CacheUnavailable):
+            await RedisRateLimiter(client, rate=1, burst=1).take(uuid.uuid4())
+    finally:
+        await client.aclose()

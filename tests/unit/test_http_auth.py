@@ -1,0 +1,179 @@
+"""The gateway's key check on fakes: 401 without a valid key, 403 without the scope, 429 past the bucket,
+open routes stay open, the caller's key id reaches the conversion, and a verified key is cached."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from ces.http.app import create_app
+from ces.http.deps import Deps
+from ces.services.api_keys import KeyVerifier, Scope, create_key, key_hash
+from ces.settings import Settings
+from tests.fakes import FakeApiKeyStore, FakeAuditStore, FakeRateLimiter, FakeRateLookup
+from tests.unit.test_http_handlers import FakeRateReads, FakeRequester, all_ready, audited
+
+Client = TestClient[web.Request, web.Application]
+Make = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Make]:
+    clients: list[Client] = []
+
+    async def make(
+        store: FakeApiKeyStore, limiter: FakeRateLimiter | None = None, requester: FakeRequester | None = None
+    ) -> Client:
+        settings = Settings()
+
+        @asynccontextmanager
+        async def open_deps() -> AsyncIterator[Deps]:
+            yield Deps(
+                settings=settings,
+                audits=FakeAuditStore(),
+                rates=FakeRateReads(),
+                lookup=FakeRateLookup([]),
+                requester=requester or FakeRequester(audited),
+                readiness=all_ready,
+                keys=KeyVerifier(store, cache_seconds=60),
+                limiter=limiter,
+            )
+
+        client: Client = TestClient(TestServer(create_app(settings, open_deps)))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+def conversion() -> dict[str, Any]:
+    return {"base_currency": "EUR", "target_currency": "USD", "amount": "10.00", "request_id": str(uuid.uuid4())}
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer ces_not-a-key"},
+        {"Authorization": "Bearer " + "x" * 5000},
+        {"Authorization": "Bearer ces_\u00fcn\u00efcode"},
+    ],
+)
+async def test_no_valid_key_is_401_with_a_challenge(gateway: Make, headers: dict[str, str]) -> None:
+    client = await gateway(FakeApiKeyStore())
+    response = await client.post("/v1/conversions", json=conversion(), headers=headers)
+    assert response.status == 401
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert (await response.json())["code"] == "unauthorized"
+
+
+async def test_a_key_without_the_scope_is_403_and_with_it_the_call_goes_through(gateway: Make) -> None:
+    store = FakeApiKeyStore()
+    _, reader = create_key(store, "reader", frozenset({Scope.READ}))
+    converter, secret = create_key(store, "converter", frozenset({Scope.CONVERT}))
+    requester = FakeRequester(audited)
+    client = await gateway(store, requester=requester)
+
+    refused = await client.post("/v1/conversions", json=conversion(), headers=bearer(reader))
+    assert refused.status == 403
+    assert (await refused.json())["code"] == "forbidden"
+
+    accepted = await client.post("/v1/conversions", json=conversion(), headers=bearer(secret))
+    assert accepted.status == 201
+    assert requester.requested_by == converter.id  # who asked travels with the request
+
+    assert (await client.get("/v1/currencies", headers=bearer(secret))).status == 403
+    assert (await client.get("/v1/currencies", headers=bearer(reader))).status == 200
+
+
+async def test_a_revoked_key_is_refused(gateway: Make) -> None:
+    store = FakeApiKeyStore()
+    key, secret = create_key(store, "gone", frozenset(Scope))
+    store.revoke(key.id)
+    client = await gateway(store)
+    assert (await client.get("/v1/currencies", headers=bearer(secret))).status == 401
+
+
+async def test_open_routes_need_no_key(gateway: Make) -> None:
+    client = await gateway(FakeApiKeyStore())
+    for path in ("/healthz", "/readyz", "/docs", "/openapi.json", "/metrics"):
+        assert (await client.get(path)).status == 200, path
+    assert (await client.get("/nowhere")).status == 404  # unknown routes say so without asking for a key
+
+
+async def test_past_the_bucket_is_429_with_retry_after(gateway: Make) -> None:
+    store = FakeApiKeyStore()
+    _, secret = create_key(store, "busy", frozenset(Scope))
+    client = await gateway(store, FakeRateLimiter(allow=2, wait=1.5))
+    statuses = [(await client.get("/v1/currencies", headers=bearer(secret))).status for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    limited = await client.get("/v1/currencies", headers=bearer(secret))
+    assert limited.headers["Retry-After"] == "2"  # rounded up, whole seconds
+    assert (await limited.json())["code"] == "rate_limited"
+
+
+async def test_a_limiter_that_is_down_lets_requests_through(gateway: Make) -> None:
+    store = FakeApiKeyStore()
+    _, secret = create_key(store, "k", frozenset(Scope))
+    client = await gateway(store, FakeRateLimiter(down=True))
+    assert (await client.get("/v1/currencies", headers=bearer(secret))).status == 200
+
+
+async def test_a_verified_key_is_cached_and_a_bad_one_too(gateway: Make) -> None:
+    store = FakeApiKeyStore()
+    _, secret = create_key(store, "k", frozenset(Scope))
+    client = await gateway(store)
+    for _ in range(5):
+        assert (await client.get("/v1/currencies", headers=bearer(secret))).status == 200
+        assert (await client.get("/v1/currencies", headers=bearer("ces_wrong"))).status == 401
+    assert store.finds == 2  # one store read per secret within the cache time
+
+
+def test_the_verifier_forgets_after_its_cache_time_and_stays_bounded() -> None:
+    store = FakeApiKeyStore()
+    key, secret = create_key(store, "k", frozenset(Scope))
+    now = [0.0]
+    verifier = KeyVerifier(store, cache_seconds=10, max_entries=3, clock=lambda: now[0])
+    assert verifier.verify(secret) == key
+    store.revoke(key.id)
+    assert verifier.cached(secret) == (True, key)  # within the cache time: the old answer
+    now[0] = 10.5
+    assert verifier.cached(secret) == (False, None)
+    assert verifier.verify(secret) is None  # revoked, seen once the cache expired
+    for i in range(10):
+        verifier.verify(f"ces_random{i}")
+    assert len(verifier._cache) <= 3
+    assert key_hash(secret) != key_hash(secret + "x")
+
+
+def test_a_store_outage_keeps_known_keys_working_and_fails_unknown_ones() -> None:
+    store = FakeApiKeyStore()
+    key, secret = create_key(store, "k", frozenset(Scope))
+    now = [0.0]
+    verifier = KeyVerifier(store, cache_seconds=10, clock=lambda: now[0])
+    assert verifier.verify(secret) == key
+    now[0] = 60.0
+
+    def down(digest: bytes) -> None:
+        raise ConnectionError("database down")
+
+    store.find = down  # type: ignore[method-assign]
+    assert verifier.verify(secret) == key  # stale, but the database cannot say otherwise now
+    with pytest.raises(ConnectionError):
+        verifier.verify("ces_never-seen")
