@@ -86,6 +86,15 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
+_QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s?#'\"<>]*)\?[^\s#'\"<>)]*")
+
+
+def without_query_strings(text: str) -> str:
+    """URLs in `text` lose their query strings (`?access_key=...` -> `?***`): provider errors quote the URL
+    they failed on, and a Fixer key travels in the query string, so no error text may carry one."""
+    return _QUERY.sub(r"\1?***", text)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

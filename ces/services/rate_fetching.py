@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID, uuid4
 
-from ces.events.base import Event, utc_now
+from ces.events.base import Event, utc_now, without_query_strings
 from ces.events.rates import RateFetched, RateFetchFailed
 from ces.services.ports import EventPublisher
 from ces.services.rate_providers import PermanentProviderError, ProviderError, ProviderQuote, RateProvider
@@ -121,7 +121,7 @@ def _failed(
         fetch_id=fetch_id,
         attempts=attempts,
         retry_delays_ms=[round(d * 1000) for d in delays],
-        last_error=f"{type(exc).__name__}: {exc}"[:1000],
+        last_error=without_query_strings(f"{type(exc).__name__}: {exc}")[:1000],
         retryable=retryable,
         failed_at=utc_now(),
     )

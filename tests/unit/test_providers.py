@@ -469,3 +469,29 @@ async def test_live_mode_dates_the_newest_rates_as_the_latest_weekday() -> None:
     assert shown.weekday() < 5 and 0 <= (today - shown).days <= 3  # Monday morning shows Friday
     assert state["live"] is True
     assert body["rates"]["USD"] == float(history.rates[history.days[-1]]["USD"])
+
+
+async def test_a_transport_error_never_quotes_the_access_key() -> None:
+    """aiohttp's errors (TooManyRedirects, ...) carry the request URL, query string and Fixer key included;
+    what CES logs and publishes in `RateFetchFailed.last_error` must not."""
+    from contextlib import AbstractAsyncContextManager
+
+    import aiohttp
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from yarl import URL
+
+    from ces.adapters.providers.base import http_get
+
+    secret = "sk-live-0123456789abcdef"
+    url = URL(f"https://data.fixer.io/api/latest?access_key={secret}&base=EUR")
+    info = aiohttp.RequestInfo(url, "GET", CIMultiDictProxy(CIMultiDict()), url)
+
+    class RedirectLoop:
+        def get(self, *args: Any, **kwargs: Any) -> AbstractAsyncContextManager[Any]:
+            raise aiohttp.TooManyRedirects(info, (), status=302, message=f"redirected to {url}")
+
+    with pytest.raises(TransientProviderError) as caught:
+        await http_get(RedirectLoop(), "https://data.fixer.io/api/latest", provider="fixer", timeout=1)  # type: ignore[arg-type]
+    assert secret not in str(caught.value)
+    assert "TooManyRedirects" in str(caught.value) and caught.value.__cause__ is None
+    assert secret not in repr(caught.value.__context__) or caught.value.__suppress_context__

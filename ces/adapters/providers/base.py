@@ -8,6 +8,7 @@ from decimal import Decimal, InvalidOperation
 
 import aiohttp
 
+from ces.events.base import without_query_strings
 from ces.services.rate_providers import PermanentProviderError, TransientProviderError
 
 _CURRENCY_CODE = re.compile(r"[A-Z]{3}")
@@ -33,7 +34,9 @@ async def http_get(
     except TimeoutError as exc:
         raise TransientProviderError(f"{provider}: GET {url} timed out after {timeout:g} s") from exc
     except aiohttp.ClientError as exc:
-        raise TransientProviderError(f"{provider}: GET {url} failed: {exc!r}") from exc
+        # aiohttp's errors quote the full URL, query string (a Fixer access key) included.
+        detail = without_query_strings(f"{type(exc).__name__}: {exc}")
+        raise TransientProviderError(f"{provider}: GET {url} failed: {detail}") from None
 
 
 def raise_for_status(provider: str, url: str, status: int, detail: str) -> None:
