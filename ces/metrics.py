@@ -24,6 +24,16 @@ HANDLER_ERRORS = Counter(
     "ces_handler_errors", "Messages dead-lettered as handler_error after their retries ran out", ["consumer"]
 )
 TIMER_ERRORS = Counter("ces_timer_errors", "Fetch timer ticks that raised (logged; the timer goes on)", ["provider"])
+# Where a conversion batch's time goes in the worker (docs/http.md accounts for the round trip with it).
+CONVERSION_STAGE_SECONDS = Histogram(
+    "ces_conversion_stage_seconds",
+    "Time per conversion batch in each stage: parse, decide (rate lookup), record (PostgreSQL commit), publish",
+    ["stage"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1),
+)
+CONVERSION_BATCH_SIZE = Histogram(
+    "ces_conversion_batch_size", "Requests per conversion batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 512, 2000)
+)
 CONVERSIONS = Counter("ces_conversions", "Conversion decisions published", ["outcome"])
 HTTP_REQUESTS = Histogram(
     "ces_http_request_seconds",

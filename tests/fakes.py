@@ -98,14 +98,17 @@ class FakePublisher:
     def __init__(self, *, error: Exception | None = None, journal: list[str] | None = None) -> None:
         self.error = error
         self.published: list[Event] = []
+        self.republished: list[Event] = []  # the subset published with `republished=True`
         self.calls = 0
         self.journal = journal if journal is not None else []
 
-    async def publish(self, events: Sequence[Event]) -> None:
+    async def publish(self, events: Sequence[Event], *, republished: bool = False) -> None:
         self.calls += 1
         if self.error is not None:
             raise self.error
         self.published.extend(events)
+        if republished:
+            self.republished.extend(events)
         self.journal.extend(f"publish {e.event_type}" for e in events)
 
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
+import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -32,7 +37,7 @@ from ces.settings import Settings
 async def _open(settings: Settings) -> AsyncIterator[Deps]:
     engine = build_engine(settings)
     redis_client = build_redis(settings)
-    producer = build_producer(settings)
+    producer = build_producer(settings, linger_ms=settings.gateway_linger_ms)
     await producer.start()
     prefix = settings.topic_prefix
     router = ReplyRouter(
@@ -41,7 +46,7 @@ async def _open(settings: Settings) -> AsyncIterator[Deps]:
         max_pending=settings.gateway_max_pending,
     )
     await router.start(producer.partitions_for)
-    audits = AuditStore(engine)
+    audits = AuditStore(engine)  # the read endpoints' store; POST /v1/conversions reads no database
 
     async def readiness() -> dict[str, tuple[bool, str]]:
         checks = dict(
@@ -60,7 +65,7 @@ async def _open(settings: Settings) -> AsyncIterator[Deps]:
         rates=RateRepository(engine),
         lookup=build_rate_lookup(settings, engine, redis_client),
         requester=ConversionRequester(
-            audits, AckedPublisher(producer, prefix), router, timeout=settings.gateway_timeout_seconds
+            AckedPublisher(producer, prefix), router, timeout=settings.gateway_timeout_seconds
         ),
         readiness=readiness,
         keys=KeyVerifier(PostgresApiKeyStore(engine), cache_seconds=settings.api_key_cache_seconds)
@@ -125,6 +130,57 @@ def build_gateway_app(settings: Settings) -> web.Application:
     return create_app(settings, lambda: _open(settings))
 
 
-def run_gateway(settings: Settings) -> None:
+def run_gateway(settings: Settings, *, reuse_port: bool = False) -> None:
+    """One gateway process. `reuse_port`: share the port with sibling processes (SO_REUSEPORT)."""
     logging.basicConfig(level=settings.log_level.upper(), format="[%(asctime)s] [%(levelname)s] %(name)s: %(message)s")
-    web.run_app(build_gateway_app(settings), host=settings.gateway_host, port=settings.gateway_port, access_log=None)
+    web.run_app(
+        build_gateway_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        access_log=None,
+        reuse_port=reuse_port or None,
+        print=lambda line: print(f"{line} (pid {os.getpid()})", flush=True),
+    )
+
+
+def run_gateways(settings: Settings, processes: int) -> int:
+    """`ces gateway --processes N`: N whole gateways (each its own producer, reply reader and pools) sharing
+    the port; the kernel spreads new connections across them. A reply reaches the instance that waits for it
+    because every instance reads all results and skips, by key and without decoding, those it has no waiter
+    for (`ces.adapters.kafka.replies`). If one process dies the others are stopped too and the command exits
+    with its status: the supervisor (systemd, Kubernetes) restarts the whole gateway, never a silently
+    weaker one."""
+    if processes == 1:
+        run_gateway(settings)
+        return 0
+    context = multiprocessing.get_context("spawn")  # each child builds its loop and clients from scratch
+    children = [context.Process(target=_serve, args=(settings,), name=f"ces-gateway-{i}") for i in range(processes)]
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for child in children:
+            child.start()
+        while not stopping and all(child.is_alive() for child in children):
+            time.sleep(0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for child in children:
+            if child.is_alive():
+                child.terminate()  # SIGTERM: aiohttp's run_app shuts down cleanly on it
+        for child in children:
+            child.join(timeout=30)
+            if child.is_alive():
+                child.kill()
+                child.join()
+    failed = [child.exitcode for child in children if child.exitcode not in (0, -signal.SIGTERM)]
+    return 0 if stopping or not failed else int(failed[0] or 1)
+
+
+def _serve(settings: Settings) -> None:
+    run_gateway(settings, reuse_port=True)

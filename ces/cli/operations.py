@@ -17,10 +17,11 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
-    from ces.bootstrap.gateway import run_gateway
+    from ces.bootstrap.gateway import run_gateways
 
-    run_gateway(settings)
-    return 0
+    if args.processes is not None and args.processes < 1:
+        raise SystemExit("--processes must be at least 1")
+    return run_gateways(settings, args.processes or settings.gateway_processes)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -80,9 +81,11 @@ def add_parsers(sub: Any) -> None:
     cache.add_argument("action", choices=["rebuild"])
     cache.set_defaults(func=cmd_cache_rebuild)
 
-    sub.add_parser("gateway", help="the HTTP gateway (CES_GATEWAY_HOST:CES_GATEWAY_PORT)").set_defaults(
-        func=cmd_gateway
+    gateway = sub.add_parser("gateway", help="the HTTP gateway (CES_GATEWAY_HOST:CES_GATEWAY_PORT)")
+    gateway.add_argument(
+        "--processes", type=int, default=None, help="gateway processes sharing the port (CES_GATEWAY_PROCESSES)"
     )
+    gateway.set_defaults(func=cmd_gateway)
     sub.add_parser("worker", help="a Faust worker: the leader-elected rate timer and the batch consumers").set_defaults(
         func=cmd_worker
     )

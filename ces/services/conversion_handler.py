@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from decimal import Decimal
 
 from ces.events.conversions import ConversionAudited
 from ces.events.registry import UndecodableEvent
 from ces.events.requests import ParsedRequest, parse_request
-from ces.metrics import CONVERSIONS
+from ces.metrics import CONVERSION_BATCH_SIZE, CONVERSION_STAGE_SECONDS, CONVERSIONS
 from ces.services.conversions import ConversionDecider
 from ces.services.ports import DeadLetterSink, DecisionStore, EventPublisher, Received
 
@@ -40,6 +41,7 @@ class ConversionHandler:
         self.max_amount = max_amount
 
     async def handle(self, batch: Sequence[Received]) -> int:
+        started = time.perf_counter()
         requests: dict[object, ParsedRequest] = {}
         poison: list[tuple[Received, UndecodableEvent]] = []
         for message in batch:
@@ -51,9 +53,23 @@ class ConversionHandler:
             requests.setdefault(parsed.request_id, parsed)  # in-batch duplicates: one decision, one result
         standing = []
         if requests:
+            CONVERSION_BATCH_SIZE.observe(len(requests))
+            started = _stage("parse", started)
             decisions = await self.decider.decide(list(requests.values()))
+            started = _stage("decide", started)
             standing = await asyncio.to_thread(self.store.record, decisions)
-            await self.publisher.publish(standing)
+            started = _stage("record", started)
+            # A standing decision that is not the one just made (the store returns that very object) was
+            # stored before, for a repeated request id: it goes out marked, so the gateway can say
+            # "replayed" without reading the database.
+            made = {d.request_id: d for d in decisions}
+            fresh = [s for s in standing if s is made[s.request_id]]
+            again = [s for s in standing if s is not made[s.request_id]]
+            if fresh:
+                await self.publisher.publish(fresh)
+            if again:
+                await self.publisher.publish(again, republished=True)
+            _stage("publish", started)
         # Dead letters go last: a batch that fails earlier (database down) is retried whole by the batch
         # consumer, and nothing was dead-lettered twice.
         for message, error in poison:
@@ -64,3 +80,9 @@ class ConversionHandler:
         CONVERSIONS.labels("audited").inc(audited)
         CONVERSIONS.labels("rejected").inc(len(standing) - audited)
         return len(standing)
+
+
+def _stage(name: str, started: float) -> float:
+    now = time.perf_counter()
+    CONVERSION_STAGE_SECONDS.labels(name).observe(now - started)
+    return now

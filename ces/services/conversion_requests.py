@@ -1,9 +1,11 @@
 """Synchronous conversions for the gateway: publish a request, wait for its one decision.
 
-Idempotency: a request id decided before is answered from PostgreSQL without touching Kafka; a request
-id reused with different currencies or amount is a conflict. Otherwise the request is published and
-the reply router waits for the worker's result (which, for a request id decided meanwhile, is the stored
-decision re-published, so the caller still gets the first decision).
+No database read on this path: every request is published, and the worker answers it. A request id
+decided before is answered by the worker with its stored decision, re-published and marked as such
+(`REPUBLISHED_HEADER`), so the caller gets the first decision and learns that it is a replay; a request
+id reused with different currencies or amount is a conflict, found by comparing that decision with the
+request. A repeat costs a Kafka round trip instead of a PostgreSQL one; a new request, the common case,
+saves the read it never needed (docs/http.md).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from ces.events.conversions import ConversionAudited, ConversionRejected, ConversionRequested, Decision
-from ces.services.ports import DecisionStore, EventPublisher, Replies
+from ces.services.ports import EventPublisher, Replies
 
 
 class ResultTimeout(Exception):
@@ -29,8 +31,7 @@ class BackendUnavailable(Exception):
 
 
 class ConversionRequester:
-    def __init__(self, store: DecisionStore, publisher: EventPublisher, router: Replies, *, timeout: float) -> None:
-        self.store = store
+    def __init__(self, publisher: EventPublisher, router: Replies, *, timeout: float) -> None:
         self.publisher = publisher
         self.router = router
         self.timeout = timeout
@@ -40,17 +41,13 @@ class ConversionRequester:
     ) -> tuple[Decision, bool]:
         """The decision for this request, and whether it was decided before (an idempotent replay).
 
-        One deadline (`timeout`) covers the whole call: the database read, the publish and the wait for
-        the result. Running out of it before the request was published means a backend is not answering
+        One deadline (`timeout`) covers the whole call: the publish and the wait for the result. Running
+        out of it before the broker acknowledged the request means the broker is not answering
         (`BackendUnavailable`); after, that no result came in time (`ResultTimeout`).
         """
         published = False
         try:
             async with asyncio.timeout(self.timeout):
-                earlier = (await asyncio.to_thread(self.store.get, [request_id])).get(request_id)
-                if earlier is not None:
-                    self._check_same(earlier, base, target, amount)
-                    return earlier, True
                 waiter = self.router.expect(request_id)
                 try:
                     request = ConversionRequested(
@@ -62,16 +59,16 @@ class ConversionRequester:
                     )
                     await self.publisher.publish([request])
                     published = True
-                    decision = await waiter
+                    decision, replayed = await waiter
                 finally:
                     self.router.forget(request_id, waiter)
         except TimeoutError:
             if published:
                 raise ResultTimeout from None
-            raise BackendUnavailable("the database or the broker did not answer within the deadline") from None
+            raise BackendUnavailable("the broker did not acknowledge the request within the deadline") from None
         assert isinstance(decision, ConversionAudited | ConversionRejected)
         self._check_same(decision, base, target, amount)
-        return decision, False
+        return decision, replayed
 
     @staticmethod
     def _check_same(decision: Decision, base: str, target: str, amount: Decimal) -> None:

@@ -16,10 +16,16 @@ from ces.domain.rates import Rate, Withdrawal
 from ces.events.base import Event
 from ces.events.conversions import Decision
 
+# The Kafka header a publisher sets on an event it publishes again (a stored decision answering a repeated
+# request id): readers that care (the gateway's reply router) learn it without a database read.
+REPUBLISHED_HEADER = "ces-republished"
+
 
 class EventPublisher(Protocol):
-    async def publish(self, events: Sequence[Event]) -> None:
-        """Return once the broker acknowledged every event (each to its own topic, by its key)."""
+    async def publish(self, events: Sequence[Event], *, republished: bool = False) -> None:
+        """Return once the broker acknowledged every event (each to its own topic, by its key).
+
+        `republished`: these events were published before (marked with `REPUBLISHED_HEADER`)."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,8 @@ class DecisionStore(Protocol):
     """The decisions of record (the audit and its rejections): one per request id, the first one stands."""
 
     def record(self, decisions: Sequence[Decision]) -> list[Decision]:
-        """Write what is new in one transaction; return, in input order, the decision that stands for each."""
+        """Write what is new in one transaction; return, in input order, the decision that stands for each:
+        the very object given when this call recorded it, a rebuilt one when it was decided before."""
 
     def get(self, request_ids: Sequence[UUID]) -> dict[UUID, Decision]: ...
 
@@ -78,10 +85,13 @@ class TooManyPending(Exception):
     pass
 
 
+Reply = tuple[Event, bool]  # the decision, and whether it was re-published (decided before: a replay)
+
+
 class Replies(Protocol):
     """Where a synchronous caller waits for the decision of the request it published."""
 
-    def expect(self, request_id: UUID) -> asyncio.Future[Event]:
+    def expect(self, request_id: UUID) -> asyncio.Future[Reply]:
         """Register interest before publishing; raises `TooManyPending` when too many callers wait."""
 
-    def forget(self, request_id: UUID, fut: asyncio.Future[Event]) -> None: ...
+    def forget(self, request_id: UUID, fut: asyncio.Future[Reply]) -> None: ...

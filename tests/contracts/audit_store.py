@@ -91,6 +91,15 @@ class AuditStoreContract:
         ]
         assert wire(store.record(batch)) == wire(batch)
 
+    def test_a_decision_this_call_recorded_is_returned_as_the_very_object_given(
+        self, store: AuditStoreLike, rate_ids: tuple[uuid.UUID, uuid.UUID]
+    ) -> None:
+        # The conversion handler tells a new decision from a stored one (re-published, marked) this way.
+        (earlier,) = store.record([audited(uuid.uuid4(), rate_ids[:1])])
+        batch: list[Decision] = [audited(earlier.request_id, rate_ids[:1]), rejected(uuid.uuid4())]
+        again, new = store.record(batch)
+        assert new is batch[1] and again is not batch[0]
+
     def test_the_first_decision_stands_and_is_returned_identically(
         self, store: AuditStoreLike, rate_ids: tuple[uuid.UUID, uuid.UUID]
     ) -> None:

@@ -120,8 +120,9 @@ async def test_a_request_decided_before_gets_its_stored_decision_republished_ide
     rig = Rig(store)
     fresh = uuid.uuid4()
     assert await rig.handle([request(rid), request(fresh)]) == 2
-    again, new = rig.publisher.published
+    new, again = rig.publisher.published  # the new decision first, then the re-published one, marked
     assert again.to_json() == earlier.to_json()  # the first decision, byte for byte: no second conversion
+    assert rig.publisher.republished == [again]  # so the gateway can answer "replayed" without a database read
     assert isinstance(new, ConversionAudited) and new.request_id == fresh
     assert store.decisions[rid] is earlier and len(store.decisions) == 2
 

@@ -9,6 +9,7 @@ import pytest
 
 from ces.adapters.kafka.replies import ReplyRouter
 from ces.events.conversions import ConversionRejected
+from ces.services.ports import REPUBLISHED_HEADER
 
 NASTY: list[bytes | None] = [
     None,  # a tombstone
@@ -32,4 +33,18 @@ async def test_garbage_for_a_waiting_request_is_skipped_and_the_real_result_stil
 
     result = ConversionRejected(request_id=request_id, reason="no_rate", message="none", rejected_at=datetime.now(UTC))
     router._route(str(request_id).encode(), result.to_json())
-    assert waiter.done() and waiter.result() == result
+    assert waiter.done() and waiter.result() == (result, False)
+
+
+async def test_the_republished_header_marks_the_result_as_a_replay() -> None:
+    router = ReplyRouter("127.0.0.1:9", ["results"], max_pending=10)
+    fresh, repeated = uuid.uuid4(), uuid.uuid4()
+    waiters = {rid: router.expect(rid) for rid in (fresh, repeated)}
+    results = {
+        rid: ConversionRejected(request_id=rid, reason="no_rate", message="none", rejected_at=datetime.now(UTC))
+        for rid in (fresh, repeated)
+    }
+    router._route(str(fresh).encode(), results[fresh].to_json(), [("other", b"x")])
+    router._route(str(repeated).encode(), results[repeated].to_json(), [(REPUBLISHED_HEADER, b"1")])
+    assert waiters[fresh].result() == (results[fresh], False)
+    assert waiters[repeated].result() == (results[repeated], True)

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 
 from ces.events.base import Event
+from ces.services.ports import REPUBLISHED_HEADER
 
 Headers = list[tuple[str, bytes]]
 
@@ -51,9 +52,10 @@ class AckedPublisher:
         self.producer = producer
         self.topic_prefix = topic_prefix
 
-    async def publish(self, events: Iterable[Event]) -> None:
+    async def publish(self, events: Iterable[Event], *, republished: bool = False) -> None:
+        headers = [(REPUBLISHED_HEADER, b"1")] if republished else None
         futures = [
-            await self.producer.send(self.topic_prefix + event.TOPIC, event.to_json(), key=event.key())
+            await self.producer.send(self.topic_prefix + event.TOPIC, event.to_json(), key=event.key(), headers=headers)
             for event in events
         ]
         await asyncio.gather(*futures)

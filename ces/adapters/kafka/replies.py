@@ -6,6 +6,11 @@ request ids it sees; results for other instances' requests are skipped. This nee
 change to the worker and no coordination between instances, and any number of instances can run; the
 cost is that each instance reads every result (measured in the gateway benchmark). The router starts
 reading before the gateway accepts requests, so a result can never arrive before its waiter exists.
+
+A result re-published for a repeated request id carries the `REPUBLISHED_HEADER`: the waiter learns that
+the decision is a replay of an earlier one without a database read on the gateway's path. aiokafka's
+fetch_max_wait_ms (500) stays: the broker answers a waiting fetch as soon as a result is appended, so a
+shorter wait bought no latency and cost idle CPU (measured, docs/http.md).
 """
 
 from __future__ import annotations
@@ -13,15 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ces.events.base import Event
 from ces.events.conversions import ConversionAudited, ConversionRejected
 from ces.events.registry import UndecodableEvent, decode
-from ces.services.ports import TooManyPending
+from ces.services.ports import REPUBLISHED_HEADER, Reply, TooManyPending
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +35,7 @@ class ReplyRouter:
         self.bootstrap = bootstrap
         self.topics = topics
         self.max_pending = max_pending
-        self._waiters: dict[UUID, list[asyncio.Future[Event]]] = {}
+        self._waiters: dict[UUID, list[asyncio.Future[Reply]]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self.seen = 0
@@ -69,15 +73,15 @@ class ReplyRouter:
             for fut in waiters:
                 fut.cancel()
 
-    def expect(self, request_id: UUID) -> asyncio.Future[Event]:
+    def expect(self, request_id: UUID) -> asyncio.Future[Reply]:
         """Register interest before publishing; await the future (with a timeout), then `forget`."""
         if self.pending >= self.max_pending:
             raise TooManyPending
-        fut: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(request_id, []).append(fut)
         return fut
 
-    def forget(self, request_id: UUID, fut: asyncio.Future[Event]) -> None:
+    def forget(self, request_id: UUID, fut: asyncio.Future[Reply]) -> None:
         waiters = self._waiters.get(request_id)
         if waiters is None:
             return
@@ -100,7 +104,7 @@ class ReplyRouter:
                     if not self._waiters:
                         continue
                     try:
-                        self._route(record.key, record.value)
+                        self._route(record.key, record.value, record.headers)
                     except Exception:  # whatever anyone wrote to a result topic, the reader keeps reading
                         log.exception("skipping a result the gateway cannot read")
 
@@ -109,7 +113,7 @@ class ReplyRouter:
         """False once the reading task has ended: no waiter could be resolved any more."""
         return self._task is not None and not self._task.done()
 
-    def _route(self, key: bytes | None, value: bytes | None) -> None:
+    def _route(self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] = ()) -> None:
         if key is None or len(key) > 64:
             return
         try:
@@ -117,9 +121,9 @@ class ReplyRouter:
         except (ValueError, UnicodeDecodeError):
             return
         if request_id in self._waiters:
-            self._resolve(request_id, value)
+            self._resolve(request_id, value, any(name == REPUBLISHED_HEADER for name, _ in headers))
 
-    def _resolve(self, request_id: UUID, value: bytes | None) -> None:
+    def _resolve(self, request_id: UUID, value: bytes | None, republished: bool) -> None:
         try:
             event = decode(value)  # type: ignore[arg-type]  # decode refuses None with a reason
         except UndecodableEvent as exc:
@@ -129,4 +133,4 @@ class ReplyRouter:
             return
         for fut in self._waiters.pop(request_id, []):
             if not fut.done():
-                fut.set_result(event)
+                fut.set_result((event, republished))

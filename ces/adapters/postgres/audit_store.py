@@ -8,14 +8,13 @@ The live conversion handler and `ces replay` both write through here. Blocking: 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Engine, select, text
 
-from ces.adapters.postgres.tables import conversion_audit, conversion_rejection, conversion_request
+from ces.adapters.postgres.tables import conversion_audit, conversion_rejection
 from ces.events.conversions import ConversionAudited, ConversionRejected, Decision, result_event_id
 
 
@@ -24,32 +23,15 @@ class AuditStore:
         self.engine = engine
 
     def record(self, decisions: Sequence[Decision]) -> list[Decision]:
-        """Write what is new; return, in input order, the decision that stands for each request."""
+        """Write what is new; return, in input order, the decision that stands for each request: the very
+        object given when this call recorded it, a rebuilt one when it was decided before."""
         unique: dict[UUID, Decision] = {}
         for decision in decisions:
             unique.setdefault(decision.request_id, decision)
         if not unique:
             return []
         with self.engine.begin() as conn:
-            claimed = set(
-                conn.execute(
-                    insert(conversion_request).on_conflict_do_nothing().returning(conversion_request.c.request_id),
-                    [
-                        {
-                            "request_id": d.request_id,
-                            "outcome": "audited" if isinstance(d, ConversionAudited) else "rejected",
-                            "decided_at": d.occurred_at,
-                        }
-                        for d in unique.values()
-                    ],
-                ).scalars()
-            )
-            audits = [d for d in unique.values() if d.request_id in claimed and isinstance(d, ConversionAudited)]
-            rejections = [d for d in unique.values() if d.request_id in claimed and isinstance(d, ConversionRejected)]
-            if audits:
-                conn.execute(insert(conversion_audit), [_audit_row(a) for a in audits])
-            if rejections:
-                conn.execute(insert(conversion_rejection), [_rejection_row(r) for r in rejections])
+            claimed = {UUID(str(rid)) for rid in conn.execute(RECORD, _record_params(unique.values())).scalars()}
             earlier = [rid for rid in unique if rid not in claimed]
             standing = {rid: d for rid, d in unique.items() if rid in claimed}
             if earlier:
@@ -79,32 +61,107 @@ class AuditStore:
         return found
 
 
-def _audit_row(a: ConversionAudited) -> dict[str, Any]:
-    return {
-        "id": a.audit_id,
-        "request_id": a.request_id,
-        "rate_used_id": a.rate_ids[0],
-        "second_rate_id": a.rate_ids[1] if len(a.rate_ids) > 1 else None,
-        "rate_kind": a.rate_kind,
-        "base_currency": a.base_currency,
-        "target_currency": a.target_currency,
-        "input_amount": a.input_amount,
-        "rate_value": a.rate_value,
-        "margin": a.margin,
-        "output_amount": a.output_amount,
-        "converted_at": a.converted_at,
-        "requested_by": a.requested_by,
-    }
+# One statement (one round trip, compiled once) records a whole batch: claim every request id, then
+# write the audit or rejection rows of the ids this statement claimed, and return those ids. Columns travel
+# as arrays (unnest), so the statement's text is the same for any batch size. The foreign keys from the
+# audit and rejection rows to their claim are checked at the end of the statement, after the claim.
+# (SQLAlchemy cannot cache the PostgreSQL `insert ... on conflict`, and recompiled it per batch.)
+RECORD = text(
+    """
+    WITH claimed AS (
+        INSERT INTO conversion_request (request_id, outcome, decided_at)
+        SELECT * FROM unnest(CAST(:request_ids AS uuid[]), CAST(:outcomes AS text[]),
+                             CAST(:decided_at AS timestamptz[]))
+        ON CONFLICT DO NOTHING
+        RETURNING request_id
+    ), audits AS (
+        INSERT INTO conversion_audit (id, request_id, rate_used_id, second_rate_id, rate_kind, base_currency,
+                                      target_currency, input_amount, rate_value, margin, output_amount, converted_at,
+                                      requested_by)
+        SELECT a.* FROM unnest(
+            CAST(:a_id AS uuid[]), CAST(:a_request_id AS uuid[]), CAST(:a_rate_used_id AS uuid[]),
+            CAST(:a_second_rate_id AS uuid[]), CAST(:a_rate_kind AS text[]), CAST(:a_base AS text[]),
+            CAST(:a_target AS text[]), CAST(:a_input AS numeric[]), CAST(:a_rate AS numeric[]),
+            CAST(:a_margin AS numeric[]), CAST(:a_output AS numeric[]), CAST(:a_converted_at AS timestamptz[]),
+            CAST(:a_requested_by AS uuid[])
+        ) AS a (id, request_id, rate_used_id, second_rate_id, rate_kind, base_currency, target_currency,
+                input_amount, rate_value, margin, output_amount, converted_at, requested_by)
+        JOIN claimed USING (request_id)
+        RETURNING request_id
+    ), rejections AS (
+        INSERT INTO conversion_rejection (request_id, reason, message, rejected_at, requested_by)
+        SELECT r.* FROM unnest(
+            CAST(:r_request_id AS uuid[]), CAST(:r_reason AS text[]), CAST(:r_message AS text[]),
+            CAST(:r_rejected_at AS timestamptz[]), CAST(:r_requested_by AS uuid[])
+        ) AS r (request_id, reason, message, rejected_at, requested_by)
+        JOIN claimed USING (request_id)
+        RETURNING request_id
+    )
+    SELECT request_id FROM claimed
+    """
+)
 
 
-def _rejection_row(r: ConversionRejected) -> dict[str, Any]:
-    return {
-        "request_id": r.request_id,
-        "reason": r.reason,
-        "message": r.message,
-        "rejected_at": r.rejected_at,
-        "requested_by": r.requested_by,
+def _record_params(decisions: Iterable[Decision]) -> dict[str, list[Any]]:
+    params: dict[str, list[Any]] = {
+        name: []
+        for name in [
+            "request_ids",
+            "outcomes",
+            "decided_at",
+            "a_id",
+            "a_request_id",
+            "a_rate_used_id",
+            "a_second_rate_id",
+            "a_rate_kind",
+            "a_base",
+            "a_target",
+            "a_input",
+            "a_rate",
+            "a_margin",
+            "a_output",
+            "a_converted_at",
+            "a_requested_by",
+            "r_request_id",
+            "r_reason",
+            "r_message",
+            "r_rejected_at",
+            "r_requested_by",
+        ]
     }
+    for d in decisions:
+        params["request_ids"].append(str(d.request_id))
+        params["decided_at"].append(d.occurred_at)
+        if isinstance(d, ConversionAudited):
+            params["outcomes"].append("audited")
+            for name, value in (
+                ("a_id", str(d.audit_id)),
+                ("a_request_id", str(d.request_id)),
+                ("a_rate_used_id", str(d.rate_ids[0])),
+                ("a_second_rate_id", str(d.rate_ids[1]) if len(d.rate_ids) > 1 else None),
+                ("a_rate_kind", d.rate_kind),
+                ("a_base", d.base_currency),
+                ("a_target", d.target_currency),
+                ("a_input", d.input_amount),
+                ("a_rate", d.rate_value),
+                ("a_margin", d.margin),
+                ("a_output", d.output_amount),
+                ("a_converted_at", d.converted_at),
+                ("a_requested_by", _text(d.requested_by)),
+            ):
+                params[name].append(value)
+        else:
+            params["outcomes"].append("rejected")
+            params["r_request_id"].append(str(d.request_id))
+            params["r_reason"].append(d.reason)
+            params["r_message"].append(d.message)
+            params["r_rejected_at"].append(d.rejected_at)
+            params["r_requested_by"].append(_text(d.requested_by))
+    return params
+
+
+def _text(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def audited_from_row(row: Any) -> ConversionAudited:
