@@ -6,6 +6,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import time
 import uuid
 from decimal import Decimal, localcontext
 from pathlib import Path
@@ -261,6 +262,53 @@ def test_two_gateway_instances_each_get_their_own_replies(
         assert status == 201, answer
         assert answer["request_id"] == request["request_id"]
         assert Decimal(answer["output_amount"]) == oracle("EUR", "USD", Decimal(request["amount"]))
+
+
+def test_a_repeated_request_id_gets_the_first_rejection_answered_by_the_worker(
+    running: RunningProcess, start_ces: StartCes, worker_env: dict[str, str]
+) -> None:
+    """The gateway publishes every request; the worker answers a repeat with the stored decision, marked
+    as re-published: a rejection stays the first rejection (same body, same rejected_at)."""
+    url = start_gateway(start_ces, worker_env)
+    request_id = str(uuid.uuid4())
+
+    async def run() -> list[tuple[int, Any, Any]]:
+        async with session_for(url) as session:
+            return [await post(session, url, body("USD", "CHF", "1.00", request_id)) for _ in range(3)]
+
+    first, *again = asyncio.run(run())
+    assert first[0] == 404 and first[1]["code"] == "no_rate" and first[1]["request_id"] == request_id
+    for status, answer, _ in again:
+        assert (status, answer) == (first[0], first[1])
+
+
+def test_gateway_processes_share_the_port_and_each_gets_its_own_replies(
+    running: RunningProcess, start_ces: StartCes, worker_env: dict[str, str]
+) -> None:
+    port = free_port()
+    gateway = start_ces("gateway", "--processes", "2", env={**worker_env, "CES_GATEWAY_PORT": str(port)})
+    deadline = time.monotonic() + 120
+    while len(pids := set(re.findall(r"Running on \S+ =+\n.*\(pid (\d+)\)", gateway.output()))) < 2:
+        assert time.monotonic() < deadline, gateway.output()[-3000:]
+        assert gateway.proc.poll() is None, gateway.output()[-3000:]
+        time.sleep(0.2)
+    url = f"http://127.0.0.1:{port}"
+
+    async def run() -> list[tuple[dict[str, Any], int, Any, Any]]:
+        # A new connection per request, so the kernel spreads them over both processes: a reply read by
+        # the wrong instance would leave its request waiting until the deadline (504).
+        headers = {"Authorization": f"Bearer {api_key(worker_env['CES_DATABASE_URL'])}"}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True), headers=headers) as session:
+            requests = [body("EUR", "USD", f"{i + 1}.00") for i in range(60)]
+            answers = await asyncio.gather(*(post(session, url, b) for b in requests))
+            return [(b, *a) for b, a in zip(requests, answers, strict=True)]
+
+    for request, status, answer, _ in asyncio.run(run()):
+        assert status == 201, answer
+        assert answer["request_id"] == request["request_id"]
+        assert Decimal(answer["output_amount"]) == oracle("EUR", "USD", Decimal(request["amount"]))
+    assert len(pids) == 2
+    assert gateway.terminate() == 0  # SIGTERM stops both processes and the supervisor cleanly
 
 
 def test_rates_endpoints_serve_any_pair_with_provenance(
