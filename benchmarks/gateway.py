@@ -15,6 +15,10 @@ both alike. The peer is started (`up.sh`) when it is not answering, and stopped 
 run started it. Prints every run, then per level the medians and the ratio CES / peer.
 
     python benchmarks/gateway.py --peer [--levels 8,32,128] [--rounds 3] [--duration 15]
+
+Both modes send `--header 'Authorization: Bearer ces_...'` (a key with the convert scope, `ces keys create`)
+with every CES request; raise `CES_RATE_LIMIT_PER_SECOND` on the gateway being measured, or the key's
+token bucket answers 429 (the peer has no authentication, so the comparison includes CES's).
 """
 
 from __future__ import annotations
@@ -94,7 +98,8 @@ def report(
 async def alone(args: argparse.Namespace) -> None:
     levels = [int(x) for x in args.levels.split(",")]
     connector = aiohttp.TCPConnector(limit=max(levels))
-    async with aiohttp.ClientSession(args.url, connector=connector) as session:
+    headers = dict(h.split(": ", 1) for h in args.header)
+    async with aiohttp.ClientSession(args.url, connector=connector, headers=headers) as session:
 
         async def convert(i: int) -> int:
             base, target = PAIRS[i % len(PAIRS)]
@@ -136,10 +141,12 @@ def peer_python(peer_dir: Path) -> str:
 
 
 def bench(
-    python: str, peer_dir: Path, url: str, body: str, concurrency: int, args: argparse.Namespace
+    python: str, peer_dir: Path, url: str, body: str, concurrency: int, headers: list[str], args: argparse.Namespace
 ) -> dict[str, Any]:
     command = [python, str(peer_dir / "bench.py"), url, "--body", body, "-c", str(concurrency)]
     command += ["-d", str(args.duration), "-w", str(args.warmup), "--json"]
+    for header in headers:
+        command += ["-H", header]
     out = subprocess.run(command, capture_output=True, text=True, check=False)
     line = next((line for line in reversed(out.stdout.splitlines()) if line.startswith("{")), None)
     if line is None:
@@ -162,8 +169,11 @@ def side_by_side(args: argparse.Namespace) -> None:
         for concurrency in [int(x) for x in args.levels.split(",")]:
             runs: dict[str, list[dict[str, Any]]] = {"peer": [], "ces": []}
             for i in range(args.rounds):
-                for name, url, body in (("peer", PEER_URL, PEER_BODY), ("ces", ces_url, CES_BODY)):
-                    s = bench(python, peer_dir, url, body, concurrency, args)
+                for name, url, body, headers in (
+                    ("peer", PEER_URL, PEER_BODY, []),
+                    ("ces", ces_url, CES_BODY, args.header),
+                ):
+                    s = bench(python, peer_dir, url, body, concurrency, headers, args)
                     runs[name].append(s)
                     lat = s["latency_ms"]
                     print(
@@ -195,6 +205,7 @@ def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8080")
     parser.add_argument("--requests", type=int, default=3000, help="alone: requests per level")
     parser.add_argument("--levels", default="8,32,128")
+    parser.add_argument("--header", action="append", default=[], help="'Name: value' sent with CES requests")
     parser.add_argument("--peer", action="store_true", help="side by side with the reference peer")
     parser.add_argument("--peer-dir", default=str(PEER_DIR))
     parser.add_argument("--rounds", type=int, default=3, help="side by side: runs per service and level")
