@@ -49,8 +49,8 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = Field(default=10.0, ge=0)
     metrics_require_key: bool = False
     # Per-key token bucket in Redis, shared by every gateway instance.
-    rate_limit_per_second: float = Field(default=200.0, gt=0)
-    rate_limit_burst: int = Field(default=400, ge=1)
+    rate_limit_per_second: float = Field(default=1000.0, gt=0)
+    rate_limit_burst: int = Field(default=2000, ge=1)
 
     # Redis keys: the latest rate of a pair is at `<prefix>BASE:TARGET`.
     redis_key_prefix: str = ""
