@@ -19,7 +19,11 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     from rich.console import Console
 
+    from ces.adapters.postgres.replay_swap import SwapRefused, swap, verify_target
+    from ces.adapters.postgres.replay_target import resolve_live_schema
     from ces.adapters.postgres.verify import VerifyError, render
+    from ces.bootstrap import build_replay
+    from ces.cli.replay_view import LogProgress, RichProgress, report_lines
     from ces.projections import replay
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -28,7 +32,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     tty = sys.stdout.isatty()
     console = Console() if tty else Console(width=200)  # never wrap ids in logs and pipes
     try:
-        live = args.live_schema or replay.resolve_live_schema(settings.database_url)
+        live = args.live_schema or resolve_live_schema(settings.database_url)
         target = replay.check_schema_name(args.target_schema)
         if args.swap and args.projection != "all":
             raise replay.ReplayError("--swap promotes every projection: use it with --projection all")
@@ -42,26 +46,22 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                 batch_size=args.batch_size,
                 max_events=args.max_events,
             )
-            progress: replay.RichProgress | replay.LogProgress = (
-                replay.RichProgress(console) if tty else replay.LogProgress()
-            )
+            progress: RichProgress | LogProgress = RichProgress(console) if tty else LogProgress()
             with progress:
-                report = replay.Replay(settings, options, progress).run()
-            for line in replay.report_lines(report, settings.topic_prefix):
+                report = build_replay(settings, options, progress).run()
+            for line in report_lines(report, settings.topic_prefix):
                 console.print(line, markup=False, highlight=False, soft_wrap=True)
             if not report.complete:
                 return 3
         if args.verify or args.verify_only:
-            results = replay.verify_target(
-                settings.database_url, live, target, args.projection, max_diffs=args.max_diffs
-            )
+            results = verify_target(settings.database_url, live, target, args.projection, max_diffs=args.max_diffs)
             render(results, live, target, console)
             if not all(r.ok for r in results):
                 return 1
         if args.swap:
-            replaced = replay.swap(settings.database_url, live, target)
+            replaced = swap(settings.database_url, live, target)
             console.print(f"swapped: {target!r} is now {live!r}; the previous one is {replaced!r}", markup=False)
-    except replay.SwapRefused as exc:
+    except SwapRefused as exc:
         if exc.results:
             render(exc.results, live, target, console)
         print(f"error: {exc}", file=sys.stderr)

@@ -30,11 +30,14 @@ from sqlalchemy.exc import DBAPIError
 from ces.adapters.failures import Failure, classify
 from ces.adapters.postgres.rate_projector import RateProjector
 from ces.adapters.postgres.rate_store import RateRepository, pair_history
+from ces.adapters.postgres.replay_swap import verify_target
 from ces.adapters.redis.rate_cache import RateCache
+from ces.bootstrap import build_replay
+from ces.cli.replay_view import LogProgress
 from ces.events.rates import RateFetched, RateRevoked
 from ces.projections.rate_projection import RateEventHandler
 from ces.projections.rate_rows import rate_of
-from ces.projections.replay import LogProgress, Replay, ReplayOptions, verify_target
+from ces.projections.replay import ReplayOptions
 from ces.services.cache_rebuild import rebuild_from_database
 from ces.services.ports import CacheUnavailable, Received
 from ces.settings import Settings
@@ -351,7 +354,7 @@ async def test_replay_reproduces_revocations_and_verify_compares_them(
         assert [r.reason for r in live.refused] == ["conflicting_republication"]
 
         replay_settings = settings.model_copy(update={"topic_prefix": prefix})
-        replay = Replay(replay_settings, ReplayOptions("rates", target, live_schema), LogProgress())
+        replay = build_replay(replay_settings, ReplayOptions("rates", target, live_schema), LogProgress())
         report = await asyncio.to_thread(replay.run)  # it runs its own event loop
         assert report.complete and report.phases[0].refused == 1
         assert report.rows == {"exchange_rate": 2, "exchange_rate_revocation": 1}

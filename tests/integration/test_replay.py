@@ -8,31 +8,31 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any, cast
 
 import pytest
-from aiokafka import TopicPartition
 from sqlalchemy import Engine, create_engine, text
 
 from ces.adapters.postgres import migrate
 from ces.adapters.postgres.rate_projector import RateProjector
+from ces.adapters.postgres.replay_target import (
+    Checkpoints,
+    PostgresReplayTarget,
+    create_checkpoint_table,
+    live_writers,
+)
 from ces.adapters.postgres.tables import exchange_rate
 from ces.adapters.postgres.verify import verify
+from ces.bootstrap import build_replay
+from ces.cli.replay_view import LogProgress
 from ces.events.base import Event
 from ces.events.rates import RateFetched
-from ces.projections.replay import (
-    PHASES,
-    Checkpoints,
-    LogProgress,
-    Phase,
-    PhaseReport,
-    Replay,
-    ReplayOptions,
-    create_checkpoint_table,
-)
+from ces.projections.rate_rows import Refusal
+from ces.projections.replay import PHASES, Partition, PhaseReport, Replay, ReplayOptions
 from ces.settings import Settings
 
 T0 = datetime(2024, 3, 14, 15, 0, tzinfo=UTC)
-TP = TopicPartition("rates-fetched", 0)
+TP = Partition("rates-fetched", 0)
 
 
 def rate(target: str, value: str, *, base: str = "EUR", day: int = 0) -> RateFetched:
@@ -70,7 +70,7 @@ def other_schema(settings: Settings, unique: str) -> Iterator[tuple[Engine, str]
 
 
 def replay_of(settings: Settings, schema: str) -> Replay:
-    return Replay(settings, ReplayOptions("rates", schema, "public"), LogProgress())
+    return build_replay(settings, ReplayOptions("rates", schema, "public"), LogProgress())
 
 
 def rows(engine: Engine) -> int:
@@ -115,8 +115,11 @@ def test_a_batch_with_poison_and_refused_events_applies_the_rest_and_checkpoints
     ]
     report = PhaseReport("rates")
     replay = replay_of(settings, schema)
-    events = replay._decode(records, {"rates-fetched": (RateFetched,)}, report)
-    replay._write(engine, checkpoints, PHASES["rates"], events, {TP: 5}, report)
+    try:
+        events = replay._decode(records, {"rates-fetched": (RateFetched,)}, report)
+        replay._write(PHASES["rates"], events, {TP: 5}, report)
+    finally:
+        replay.target.close()
     assert (report.events, report.applied, report.refused) == (5, 4, 1)
     assert dict(report.undecodable) == {("rates-fetched", "invalid_json"): 1}
     assert rows(engine) == 2
@@ -124,19 +127,21 @@ def test_a_batch_with_poison_and_refused_events_applies_the_rest_and_checkpoints
 
 
 def test_a_failing_write_leaves_no_checkpoint(settings: Settings, target: tuple[Engine, str, Checkpoints]) -> None:
-    engine, schema, checkpoints = target
+    _, schema, checkpoints = target
 
-    def write_then_fail(engine: Engine, events: Sequence[Event], settings: Settings) -> int:
+    def write_then_fail(engine: Engine, events: Sequence[Event]) -> list[Refusal]:
         RateProjector(engine).project([])  # no transaction at all
         with engine.begin() as conn:
             conn.execute(text("SELECT 1"))
             raise ConnectionError("database went away mid-batch")
 
-    phase = Phase("rates", PHASES["rates"].sources, write_then_fail)
-    with pytest.raises(ConnectionError):
-        replay_of(settings, schema)._write(
-            engine, checkpoints, phase, [rate("USD", "1.0892")], {TP: 1}, PhaseReport("rates")
-        )
+    failing = PostgresReplayTarget(settings.database_url, schema, writers={**live_writers(), "rates": write_then_fail})
+    replay = Replay(ReplayOptions("rates", schema, "public"), cast(Any, None), failing, LogProgress())
+    try:
+        with pytest.raises(ConnectionError):
+            replay._write(PHASES["rates"], [rate("USD", "1.0892")], {TP: 1}, PhaseReport("rates"))
+    finally:
+        failing.close()
     assert checkpoints.load() == {}
     checkpoints.settle()
     assert checkpoints.load() == {}
