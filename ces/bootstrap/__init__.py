@@ -16,7 +16,7 @@ from sqlalchemy import Engine, create_engine
 from ces.adapters.kafka.admin import ensure_topics
 from ces.adapters.kafka.topic_source import KafkaTopicSource
 from ces.adapters.postgres.rate_store import RateRepository
-from ces.adapters.postgres.replay_target import PostgresReplayTarget
+from ces.adapters.postgres.replay_target import PostgresReplayTarget, bulk_writers
 from ces.adapters.redis.rate_cache import RateCache
 from ces.events.topics import TopicSpec
 from ces.projections.replay import ProgressSink, Replay, ReplayOptions
@@ -67,13 +67,13 @@ def ensure_all_topics(settings: Settings) -> list[str]:
 
 
 def build_replay(settings: Settings, options: ReplayOptions, progress: ProgressSink) -> Replay:
-    """`ces replay` on the real Kafka and PostgreSQL, writing with the live worker's clock skew."""
+    """`ces replay` on the real Kafka and PostgreSQL: audits by COPY, rates with the live worker's clock skew."""
     source = KafkaTopicSource(
         settings.kafka_bootstrap, batch_size=options.batch_size, topic_prefix=settings.topic_prefix
     )
     target = PostgresReplayTarget(
         settings.database_url,
         options.target_schema,
-        max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+        writers=bulk_writers(timedelta(seconds=settings.max_clock_skew_seconds)),
     )
     return Replay(options, source, target, progress, topic_prefix=settings.topic_prefix)

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import cast
 
+import psycopg2
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, IntegrityError
@@ -16,6 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from ces.adapters.postgres import migrate
 from ces.adapters.postgres.audit_store import AuditStore
+from ces.adapters.postgres.bulk_audit import copy_decisions
 from ces.adapters.postgres.rate_projector import RateProjector
 from ces.adapters.postgres.verify import PROJECTION_TABLES, quote_ident
 from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW
@@ -129,6 +131,18 @@ def live_writers(max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW) -> dict[str
     return {"rates": rates, "audit": audit}
 
 
+def bulk_writers(max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW) -> dict[str, Writer]:
+    """The replay's default: audits by COPY (`bulk_audit.py`, the same rows as `AuditStore.record`, proven by
+    `--verify` and tests/integration/test_replay_bulk.py); rates by the live projector, whose refusal rules
+    (plausibility, conflicting republications, revocations) are not worth a second implementation."""
+
+    def audit(engine: Engine, events: Sequence[Event]) -> list[Refusal]:
+        copy_decisions(engine, cast(Sequence[Decision], events))
+        return []
+
+    return {**live_writers(max_clock_skew), "audit": audit}
+
+
 class PostgresReplayTarget:
     """A schema of the configured database, written through an engine whose connections have
     `search_path=<schema>` and nothing else. Engines connect lazily; `close` disposes them."""
@@ -207,6 +221,9 @@ class PostgresReplayTarget:
         except (IntegrityError, DataError) as exc:
             self.checkpoints.disarm()
             raise BatchRefused(exc.orig) from exc
+        except (psycopg2.IntegrityError, psycopg2.DataError) as exc:  # raised unwrapped by a raw cursor (COPY)
+            self.checkpoints.disarm()
+            raise BatchRefused(exc) from exc
         except BaseException:
             self.checkpoints.disarm()
             raise

@@ -4,9 +4,9 @@ Rules:
 - Isolation from live. The replay reads through its own `EventSource`: manual partition assignment, no
   consumer group, no offset commits, so the live workers' groups never see it. It writes only to its
   `ReplayTarget`, a fresh schema, and refuses the live schema as target.
-- Same code as live. The PostgreSQL target writes rows with `RateProjector.project` and
-  `AuditStore.record`, so a replayed row is exactly what the live worker would have written for the same
-  event.
+- Same rows as live. The PostgreSQL target writes rates with `RateProjector.project`, the live code, and
+  decisions by COPY under `AuditStore.record`'s rules (`ces/adapters/postgres/bulk_audit.py`), so a
+  replayed row is exactly what the live worker would have written for the same event.
 - A consistent cut. The end offset of every partition is captured when the replay starts, audit topics
   before `rates-fetched`: an audit published before its topics' cut was decided on rates that were
   already on `rates-fetched`, so they are before the rates' cut too and every foreign key resolves.

@@ -1,0 +1,118 @@
+"""The replay's bulk write of decisions: COPY into session-local staging tables, then one INSERT ... SELECT
+that claims each request id and writes the audit or rejection rows, in the caller's one transaction.
+
+The rows are those `AuditStore.record` writes (same columns, same values rendered the same way: `str` of
+each Decimal, ISO timestamps with their offset), with the same rules: the first decision for a request id
+in the batch stands, a request id already claimed keeps its stored decision (`ON CONFLICT DO NOTHING` on
+`conversion_request`, and only the newly claimed ids get an audit or rejection row). A constraint
+violation fails the whole statement, as it fails the live path's batch, and the replay then retries one
+event at a time. What it does not do: return the standing decisions (the replay does not need them).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import Engine
+
+from ces.events.conversions import ConversionAudited, ConversionRejected, Decision
+
+_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS replay_stage_request (
+    request_id uuid NOT NULL, outcome text NOT NULL, decided_at timestamptz NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS replay_stage_audit (
+    id uuid, request_id uuid, rate_used_id uuid, second_rate_id uuid, rate_kind text, base_currency text,
+    target_currency text, input_amount numeric, rate_value numeric, margin numeric, output_amount numeric,
+    converted_at timestamptz
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS replay_stage_rejection (
+    request_id uuid, reason text, message text, rejected_at timestamptz
+) ON COMMIT DELETE ROWS;
+"""
+
+# One statement: the RETURNING of the claim feeds both inserts, and the foreign keys to
+# `conversion_request` are checked at its end, when the claims are there.
+_APPLY = """
+WITH claimed AS (
+    INSERT INTO conversion_request (request_id, outcome, decided_at)
+    SELECT request_id, outcome, decided_at FROM pg_temp.replay_stage_request
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING request_id
+), audits AS (
+    INSERT INTO conversion_audit (id, request_id, rate_used_id, second_rate_id, rate_kind, base_currency,
+        target_currency, input_amount, rate_value, margin, output_amount, converted_at)
+    SELECT s.id, s.request_id, s.rate_used_id, s.second_rate_id, s.rate_kind, s.base_currency,
+        s.target_currency, s.input_amount, s.rate_value, s.margin, s.output_amount, s.converted_at
+    FROM pg_temp.replay_stage_audit s JOIN claimed USING (request_id)
+    RETURNING 1
+)
+INSERT INTO conversion_rejection (request_id, reason, message, rejected_at)
+SELECT s.request_id, s.reason, s.message, s.rejected_at
+FROM pg_temp.replay_stage_rejection s JOIN claimed USING (request_id)
+"""
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _text(value: str) -> str:
+    return value.translate(_ESCAPES)
+
+
+def _at(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _line(*fields: object) -> str:
+    return "\t".join("\\N" if f is None else str(f) for f in fields) + "\n"
+
+
+def copy_decisions(engine: Engine, decisions: Sequence[Decision]) -> None:
+    """Blocking: the batch's decisions in one transaction on `engine` (its COMMIT carries any armed checkpoint)."""
+    unique: dict[UUID, Decision] = {}
+    for decision in decisions:
+        unique.setdefault(decision.request_id, decision)  # the first decision in the batch stands
+    if not unique:
+        return
+    requests, audits, rejections = io.StringIO(), io.StringIO(), io.StringIO()
+    for d in unique.values():
+        if isinstance(d, ConversionAudited):
+            requests.write(_line(d.request_id, "audited", _at(d.occurred_at)))
+            legs = d.rate_ids
+            audits.write(
+                _line(
+                    d.audit_id,
+                    d.request_id,
+                    legs[0],
+                    legs[1] if len(legs) > 1 else None,
+                    _text(d.rate_kind),
+                    _text(d.base_currency),
+                    _text(d.target_currency),
+                    d.input_amount,
+                    d.rate_value,
+                    d.margin,
+                    d.output_amount,
+                    _at(d.converted_at),
+                )
+            )
+        elif isinstance(d, ConversionRejected):
+            requests.write(_line(d.request_id, "rejected", _at(d.occurred_at)))
+            rejections.write(_line(d.request_id, _text(d.reason), _text(d.message), _at(d.rejected_at)))
+    with engine.begin() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(_STAGE)
+            for table, rows in (
+                ("replay_stage_request", requests),
+                ("replay_stage_audit", audits),
+                ("replay_stage_rejection", rejections),
+            ):
+                if rows.tell():
+                    rows.seek(0)
+                    cursor.copy_expert(f"COPY pg_temp.{table} FROM STDIN", rows)
+            cursor.execute(_APPLY)
+        finally:
+            cursor.close()

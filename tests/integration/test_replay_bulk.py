@@ -1,0 +1,138 @@
+"""The replay's bulk (COPY) write of decisions against the real PostgreSQL: exactly the rows the live
+`AuditStore.record` writes for the same batches, the same first-decision-stands rule within and across
+batches, and a refused row failing the whole batch (rows and checkpoint) so the replay retries one by one."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from ces.adapters.postgres import migrate
+from ces.adapters.postgres.audit_store import AuditStore
+from ces.adapters.postgres.bulk_audit import copy_decisions
+from ces.adapters.postgres.rate_projector import RateProjector
+from ces.adapters.postgres.replay_target import PostgresReplayTarget, bulk_writers, create_checkpoint_table
+from ces.adapters.postgres.verify import PROJECTION_TABLES, verify
+from ces.cli.replay_view import LogProgress
+from ces.events.conversions import ConversionAudited, ConversionRejected, Decision
+from ces.projections.replay import PHASES, Partition, PhaseReport, Replay, ReplayOptions
+from ces.settings import Settings
+from tests.integration.test_audit_store import audited, rejected
+from tests.integration.test_rate_projection import T0, rate_event
+from tests.support import drop_schema
+
+TP = Partition("conversions-audited", 0)
+
+
+@pytest.fixture
+def bulk_schema(settings: Settings, unique: str) -> Iterator[tuple[Engine, str]]:
+    schema = f"test_{unique}_bulk"
+    migrate.upgrade(settings.database_url, schema=schema)
+    engine = create_engine(settings.database_url, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        yield engine, schema
+    finally:
+        engine.dispose()
+        drop_schema(settings.database_url, schema)
+
+
+def cross(request_id: uuid.UUID, first: uuid.UUID, second: uuid.UUID) -> ConversionAudited:
+    return audited(request_id, first).model_copy(
+        update={
+            "rate_ids": [first, second],
+            "rate_kind": "cross",
+            "target_currency": "JPY",
+            "rate_value": Decimal("148.61375321336760"),  # a trailing zero: the stored scale must keep it
+            "output_amount": Decimal("14847"),
+        }
+    )
+
+
+def awkward(request_id: uuid.UUID) -> ConversionRejected:
+    # Every character COPY's text format escapes, and some it does not need to.
+    message = "tab\there, newline\nthere, CR\r, backslash \\N \\t, quotes ' \", unicode é € 💶"
+    return rejected(request_id).model_copy(update={"message": message})
+
+
+def counts(engine: Engine) -> tuple[int, int, int]:
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM conversion_request), (SELECT count(*) FROM conversion_audit), "
+                "(SELECT count(*) FROM conversion_rejection)"
+            )
+        ).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def test_the_bulk_path_writes_exactly_the_live_rows(
+    pg_schema: tuple[Engine, str], bulk_schema: tuple[Engine, str]
+) -> None:
+    (live, live_schema), (bulk, bulk_name) = pg_schema, bulk_schema
+    usd, jpy = rate_event("USD", "1.0892", T0), rate_event("JPY", "161.87", T0)
+    a, b, c, d, e = (uuid.uuid4() for _ in range(5))
+    batches: list[list[Decision]] = [
+        [
+            audited(a, usd.rate_id),
+            awkward(b),
+            cross(c, usd.rate_id, jpy.rate_id),
+            audited(d, usd.rate_id, output="1.00"),
+            audited(d, usd.rate_id, output="2.00"),  # re-published in the same batch: the first stands
+        ],
+        [
+            audited(a, usd.rate_id, output="9.99"),  # re-published later: the stored decision stands
+            audited(b, usd.rate_id),  # a rejected request is never audited later
+            rejected(e),
+        ],
+    ]
+    for engine in (live, bulk):
+        RateProjector(engine).project([usd, jpy])
+    for batch in batches:
+        AuditStore(live).record(batch)
+        copy_decisions(bulk, batch)
+
+    assert counts(bulk) == counts(live) == (5, 3, 2)
+    with live.begin() as conn:
+        results = verify(conn, live_schema, bulk_name, PROJECTION_TABLES["audit"], max_diffs=5)
+    assert [(r.table, r.ok, r.diffs) for r in results] == [(r.table, True, []) for r in results]
+    with bulk.connect() as conn:
+        output, message = conn.execute(
+            text(
+                "SELECT (SELECT output_amount::text FROM conversion_audit WHERE request_id = :d), "
+                "(SELECT message FROM conversion_rejection WHERE request_id = :b)"
+            ),
+            {"d": d, "b": b},
+        ).one()
+    assert (output, message) == ("1.00", awkward(b).message)
+
+
+def test_a_refused_row_fails_the_bulk_batch_and_the_replay_retries_one_by_one(
+    settings: Settings, bulk_schema: tuple[Engine, str]
+) -> None:
+    engine, schema = bulk_schema
+    usd = rate_event("USD", "1.0892", T0)
+    RateProjector(engine).project([usd])
+    with engine.begin() as conn:
+        create_checkpoint_table(conn, schema)
+    good, unknown_rate, later = (uuid.uuid4() for _ in range(3))
+    events: list[Decision] = [audited(good, usd.rate_id), audited(unknown_rate, uuid.uuid4()), rejected(later)]
+
+    with pytest.raises(Exception, match="foreign key"):
+        copy_decisions(engine, events)
+    assert counts(engine) == (0, 0, 0)  # nothing of the batch
+
+    target = PostgresReplayTarget(settings.database_url, schema, writers=bulk_writers())
+    replay = Replay(ReplayOptions("audit", schema, "public"), cast(Any, None), target, LogProgress())
+    report = PhaseReport("audit")
+    try:
+        replay._write(PHASES["audit"], list(events), {TP: 3}, report)
+        assert target.load_checkpoints() == {TP: 3}
+    finally:
+        target.close()
+    assert report.refused == 1
+    assert counts(engine) == (2, 1, 1)
