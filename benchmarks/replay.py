@@ -9,6 +9,7 @@ the replay). Then it times `python -m ces replay --projection all --target-schem
 a subprocess, start to exit, and prints:
 
 - events/s end to end, and each phase's own events/s (from the replay's report);
+- a raw `COPY` of the same rows into empty tables of the same shape, in the same run, and the ratio;
 - the replay process's peak RSS and CPU time (`getrusage(RUSAGE_CHILDREN)` after it exited);
 - how long `--verify-only` takes over those rows (the target compared with itself);
 - bytes per event on disk for both topics (the local stack's segment files, uncompressed as CES produces
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import io
 import os
 import random
 import resource
@@ -160,6 +162,39 @@ async def publish(settings: Settings, prefix: str, args: argparse.Namespace) -> 
         await producer.stop()
 
 
+def raw_copy_seconds(settings: Settings, schema: str) -> float:
+    """The yardstick: a plain COPY FROM STDIN of the rows the replay wrote (rates, requests, audits), into
+    empty tables of the same shape (`LIKE ... INCLUDING ALL`: primary keys, unique request id, indexes,
+    checks; no triggers or foreign keys), timed without the export. Same database, same run."""
+    tables = ("exchange_rate", "conversion_request", "conversion_audit")
+    scratch = f"{schema}_copy"
+    engine = create_engine(settings.database_url)
+    try:
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(f"CREATE SCHEMA {scratch}")
+            dumps = {}
+            for table in tables:
+                cursor.execute(f"CREATE TABLE {scratch}.{table} (LIKE {schema}.{table} INCLUDING ALL)")
+                dumps[table] = io.BytesIO()
+                cursor.copy_expert(f"COPY {schema}.{table} TO STDOUT", dumps[table])
+                dumps[table].seek(0)
+            raw.commit()
+            started = time.monotonic()
+            for table in tables:
+                cursor.copy_expert(f"COPY {scratch}.{table} FROM STDIN", dumps[table])
+            raw.commit()
+            seconds = time.monotonic() - started
+            cursor.execute(f"DROP SCHEMA {scratch} CASCADE")
+            raw.commit()
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
+    return seconds
+
+
 def on_disk(settings: Settings, topic: str) -> int | None:
     data = Path(settings.stack_dir) / "kafka" / "data"
     if not data.is_dir():
@@ -214,6 +249,11 @@ def main() -> None:
         print(
             f"replay end to end (process start -> exit): {seconds:.1f}s for {total:,} events: "
             f"{total / seconds:,.0f} events/s"
+        )
+        copy_seconds = raw_copy_seconds(settings, schema)
+        print(
+            f"raw COPY of the same {total:,} rows into empty tables of the same shape: {copy_seconds:.1f}s, "
+            f"{total / copy_seconds:,.0f} rows/s; replay / raw COPY = {copy_seconds / seconds:.0%}"
         )
         print(
             f"replay process: peak RSS {usage.ru_maxrss / 1024:,.0f} MiB, "
