@@ -5,8 +5,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from ces.settings import Settings
+
+# No per-example deadline: timing is a benchmark's business, and a 2-core machine shared with a broker and
+# two databases makes any deadline flaky (one failed with DeadlineExceeded under load).
+hypothesis_settings.register_profile("ces", deadline=None)
+hypothesis_settings.load_profile("ces")
 
 
 @pytest.fixture
