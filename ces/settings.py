@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,10 +17,26 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CES_", extra="ignore")
 
     # Connections. The managed local stack listens on these; point them elsewhere to use
-    # existing services (the stack then leaves those alone).
+    # existing services (the stack then leaves those alone). Passwords are SecretStr (masked in every
+    # repr); a password written inline in a URL is moved into its *_password field at load time, so
+    # the URL fields never carry one (docs/security.md). The local stack's generated passwords are in
+    # `<stack_dir>/secrets/<principal>.env` (mode 0600), which `cesdev` feeds to the processes it starts.
     kafka_bootstrap: str = "127.0.0.1:9092"
-    database_url: str = "postgresql+psycopg2://ces:ces@127.0.0.1:15432/ces"
-    redis_url: str = "redis://127.0.0.1:16379/0"
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "SASL_PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: Path | None = None  # SASL_SSL: the CA that signed the brokers' certificates
+    # The application role (worker, gateway): SELECT/INSERT on the insert-only tables, nothing more.
+    database_url: str = "postgresql+psycopg2://ces_app@127.0.0.1:15432/ces"
+    database_password: SecretStr = SecretStr("")
+    # The owner role: runs migrations (`ces db upgrade`) and replays (schemas, swaps); owns every object.
+    migration_database_url: str = "postgresql+psycopg2://ces_owner@127.0.0.1:15432/ces"
+    migration_database_password: SecretStr = SecretStr("")
+    # The role the migrations grant the application's privileges to.
+    database_app_role: str = "ces_app"
+    redis_url: str = "redis://ces@127.0.0.1:16379/0"
+    redis_password: SecretStr = SecretStr("")
 
     # Where `cesdev stack` keeps binaries, data, logs and pid files (git-ignored).
     stack_dir: Path = Path(".stack")
@@ -102,6 +118,79 @@ class Settings(BaseSettings):
     # conversion's round trip when traffic is light (docs/http.md, "Where a round trip's time goes").
     gateway_linger_ms: int = Field(default=1, ge=0, le=100)
     gateway_processes: int = Field(default=1, ge=1, le=64)  # `ces gateway --processes N` overrides
+
+    @model_validator(mode="after")
+    def _passwords_out_of_urls(self) -> Settings:
+        for url_field, password_field in _URL_PASSWORDS:
+            url, password = _split_password(getattr(self, url_field))
+            if password is not None:
+                object.__setattr__(self, url_field, url)
+                if not getattr(self, password_field).get_secret_value():
+                    object.__setattr__(self, password_field, SecretStr(password))
+        return self
+
+    @property
+    def database_dsn(self) -> str:
+        """The application role's URL with its password: for create_engine, never for printing."""
+        return _with_password(self.database_url, self.database_password)
+
+    @property
+    def migration_database_dsn(self) -> str:
+        """The owner role's URL with its password: migrations, replays, test fixtures' schemas."""
+        return _with_password(self.migration_database_url, self.migration_database_password)
+
+    @property
+    def redis_dsn(self) -> str:
+        return _with_password(self.redis_url, self.redis_password)
+
+
+_URL_PASSWORDS = (
+    ("database_url", "database_password"),
+    ("migration_database_url", "migration_database_password"),
+    ("redis_url", "redis_password"),
+)
+
+
+def _split_password(url: str) -> tuple[str, str | None]:
+    """`url` without the password of its userinfo, and that password (None if it had none)."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, None
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}@{host}" if user else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.password)
+
+
+def _with_password(url: str, password: SecretStr) -> str:
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    secret = password.get_secret_value()
+    if not secret:
+        return url
+    parts = urlsplit(url)
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(secret, safe='')}@{host}"))
+
+
+def mask_secrets(text: str, settings: Settings) -> str:
+    """`text` with every password of `settings` replaced by ***: for error messages that quote a URL."""
+    for secret in (
+        settings.kafka_password,
+        settings.database_password,
+        settings.migration_database_password,
+        settings.redis_password,
+    ):
+        value = secret.get_secret_value()
+        if value:
+            text = text.replace(value, "***")
+    return text
 
 
 @lru_cache(maxsize=1)

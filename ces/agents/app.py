@@ -16,13 +16,16 @@ from typing import Any
 import faust
 from faust.transport.drivers.aiokafka import Producer as FaustAiokafkaProducer
 
+from ces.adapters.kafka.connection import KafkaConnection
 from ces.settings import Settings
 
 
 def create_app(settings: Settings, *, app_id: str | None = None, web_enabled: bool = True) -> faust.App:
+    kafka = KafkaConnection.from_settings(settings)
     app = faust.App(
         app_id or settings.app_id,
-        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        broker=kafka.faust_broker(),
+        broker_credentials=kafka.faust_credentials(),
         store="memory://",
         # At-least-once with idempotent handlers; exactly-once is not reliable in faust-streaming.
         processing_guarantee="at_least_once",

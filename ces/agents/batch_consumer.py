@@ -28,6 +28,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from ces.adapters.failures import Failure, classify
+from ces.adapters.kafka.connection import KafkaConnection
 from ces.adapters.kafka.dead_letters import DeadLetters
 from ces.metrics import BATCH_FAILURES, CONSUMED, HANDLER_ERRORS
 from ces.services.ports import Received
@@ -42,7 +43,7 @@ class BatchConsumer:
         self,
         *,
         name: str,
-        bootstrap: str,
+        kafka: KafkaConnection,
         topic: str,
         group_id: str,
         handle: Handle,
@@ -55,7 +56,7 @@ class BatchConsumer:
         heartbeat_interval_ms: int = 3_000,
     ) -> None:
         self.name = name
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.topic = topic
         self.group_id = group_id
         self.handle = handle
@@ -70,7 +71,7 @@ class BatchConsumer:
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
             self.topic,
-            bootstrap_servers=self.bootstrap,
+            **self.kafka.kwargs(),
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

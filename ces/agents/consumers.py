@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import faust
 
+from ces.adapters.kafka.connection import KafkaConnection
 from ces.adapters.kafka.dead_letters import DeadLetters, Headers
 from ces.adapters.kafka.producer import AckedPublisher, Sender
 from ces.agents.batch_consumer import BatchConsumer
@@ -47,7 +48,7 @@ def register_consumer(
     app: faust.App,
     spec: ConsumerSpec,
     *,
-    bootstrap: str,
+    kafka: KafkaConnection,
     topic_prefix: str,
     producer: Sender,
     policy: ConsumerPolicy,
@@ -60,7 +61,7 @@ def register_consumer(
         dead_letters = DeadLetters(send_dead_letter)
         consumer = BatchConsumer(
             name=spec.name,
-            bootstrap=bootstrap,
+            kafka=kafka,
             topic=topic_prefix + spec.topic,
             group_id=spec.group_id,
             handle=spec.make_handler(AckedPublisher(producer, topic_prefix), dead_letters),

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import Engine, create_engine
 
 from ces.adapters.kafka.admin import ensure_topics
+from ces.adapters.kafka.connection import KafkaConnection
 from ces.adapters.kafka.topic_source import KafkaTopicSource
 from ces.adapters.postgres.rate_store import RateRepository
 from ces.adapters.postgres.replay_target import PostgresReplayTarget, bulk_writers
@@ -28,12 +29,17 @@ def topic_name(settings: Settings, spec: TopicSpec) -> str:
     return settings.topic_prefix + spec.name
 
 
+def kafka_connection(settings: Settings) -> KafkaConnection:
+    """How this process reaches Kafka: every client CES builds goes through it (docs/security.md)."""
+    return KafkaConnection.from_settings(settings)
+
+
 def build_engine(settings: Settings) -> Engine:
-    return create_engine(settings.database_url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+    return create_engine(settings.database_dsn, pool_size=5, max_overflow=5, pool_pre_ping=True)
 
 
 def build_redis(settings: Settings) -> aioredis.Redis:
-    return aioredis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    return aioredis.Redis.from_url(settings.redis_dsn, socket_timeout=2, socket_connect_timeout=2)
 
 
 def build_rate_cache(settings: Settings, client: aioredis.Redis) -> RateCache:
@@ -47,7 +53,7 @@ def build_rate_lookup(settings: Settings, engine: Engine, redis_client: aioredis
 def build_producer(settings: Settings, *, linger_ms: int = 5) -> AIOKafkaProducer:
     """The process's one producer: idempotent, acknowledged by every in-sync replica."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_connection(settings).kwargs(),
         acks="all",
         enable_idempotence=True,
         linger_ms=linger_ms,
@@ -58,7 +64,7 @@ def build_producer(settings: Settings, *, linger_ms: int = 5) -> AIOKafkaProduce
 def ensure_all_topics(settings: Settings) -> list[str]:
     return asyncio.run(
         ensure_topics(
-            settings.kafka_bootstrap,
+            kafka_connection(settings),
             partitions=settings.topic_partitions,
             replication_factor=settings.topic_replication_factor,
             prefix=settings.topic_prefix,
@@ -69,10 +75,11 @@ def ensure_all_topics(settings: Settings) -> list[str]:
 def build_replay(settings: Settings, options: ReplayOptions, progress: ProgressSink) -> Replay:
     """`ces replay` on the real Kafka and PostgreSQL: audits by COPY, rates with the live worker's clock skew."""
     source = KafkaTopicSource(
-        settings.kafka_bootstrap, batch_size=options.batch_size, topic_prefix=settings.topic_prefix
+        kafka_connection(settings), batch_size=options.batch_size, topic_prefix=settings.topic_prefix
     )
+    # A replay creates its target schema and tables: the owner role's work, not the application's.
     target = PostgresReplayTarget(
-        settings.database_url,
+        settings.migration_database_dsn,
         options.target_schema,
         writers=bulk_writers(timedelta(seconds=settings.max_clock_skew_seconds)),
     )

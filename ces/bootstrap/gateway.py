@@ -23,7 +23,7 @@ from ces.adapters.postgres.api_keys import PostgresApiKeyStore
 from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.rate_store import RateRepository
 from ces.adapters.redis.rate_limit import RedisRateLimiter
-from ces.bootstrap import build_engine, build_producer, build_rate_lookup, build_redis
+from ces.bootstrap import build_engine, build_producer, build_rate_lookup, build_redis, kafka_connection
 from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED
 from ces.http.app import create_app
 from ces.http.deps import Deps
@@ -41,7 +41,7 @@ async def _open(settings: Settings) -> AsyncIterator[Deps]:
     await producer.start()
     prefix = settings.topic_prefix
     router = ReplyRouter(
-        settings.kafka_bootstrap,
+        kafka_connection(settings),
         [prefix + CONVERSIONS_AUDITED.name, prefix + CONVERSIONS_REJECTED.name],
         max_pending=settings.gateway_max_pending,
     )

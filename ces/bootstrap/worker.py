@@ -27,6 +27,7 @@ from ces.bootstrap import (
     build_rate_lookup,
     build_redis,
     ensure_all_topics,
+    kafka_connection,
 )
 from ces.events import topics
 from ces.metrics import RATE_FETCH_RETRIES, RATE_FETCHES
@@ -150,7 +151,7 @@ def build_worker_app(settings: Settings) -> Worker:
         register_consumer(
             app,
             spec,
-            bootstrap=settings.kafka_bootstrap,
+            kafka=kafka_connection(settings),
             topic_prefix=settings.topic_prefix,
             producer=producer,
             policy=consumer_policy(settings),

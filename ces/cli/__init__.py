@@ -10,7 +10,7 @@ from aiokafka.errors import KafkaError
 from sqlalchemy.exc import OperationalError
 
 from ces.cli import keys, operations, rates, reconcile, replay
-from ces.settings import get_settings
+from ces.settings import get_settings, mask_secrets
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,13 +26,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settings = get_settings()
     try:
-        result: int = args.func(args, get_settings())
+        result: int = args.func(args, settings)
     except OperationalError as exc:
-        print(f"error: cannot reach PostgreSQL ({exc.orig}); is the stack up (`cesdev stack up`)?", file=sys.stderr)
+        # Drivers may quote a connection string back: never print a password (docs/security.md).
+        reason = mask_secrets(str(exc.orig), settings)
+        print(f"error: cannot reach PostgreSQL ({reason}); is the stack up (`cesdev stack up`)?", file=sys.stderr)
         return 2
     except KafkaError as exc:
-        print(f"error: cannot reach Kafka ({exc!r}); is the stack up (`cesdev stack up`)?", file=sys.stderr)
+        reason = mask_secrets(repr(exc), settings)
+        print(f"error: cannot reach Kafka ({reason}); is the stack up (`cesdev stack up`)?", file=sys.stderr)
         return 2
     return result
 

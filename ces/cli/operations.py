@@ -11,7 +11,9 @@ from ces.settings import Settings
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from ces.adapters.postgres import migrate
 
-    migrate.upgrade(settings.database_url, schema=args.schema, revision=args.revision)
+    migrate.upgrade(
+        settings.migration_database_dsn, schema=args.schema, revision=args.revision, app_role=settings.database_app_role
+    )
     print(f"database at revision {args.revision}")
     return 0
 

@@ -29,13 +29,14 @@ def cmd_rates_backfill(args: argparse.Namespace, settings: Settings) -> int:
 async def _backfill(args: argparse.Namespace, settings: Settings) -> tuple[int, float]:
     import aiohttp
 
+    from ces.adapters.kafka.connection import KafkaConnection
     from ces.adapters.kafka.producer import bulk_publisher
     from ces.adapters.providers.ecb import EcbClient
     from ces.adapters.providers.ecb_history import bundled_quotes
     from ces.services.backfill import backfill_events, provider_quotes
 
     started = time.monotonic()
-    async with bulk_publisher(settings.kafka_bootstrap, settings.topic_prefix) as publisher:
+    async with bulk_publisher(KafkaConnection.from_settings(settings), settings.topic_prefix) as publisher:
         if args.source == "bundled":
             for quote in bundled_quotes(args.start, args.end):
                 await publisher.publish(backfill_events(quote))
@@ -103,9 +104,10 @@ def cmd_rates_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _publish_acked(settings: Settings, event: Event) -> None:
+    from ces.adapters.kafka.connection import KafkaConnection
     from ces.adapters.kafka.producer import bulk_publisher
 
-    async with bulk_publisher(settings.kafka_bootstrap, settings.topic_prefix) as publisher:
+    async with bulk_publisher(KafkaConnection.from_settings(settings), settings.topic_prefix) as publisher:
         await publisher.publish([event])  # flushed (acknowledged by the broker) when the block exits
 
 

@@ -25,6 +25,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from ces.adapters.kafka.connection import KafkaConnection
     from ces.adapters.kafka.reader import KafkaReconcileSource, TopicMissing
     from ces.events import topics
     from ces.services.reconcile import reconcile, render_lines
@@ -34,7 +35,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> ReconcileReport:
         source = KafkaReconcileSource(
-            settings.kafka_bootstrap,
+            KafkaConnection.from_settings(settings),
             requests=requests_topic,
             audited=prefix + topics.CONVERSIONS_AUDITED.name,
             rejected=prefix + topics.CONVERSIONS_REJECTED.name,

@@ -32,7 +32,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     tty = sys.stdout.isatty()
     console = Console() if tty else Console(width=200)  # never wrap ids in logs and pipes
     try:
-        live = args.live_schema or resolve_live_schema(settings.database_url)
+        live = args.live_schema or resolve_live_schema(settings.migration_database_dsn)
         target = replay.check_schema_name(args.target_schema)
         if args.swap and args.projection != "all":
             raise replay.ReplayError("--swap promotes every projection: use it with --projection all")
@@ -54,12 +54,14 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             if not report.complete:
                 return 3
         if args.verify or args.verify_only:
-            results = verify_target(settings.database_url, live, target, args.projection, max_diffs=args.max_diffs)
+            results = verify_target(
+                settings.migration_database_dsn, live, target, args.projection, max_diffs=args.max_diffs
+            )
             render(results, live, target, console)
             if not all(r.ok for r in results):
                 return 1
         if args.swap:
-            replaced = swap(settings.database_url, live, target)
+            replaced = swap(settings.migration_database_dsn, live, target)
             console.print(f"swapped: {target!r} is now {live!r}; the previous one is {replaced!r}", markup=False)
     except SwapRefused as exc:
         if exc.results:

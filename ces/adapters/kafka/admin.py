@@ -7,11 +7,12 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from ces.adapters.kafka.connection import KafkaConnection
 from ces.events.topics import ALL_TOPICS, TopicSpec
 
 
 async def ensure_topics(
-    bootstrap: str,
+    kafka: KafkaConnection,
     specs: tuple[TopicSpec, ...] = ALL_TOPICS,
     *,
     partitions: int,
@@ -19,7 +20,7 @@ async def ensure_topics(
     prefix: str = "",
 ) -> list[str]:
     """Create the missing topics; existing ones are left as they are. Returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

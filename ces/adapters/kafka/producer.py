@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
+from ces.adapters.kafka.connection import KafkaConnection
 from ces.events.base import Event
 from ces.services.ports import REPUBLISHED_HEADER
 
@@ -62,9 +63,9 @@ class AckedPublisher:
 
 
 @asynccontextmanager
-async def bulk_publisher(bootstrap: str, topic_prefix: str = "") -> AsyncIterator[BulkPublisher]:
+async def bulk_publisher(kafka: KafkaConnection, topic_prefix: str = "") -> AsyncIterator[BulkPublisher]:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka.kwargs(),
         acks="all",
         enable_idempotence=True,
         linger_ms=20,

@@ -10,6 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from ces.adapters.kafka.connection import KafkaConnection
 from ces.services.reconcile import AUDITED, REJECTED, DecisionKind, Ledger
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class KafkaReconcileSource:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection,
         *,
         requests: str,
         audited: str,
@@ -44,7 +45,7 @@ class KafkaReconcileSource:
         since: datetime | None = None,
         batch: int = 10_000,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.requests = requests
         self.kinds: dict[str, DecisionKind] = {audited: AUDITED, rejected: REJECTED}
         self.dead_letters = dead_letters
@@ -58,7 +59,7 @@ class KafkaReconcileSource:
         self._request_tps = partitions[self.requests]
         self._outcome_tps = [tp for name in (*self.kinds, self.dead_letters) for tp in partitions[name]]
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **self.kafka.kwargs(),
             group_id=None,  # no group: nothing joined, nothing committed, the worker's groups untouched
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -117,7 +118,7 @@ class KafkaReconcileSource:
         return handle
 
     async def _partitions(self, names: list[str]) -> dict[str, list[TopicPartition]]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="ces-reconcile")
+        admin = AIOKafkaAdminClient(**self.kafka.kwargs(), client_id="ces-reconcile")
         await admin.start()
         try:
             # Listing first: a metadata request naming a missing topic makes a broker with

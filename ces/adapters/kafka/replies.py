@@ -23,6 +23,7 @@ from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from ces.adapters.kafka.connection import KafkaConnection
 from ces.events.conversions import ConversionAudited, ConversionRejected
 from ces.events.registry import UndecodableEvent, decode
 from ces.services.ports import REPUBLISHED_HEADER, Reply, TooManyPending
@@ -31,8 +32,8 @@ log = logging.getLogger(__name__)
 
 
 class ReplyRouter:
-    def __init__(self, bootstrap: str, topics: list[str], *, max_pending: int) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: KafkaConnection, topics: list[str], *, max_pending: int) -> None:
+        self.kafka = kafka
         self.topics = topics
         self.max_pending = max_pending
         self._waiters: dict[UUID, list[asyncio.Future[Reply]]] = {}
@@ -46,7 +47,7 @@ class ReplyRouter:
 
     async def start(self, partitions_for: Callable[[str], Awaitable[set[int]]]) -> None:
         """`partitions_for`: the producer's metadata lookup (it waits for the topic's metadata)."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
+        consumer = AIOKafkaConsumer(**self.kafka.kwargs(), enable_auto_commit=False, group_id=None)
         await consumer.start()
         partitions = []
         for topic in self.topics:

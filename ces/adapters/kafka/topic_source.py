@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from ces.adapters.kafka.connection import KafkaConnection
 from ces.projections.replay.model import Partition, Record, ReplayError
 
 CLIENT_ID = "ces-replay"
@@ -25,8 +26,8 @@ def _ours(offsets: Mapping[TopicPartition, Any]) -> dict[Partition, Any]:
 
 
 class KafkaTopicSource:
-    def __init__(self, bootstrap: str, *, batch_size: int, topic_prefix: str = "") -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: KafkaConnection, *, batch_size: int, topic_prefix: str = "") -> None:
+        self.kafka = kafka
         self.topic_prefix = topic_prefix  # only to say, when a topic is missing, which prefix was used
         self.batch_size = batch_size
         self._consumer: AIOKafkaConsumer | None = None
@@ -39,7 +40,7 @@ class KafkaTopicSource:
 
     async def __aenter__(self) -> KafkaTopicSource:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **self.kafka.kwargs(),
             group_id=None,  # no group: nothing joined, nothing committed, live groups untouched
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -60,7 +61,7 @@ class KafkaTopicSource:
             await consumer.stop()
 
     async def partitions(self, topics: Sequence[str]) -> list[Partition]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=CLIENT_ID)
+        admin = AIOKafkaAdminClient(**self.kafka.kwargs(), client_id=CLIENT_ID)
         await admin.start()
         try:
             described = await admin.describe_topics(list(topics))
