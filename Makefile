@@ -26,7 +26,7 @@ status:
 
 test: install
 	@$(PHASE) stack $(BIN)/cesdev stack up
-	@$(PHASE) migrate $(BIN)/ces db upgrade
+	@$(PHASE) migrate $(BIN)/cesdev prepare
 	@$(PHASE) lint sh -c '$(BIN)/ruff check ces cesdev tests benchmarks && $(BIN)/ruff format --check ces cesdev tests benchmarks'
 	@$(PHASE) typecheck $(BIN)/mypy
 	@$(PHASE) unit $(BIN)/pytest tests/unit -q

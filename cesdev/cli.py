@@ -32,6 +32,7 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         statuses = manager.up(settings)
         _print_statuses(statuses)
         print(f"stack up in {time.monotonic() - started:.1f}s (data and logs in {settings.stack_dir}/)")
+        _print_secrets_location(settings)
         return 0
     if args.action == "status":
         from cesdev.stack import apps, process
@@ -47,27 +48,54 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    """The whole service on its local defaults: stack, schema, topics, then CES's processes."""
+def _print_secrets_location(settings: Settings) -> None:
+    from cesdev.stack import secrets
+
+    print(
+        f"  secrets   passwords in {secrets.secrets_dir(settings)}/ (mode 0600; per principal: "
+        f"{', '.join(f'{role}.env' for role in secrets.ROLES)}; docs/security.md)"
+    )
+
+
+def _prepare(settings: Settings) -> None:
+    """Schema (as the owner role), topics and ACLs (as Kafka's admin): what CES needs before its processes."""
     import asyncio
 
     from ces.adapters.kafka.admin import ensure_topics
+    from ces.adapters.kafka.connection import KafkaConnection
     from ces.adapters.postgres import migrate
-    from cesdev.stack import apps, manager
+    from cesdev.stack import acls, secrets
 
-    started = time.monotonic()
-    _print_statuses(manager.up(settings))
-    migrate.upgrade(settings.database_url)
-    print("  schema    migrated to head")
+    admin = secrets.with_credentials(settings, "admin")
+    migrate.upgrade(admin.migration_database_dsn, app_role=admin.database_app_role)
+    print("  schema    migrated to head (as the owner role; application role granted)")
+    kafka = KafkaConnection.from_settings(admin)
     created = asyncio.run(
         ensure_topics(
-            settings.kafka_bootstrap,
+            kafka,
             partitions=settings.topic_partitions,
             replication_factor=settings.topic_replication_factor,
             prefix=settings.topic_prefix,
         )
     )
     print(f"  topics    {len(created)} created" + (f" ({', '.join(created)})" if created else ""))
+    asyncio.run(acls.grant_ces(kafka, prefix=settings.topic_prefix, app_id=settings.app_id))
+    print("  acls      granted to the worker, gateway and producer principals")
+
+
+def cmd_prepare(args: argparse.Namespace, settings: Settings) -> int:
+    _prepare(settings)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    """The whole service on its local defaults: stack, schema, topics, then CES's processes."""
+    from cesdev.stack import apps, manager
+
+    started = time.monotonic()
+    _print_statuses(manager.up(settings))
+    _print_secrets_location(settings)
+    _prepare(settings)
     print(f"  api key   {_dev_key(settings)} (for the gateway: Authorization: Bearer $(cat <that file>))")
     for app in apps.ces_apps():
         state = apps.start(settings, app)
@@ -81,8 +109,9 @@ def _wait_for_rates(settings: Settings, timeout: float = 60.0) -> str:
     """Conversions need rates: wait for the worker's first fetch to be projected, so `up` means usable."""
     from ces.adapters.postgres.rate_store import RateRepository
     from ces.bootstrap import build_engine
+    from cesdev.stack import secrets
 
-    engine = build_engine(settings)
+    engine = build_engine(secrets.with_credentials(settings, "admin"))
     try:
         repository = RateRepository(engine)
         deadline = time.monotonic() + timeout
@@ -102,12 +131,15 @@ def _dev_key(settings: Settings) -> str:
     """A development API key (scopes convert, read), kept in the stack dir (mode 0600) and reused while valid."""
     import os
 
+    from sqlalchemy import create_engine
+
     from ces.adapters.postgres.api_keys import PostgresApiKeyStore
-    from ces.bootstrap import build_engine
     from ces.services.api_keys import Scope, create_key, key_hash
+    from cesdev.stack import secrets
 
     path = settings.stack_dir.resolve() / "dev-api-key"
-    engine = build_engine(settings)
+    # Keys are managed by the owner role (ces keys); the gateway's application role may only read them.
+    engine = create_engine(secrets.with_credentials(settings, "admin").migration_database_dsn)
     try:
         store = PostgresApiKeyStore(engine)
         if path.exists():
@@ -122,6 +154,20 @@ def _dev_key(settings: Settings) -> str:
     with os.fdopen(fd, "w") as out:
         out.write(secret + "\n")
     return str(path)
+
+
+def _masked(text: str, settings: Settings) -> str:
+    """Error text without any password of the settings or of the stack's secrets file."""
+    from ces.settings import mask_secrets
+    from cesdev.stack import secrets
+
+    text = mask_secrets(text, settings)
+    stack = secrets.load(settings)
+    if stack is not None:
+        for group in (stack.kafka, stack.postgres, stack.redis):
+            for password in group.values():
+                text = text.replace(password, "***")
+    return text
 
 
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
@@ -151,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     stack.set_defaults(func=cmd_stack)
 
     sub.add_parser("up", help="stack, migrations, topics and CES processes").set_defaults(func=cmd_up)
+    sub.add_parser(
+        "prepare", help="migrations (owner role), topics and Kafka ACLs (admin) on a running stack"
+    ).set_defaults(func=cmd_prepare)
     sub.add_parser("down", help="stop CES processes and the stack it started").set_defaults(func=cmd_down)
 
     sim = sub.add_parser("provider-sim", help="a local FX provider (ECB XML and Fixer JSON) on real ECB data")
@@ -168,16 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settings = get_settings()
     try:
-        result: int = args.func(args, get_settings())
+        result: int = args.func(args, settings)
     except StackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_masked(str(exc), settings)}", file=sys.stderr)
         return 2
     except OperationalError as exc:
-        print(f"error: cannot reach PostgreSQL ({exc.orig}); is the stack up (`cesdev stack up`)?", file=sys.stderr)
+        reason = _masked(str(exc.orig), settings)
+        print(f"error: cannot reach PostgreSQL ({reason}); is the stack up (`cesdev stack up`)?", file=sys.stderr)
         return 2
     except KafkaError as exc:
-        print(f"error: cannot reach Kafka ({exc!r}); is the stack up (`cesdev stack up`)?", file=sys.stderr)
+        print(f"error: cannot reach Kafka ({_masked(repr(exc), settings)}); is the stack up?", file=sys.stderr)
         return 2
     return result
 

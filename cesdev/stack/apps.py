@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ces.settings import Settings
-from cesdev.stack import process
+from cesdev.stack import process, secrets
 from cesdev.stack.system import StackError
 
 
@@ -18,6 +18,7 @@ class AppProcess:
     name: str
     argv: tuple[str, ...]
     ready_marker: str  # a line the process logs once it serves
+    role: str | None = None  # whose credentials it runs with (cesdev.stack.secrets.ROLES); None: none
 
     def pid_file(self, settings: Settings) -> Path:
         return settings.stack_dir.resolve() / "run" / f"{self.name}.pid"
@@ -30,8 +31,8 @@ def ces_apps() -> list[AppProcess]:
     python = sys.executable
     return [
         AppProcess("provider-sim", (python, "-m", "cesdev", "provider-sim", "--live"), "Running on"),
-        AppProcess("worker", (python, "-m", "ces", "worker"), "ces worker ready"),
-        AppProcess("gateway", (python, "-m", "ces", "gateway"), "Running on"),
+        AppProcess("worker", (python, "-m", "ces", "worker"), "ces worker ready", role="worker"),
+        AppProcess("gateway", (python, "-m", "ces", "gateway"), "Running on", role="gateway"),
     ]
 
 
@@ -42,7 +43,11 @@ def start(settings: Settings, app: AppProcess, *, timeout: float = 120.0) -> str
     log = app.log_file(settings)
     offset = log.stat().st_size if log.exists() else 0
     # Unbuffered, so the ready marker reaches the log file as soon as it is printed.
-    process.spawn(app.argv, pid_file=pid_file, log_file=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    credentials = secrets.process_env(settings, app.role) if app.role else {}
+    # No credential of the calling shell (a developer's admin ones, say) reaches the process: only its role's.
+    inherited = {k: v for k, v in os.environ.items() if not (k.startswith("CES_") and _is_credential(k))}
+    env = {**inherited, **credentials, "PYTHONUNBUFFERED": "1"}
+    process.spawn(app.argv, pid_file=pid_file, log_file=log, env=env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with open(log, "rb") as f:
@@ -53,6 +58,10 @@ def start(settings: Settings, app: AppProcess, *, timeout: float = 120.0) -> str
             raise StackError(f"{app.name} exited during start-up; see {log}")
         time.sleep(0.2)
     raise StackError(f"{app.name} was not ready within {timeout:.0f}s; see {log}")
+
+
+def _is_credential(name: str) -> bool:
+    return name.endswith("_PASSWORD") or name == "CES_KAFKA_USERNAME"
 
 
 def stop(settings: Settings, app: AppProcess) -> bool:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import shutil
 import subprocess
+import time
 import uuid
 from importlib import resources
 from pathlib import Path
 
+from ces.adapters.kafka.connection import KafkaConnection
 from ces.settings import Settings
-from cesdev.stack import process, system
+from cesdev.stack import acls, process, secrets, system
+from cesdev.stack.secrets import KAFKA_ADMIN, KAFKA_USERS, StackSecrets
 from cesdev.stack.services import Endpoint, wait_until
 from cesdev.stack.system import StackError
 
@@ -63,18 +67,40 @@ class Kafka:
             raise StackError(f"Maven could not resolve Kafka:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
         stamp.write_text(digest + "\n")
 
-    def _config(self) -> Path:
+    def _config(self, stack: StackSecrets) -> Path:
         port = self.endpoint.port
         data = self.root / "data"
+        admin_pw = stack.kafka[KAFKA_ADMIN]
+        scram_login = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{KAFKA_ADMIN}" password="{admin_pw}";'
+        )
+        # The controller listener cannot use SCRAM (its credentials live in the metadata the controller serves),
+        # so it takes PLAIN with one static user, the broker's own `admin`; it stays on loopback.
+        plain_login = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{KAFKA_ADMIN}" password="{admin_pw}" user_{KAFKA_ADMIN}="{admin_pw}";'
+        )
         lines = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{port + 1}",
-            "listeners": f"PLAINTEXT://{self.endpoint.host}:{port},CONTROLLER://127.0.0.1:{port + 1}",
-            "advertised.listeners": f"PLAINTEXT://{self.endpoint.host}:{port}",
+            "listeners": f"CLIENT://{self.endpoint.host}:{port},CONTROLLER://127.0.0.1:{port + 1}",
+            "advertised.listeners": f"CLIENT://{self.endpoint.host}:{port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": "CLIENT",
+            "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT",
+            # Every client authenticates (SCRAM-SHA-512) and is authorised by ACL; only `admin` is a super user.
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "listener.name.client.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.client.scram-sha-512.sasl.jaas.config": scram_login,
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": plain_login,
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{KAFKA_ADMIN}",
+            "allow.everyone.if.no.acl.found": "false",
             "log.dirs": str(data),
             "num.partitions": "1",
             "offsets.topic.replication.factor": "1",
@@ -85,13 +111,18 @@ class Kafka:
             "share.coordinator.state.topic.min.isr": "1",
             # Dev settings: consumer groups form at once instead of after 3 s.
             "group.initial.rebalance.delay.ms": "0",
-            # Topics CES relies on are created explicitly with their retention (ces.events.topics).
+            # Topics CES relies on are created explicitly with their retention (ces.events.topics); with ACLs
+            # an auto-creation also needs CREATE on the topic, which only admin and the worker (its own) have.
             "auto.create.topics.enable": "true",
             "log.retention.hours": "-1",
         }
         cfg = self.root / "server.properties"
         cfg.parent.mkdir(parents=True, exist_ok=True)
-        cfg.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+        # It carries the admin password: readable by this user only.
+        fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(f"{k}={v}\n" for k, v in lines.items()))
+        os.chmod(cfg, 0o600)
         return cfg
 
     def _java_cmd(self, main_class: str, *args: str) -> list[str]:
@@ -113,24 +144,52 @@ class Kafka:
 
     def start(self) -> None:
         self.resolve_artifacts()
-        cfg = self._config()
-        if not (self.root / "data" / "meta.properties").exists():
+        stack = secrets.load_or_create(self.settings)
+        cfg = self._config(stack)
+        data = self.root / "data"
+        marker = data / ".ces-scram"
+        if (data / "meta.properties").exists() and not marker.exists():
+            # Storage formatted before SASL: it has no SCRAM users, so nobody could log in. Keep it aside.
+            aside = self.root / f"data.plaintext-{int(time.time())}"
+            data.rename(aside)
+            print(f"  (Kafka storage from before SASL moved to {aside}; formatting a new one)")
+        if not (data / "meta.properties").exists():
             cluster_id = _kafka_cluster_id()
+            scram = [
+                arg
+                for user in KAFKA_USERS
+                for arg in ("--add-scram", f"SCRAM-SHA-512=[name={user},password={stack.kafka[user]}]")
+            ]
             system.run(
-                self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg)),
+                self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg), *scram),
                 what="formatting Kafka's storage",
             )
+            marker.write_text("SCRAM users added at format time\n")
         process.spawn(
             self._java_cmd("kafka.Kafka", str(cfg)),
             pid_file=self.pid_file(),
             log_file=self.logs / "kafka.out",
         )
         wait_until(self.answers, timeout=90, what="Kafka", log=self.logs / "kafka-server.log")
+        asyncio.run(
+            acls.grant_ces(self.admin_connection(), prefix=self.settings.topic_prefix, app_id=self.settings.app_id)
+        )
+
+    def admin_connection(self) -> KafkaConnection:
+        stack = secrets.load(self.settings)
+        password = stack.kafka_password(KAFKA_ADMIN) if stack else self.settings.kafka_password
+        return KafkaConnection(
+            bootstrap=self.settings.kafka_bootstrap,
+            security_protocol=self.settings.kafka_security_protocol,
+            sasl_mechanism=self.settings.kafka_sasl_mechanism,
+            username=KAFKA_ADMIN if stack else self.settings.kafka_username,
+            password=password,
+        )
 
     def answers(self) -> bool:
         if not self.endpoint.accepts_connections():
             return False
-        return asyncio.run(_kafka_metadata(self.settings.kafka_bootstrap))
+        return asyncio.run(_kafka_metadata(self.admin_connection()))
 
     def stop(self) -> bool:
         return process.stop(self.pid_file(), timeout=60)
@@ -143,10 +202,10 @@ def _kafka_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-async def _kafka_metadata(bootstrap: str) -> bool:
+async def _kafka_metadata(connection: KafkaConnection) -> bool:
     from aiokafka import AIOKafkaClient
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    client = AIOKafkaClient(**connection.kwargs(), request_timeout_ms=3000)
     try:
         await asyncio.wait_for(client.bootstrap(), timeout=5)
         return True

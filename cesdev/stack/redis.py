@@ -1,13 +1,35 @@
-"""The local Redis, from the Debian package, bound to loopback."""
+"""The local Redis, from the Debian package: loopback only, protected mode, ACL users with passwords."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ces.settings import Settings
-from cesdev.stack import process, system
+from cesdev.stack import process, secrets, system
+from cesdev.stack.secrets import REDIS_ADMIN, REDIS_APP, StackSecrets
 from cesdev.stack.services import Endpoint, wait_until
+
+# What the application (`ces.adapters.redis.rate_cache`, the gateway's readiness) sends, and no more: the
+# connection handshake, the rate hashes and the revoked sets, the two Lua scripts (EVALSHA, falling back to
+# EVAL/SCRIPT LOAD). Scripts run with the caller's ACL, so they cannot reach beyond these commands and keys.
+APP_COMMANDS = (
+    "-@all +ping +hello +auth +select +client|setname +hget +hset +hgetall +del +sadd "
+    "+sismember +evalsha +eval +script|load +script|exists"
+)
+
+
+def acl_file_text(stack: StackSecrets, key_prefix: str) -> str:
+    def sha(password: str) -> str:
+        return hashlib.sha256(password.encode()).hexdigest()
+
+    return (
+        # The `default` user (what a client without a user name is) is the admin: every command, password only.
+        f"user {REDIS_ADMIN} on #{sha(stack.redis[REDIS_ADMIN])} ~* &* +@all\n"
+        f"user {REDIS_APP} on #{sha(stack.redis[REDIS_APP])} ~{key_prefix}* resetchannels {APP_COMMANDS}\n"
+    )
 
 
 class Redis:
@@ -31,7 +53,12 @@ class Redis:
 
     def start(self) -> None:
         server = system.ensure_redis()
+        stack = secrets.load_or_create(self.settings)
         self.root.mkdir(parents=True, exist_ok=True)
+        acl_file = self.root / "users.acl"
+        fd = os.open(acl_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(acl_file_text(stack, self.settings.redis_key_prefix))
         process.spawn(
             [
                 server,
@@ -48,7 +75,9 @@ class Redis:
                 "--daemonize",
                 "no",
                 "--protected-mode",
-                "no",
+                "yes",
+                "--aclfile",
+                str(acl_file),
             ],
             pid_file=self.pid_file(),
             log_file=self.logs / "redis.log",
@@ -60,8 +89,9 @@ class Redis:
             return False
         import redis
 
+        settings = secrets.with_credentials(self.settings, "admin")
         try:
-            client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=2)
+            client = redis.Redis.from_url(settings.redis_dsn, socket_timeout=2)
             try:
                 return bool(client.ping())
             finally:

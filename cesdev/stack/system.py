@@ -25,24 +25,6 @@ def run(argv: list[str], *, what: str) -> str:
     return result.stdout
 
 
-def allow_traversal(path: Path) -> list[Path]:
-    """Give others search (x) permission on `path` and its ancestors where missing, and say which.
-
-    The PostgreSQL server runs as the `postgres` user and must reach its data directory; a checkout in a
-    private directory (e.g. one made by `mktemp -d`, mode 0700) would stop it. Search permission lets it
-    pass through a directory without listing or reading anything in it.
-    """
-    import stat
-
-    changed = []
-    for directory in [path, *path.parents]:
-        mode = directory.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            directory.chmod(mode | stat.S_IXOTH)
-            changed.append(directory)
-    return changed
-
-
 def is_root() -> bool:
     return os.geteuid() == 0
 
