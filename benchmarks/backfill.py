@@ -25,8 +25,8 @@ def main() -> None:
     settings = Settings()
     run = uuid.uuid4().hex[:8]
     schema = f"bench_{run}"
-    migrate.upgrade(settings.database_url, schema=schema)
-    url = make_url(settings.database_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    migrate.upgrade(settings.migration_database_dsn, schema=schema)
+    url = make_url(settings.database_dsn).update_query_dict({"options": f"-csearch_path={schema}"})
     url_text = url.render_as_string(hide_password=False)
     env = {
         **os.environ,
@@ -82,7 +82,7 @@ def main() -> None:
         worker.terminate()
         worker.wait(60)
         engine.dispose()
-        admin = create_engine(settings.database_url)
+        admin = create_engine(settings.migration_database_dsn)
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()

@@ -48,6 +48,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from ces.adapters.kafka.admin import ensure_topics
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.adapters.postgres import migrate
 from ces.events.base import utc_now
 from ces.events.topics import CONVERSION_REQUESTS, RATES_FETCHED
@@ -209,7 +210,7 @@ def start_worker(env: dict[str, str], log: Path) -> WorkerProcess:
 
 async def wait_for_group(bootstrap: str, group_id: str, members: int, timeout: float = 120.0) -> None:
     """Until the consumer group is Stable with `members` members: no rebalance left to disturb the run."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_kwargs(bootstrap))
     await admin.start()
     state, count = "", 0
     try:
@@ -239,7 +240,7 @@ def seed_rates(bootstrap: str, prefix: str, engine: Engine) -> None:
     )
 
     async def publish() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        producer = AIOKafkaProducer(**kafka_kwargs(bootstrap))
         await producer.start()
         try:
             for event in events:
@@ -276,7 +277,7 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]
     """Send everything (futures gathered per chunk, not per message); set `started` at the first send.
 
     Returns the seconds from the first send to the last delivery acknowledged."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(**kafka_kwargs(bootstrap), linger_ms=20, max_batch_size=512 * 1024)
     await producer.start()
     try:
         t0 = time.monotonic()
@@ -362,7 +363,7 @@ def main() -> None:
     app_id = f"bench-{run}"
     prefix = f"bench-{run}-"
     redis_prefix = f"bench-{run}:"
-    url = make_url(settings.database_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    url = make_url(settings.database_dsn).update_query_dict({"options": f"-csearch_path={schema}"})
     url_text = url.render_as_string(hide_password=False)
     log_dir = Path(tempfile.mkdtemp(prefix=f"ces-bench-{run}-"))
     print(f"run {run}: {n} requests, {args.workers} worker(s), {args.partitions} partitions; schema {schema}")
@@ -370,7 +371,7 @@ def main() -> None:
     workers: list[WorkerProcess] = []
     engine: Engine | None = None
     try:
-        migrate.upgrade(settings.database_url, schema=schema)
+        migrate.upgrade(settings.migration_database_dsn, schema=schema)
         engine = create_engine(url_text)
         asyncio.run(ensure_topics(bootstrap, partitions=args.partitions, prefix=prefix))
 
@@ -452,13 +453,13 @@ def main() -> None:
 
 def cleanup(settings: Settings, schema: str, prefix: str, redis_prefix: str) -> None:
     """Drop the schema, every topic under the run's prefix and its Redis keys (the last two best effort)."""
-    admin = create_engine(settings.database_url)
+    admin = create_engine(settings.migration_database_dsn)
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     admin.dispose()
 
     async def delete_topics() -> None:
-        client = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        client = AIOKafkaAdminClient(**kafka_kwargs(settings.kafka_bootstrap))
         await client.start()
         try:
             names = [t for t in await client.list_topics() if t.startswith(prefix)]  # Faust's own ones too
@@ -470,7 +471,7 @@ def cleanup(settings: Settings, schema: str, prefix: str, redis_prefix: str) -> 
     with contextlib.suppress(Exception):
         asyncio.run(delete_topics())
     with contextlib.suppress(Exception):
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        client = redis.Redis.from_url(settings.redis_dsn, socket_timeout=2, socket_connect_timeout=2)
         keys = list(client.scan_iter(match=f"{redis_prefix}*", count=1000))
         if keys:
             client.delete(*keys)

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from ces.adapters.kafka.admin import ensure_topics
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.events import topics
 from ces.settings import Settings
 
@@ -41,7 +42,7 @@ REJECTED = (
 
 
 async def fill(settings: Settings, prefix: str, n: int, partitions: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20, max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(**kafka_kwargs(settings.kafka_bootstrap), linger_ms=20, max_batch_size=512 * 1024)
     await producer.start()
     try:
         pending: list[asyncio.Future[object]] = []
@@ -82,7 +83,7 @@ async def fill(settings: Settings, prefix: str, n: int, partitions: int) -> None
 
 
 async def drop(settings: Settings, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_kwargs(settings.kafka_bootstrap))
     await admin.start()
     try:
         await admin.delete_topics([prefix + spec.name for spec in topics.ALL_TOPICS])

@@ -27,6 +27,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from ces.adapters.kafka.admin import ensure_topics
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.adapters.postgres import migrate
 from ces.events.topics import CONVERSION_REQUESTS
 from ces.settings import Settings
@@ -46,7 +47,7 @@ class Prober:
         asyncio.run(self._run())
 
     async def _run(self) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=0)
+        producer = AIOKafkaProducer(**kafka_kwargs(self.bootstrap), linger_ms=0)
         await producer.start()
         try:
             while not self.stop.is_set():
@@ -67,7 +68,7 @@ def main() -> None:
     run = uuid.uuid4().hex[:8]
     schema, app_id, prefix, redis_prefix = f"bench_{run}", f"bench-{run}", f"bench-{run}-", f"bench-{run}:"
     url_text = (
-        make_url(settings.database_url)
+        make_url(settings.database_dsn)
         .update_query_dict({"options": f"-csearch_path={schema}"})
         .render_as_string(hide_password=False)
     )
@@ -83,7 +84,7 @@ def main() -> None:
         "CES_LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
-    migrate.upgrade(settings.database_url, schema=schema)
+    migrate.upgrade(settings.migration_database_dsn, schema=schema)
     engine = create_engine(url_text)
     asyncio.run(ensure_topics(settings.kafka_bootstrap, partitions=settings.topic_partitions, prefix=prefix))
     session = int(os.environ.get("CES_CONSUMER_SESSION_TIMEOUT_MS", settings.consumer_session_timeout_ms))

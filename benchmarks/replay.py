@@ -42,6 +42,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import create_engine, text
 
 from ces.adapters.kafka.admin import ensure_topics
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.adapters.providers.ecb_history import bundled_quotes
 from ces.events.base import utc_now
 from ces.events.conversions import ConversionAudited
@@ -126,7 +127,7 @@ def audit_json(templates: tuple[str, str], i: int) -> tuple[bytes, bytes]:
 async def publish(settings: Settings, prefix: str, args: argparse.Namespace) -> tuple[dict[str, RateFetched], float]:
     await ensure_topics(settings.kafka_bootstrap, partitions=args.partitions, prefix=prefix)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks=1, linger_ms=50, max_batch_size=1024 * 1024
+        **kafka_kwargs(settings.kafka_bootstrap), acks=1, linger_ms=50, max_batch_size=1024 * 1024
     )
     await producer.start()
     try:
@@ -204,7 +205,7 @@ def on_disk(settings: Settings, topic: str) -> int | None:
 
 
 async def delete_topics(settings: Settings, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_kwargs(settings.kafka_bootstrap))
     await admin.start()
     try:
         await admin.delete_topics([t for t in await admin.list_topics() if t.startswith(prefix)])
@@ -240,7 +241,7 @@ def main() -> None:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         report = [line for line in log.read_text().splitlines() if line.startswith(("  ", "replay "))]
         print("\n".join(report))
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_dsn)
         with engine.connect() as conn:
             audits = conn.execute(text(f"SELECT count(*) FROM {schema}.conversion_audit")).scalar_one()
             n_rates = conn.execute(text(f"SELECT count(*) FROM {schema}.exchange_rate")).scalar_one()
@@ -305,7 +306,7 @@ def main() -> None:
     finally:
         if not args.keep:
             asyncio.run(delete_topics(settings, prefix))
-            engine = create_engine(settings.database_url)
+            engine = create_engine(settings.database_dsn)
             with engine.begin() as conn:
                 conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
             engine.dispose()

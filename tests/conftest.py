@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -13,6 +14,22 @@ from ces.settings import Settings
 # two databases makes any deadline flaky (one failed with DeadlineExceeded under load).
 hypothesis_settings.register_profile("ces", deadline=None)
 hypothesis_settings.load_profile("ces")
+
+
+def _run_as_the_stack_admin() -> None:
+    """Tests act as the local stack's admin (topics, ACLs, schemas as the owner role); explicit CES_* win.
+
+    The CES processes they start get their own principal's credentials instead (`tests.support.role_env`).
+    """
+    from cesdev.stack import secrets
+
+    stack = secrets.load(Settings())
+    if stack is not None:
+        for key, value in secrets.role_env(stack, "admin").items():
+            os.environ.setdefault(key, value)
+
+
+_run_as_the_stack_admin()
 
 
 @pytest.fixture

@@ -7,7 +7,40 @@ import sys
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
+from pydantic import SecretStr
 from sqlalchemy import create_engine, text
+
+from ces.adapters.kafka.connection import kafka_kwargs
+from ces.settings import Settings
+
+
+def role_env(role: str, settings: Settings | None = None) -> dict[str, str]:
+    """The CES_* credentials of one principal of the local stack (worker, gateway, producer, admin), for a
+    process a test starts as it; empty when the stack has no secrets file (credentials come from CES_*)."""
+    from cesdev.stack import secrets
+
+    stack = secrets.load(settings or Settings())
+    return secrets.role_env(stack, role) if stack is not None else {}
+
+
+def settings_as(role: str, settings: Settings) -> Settings:
+    """`settings` with the credentials of `role` instead of the tests' admin ones."""
+    env = role_env(role, settings)
+    if not env:
+        return settings
+    update: dict[str, object] = {"kafka_username": env["CES_KAFKA_USERNAME"]}
+    update["kafka_password"] = SecretStr(env["CES_KAFKA_PASSWORD"])
+    if "CES_MIGRATION_DATABASE_PASSWORD" not in env:
+        update["migration_database_password"] = SecretStr("")
+    return settings.model_copy(update=update)
+
+
+async def grant_acls(settings: Settings, *, prefix: str, app_id: str) -> None:
+    """As the admin: the ACLs of CES's principals for one test's topic prefix and app id."""
+    from ces.adapters.kafka.connection import KafkaConnection
+    from cesdev.stack import acls
+
+    await acls.grant_ces(KafkaConnection.from_settings(settings), prefix=prefix, app_id=app_id)
 
 
 def drop_schema(database_url: str, schema: str) -> None:
@@ -21,7 +54,7 @@ def drop_schema(database_url: str, schema: str) -> None:
 
 async def produce(bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
     """Publish (key, value) pairs as an outside service would, and wait for every acknowledgement."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(**kafka_kwargs(bootstrap), linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
     try:
         futures = [await producer.send(topic, value, key=key) for key, value in messages]

@@ -1,12 +1,12 @@
 """Alembic environment: migrations run as the owner role (`CES_MIGRATION_DATABASE_URL`, or the URL passed in the
-config); after them the application role's privileges are made exact (`ces.adapters.postgres.grants`)."""
+config); after them the application role's privileges are made exact (`ces.migrations.grants`)."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from ces.adapters.postgres.grants import grant_application_role
+from ces.migrations.grants import grant_application_role
 from ces.settings import get_settings
 
 config = context.config

@@ -2,7 +2,7 @@
 
 Authentication is scram-sha-256 on TCP and on the socket (no `trust` anywhere). Roles: the superuser
 `postgres`, `ces_owner` (owns the database and every object, runs migrations) and `ces_app` (what the worker
-and gateway use; its table privileges come from the migrations, `ces.adapters.postgres.grants`). Passwords are
+and gateway use; its table privileges come from the migrations, `ces.migrations.grants`). Passwords are
 the stack's (`cesdev.stack.secrets`). Running as root, the cluster lives under the `postgres` user's home
 (`/var/lib/postgresql/ces-<hash of the stack dir>/`), reachable by the server without changing the permissions
 of any directory outside the stack; the stack dir keeps a symlink to it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -17,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from ces.adapters.postgres import migrate
 from ces.settings import Settings
-from tests.support import cli, drop_schema
+from tests.support import cli, drop_schema, grant_acls, role_env
 
 pytestmark = pytest.mark.e2e
 
@@ -74,8 +75,8 @@ class Isolation:
 @pytest.fixture
 def isolation(settings: Settings, unique: str) -> Iterator[Isolation]:
     schema = f"e2e_{unique}"
-    migrate.upgrade(settings.database_url, schema=schema)
-    url = make_url(settings.database_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    migrate.upgrade(settings.migration_database_dsn, schema=schema)
+    url = make_url(settings.database_dsn).update_query_dict({"options": f"-csearch_path={schema}"})
     url_text = url.render_as_string(hide_password=False)
     engine = create_engine(url_text)
     env = {
@@ -88,7 +89,7 @@ def isolation(settings: Settings, unique: str) -> Iterator[Isolation]:
         yield Isolation(env, schema, engine, env["CES_TOPIC_PREFIX"], env["CES_REDIS_KEY_PREFIX"])
     finally:
         engine.dispose()
-        drop_schema(settings.database_url, schema)
+        drop_schema(settings.migration_database_dsn, schema)
 
 
 @pytest.fixture
@@ -106,6 +107,10 @@ def start_ces(tmp_path: Path, unique: str) -> Iterator[StartCes]:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
+        if args and args[0] in ("worker", "gateway"):
+            # As its own principal, with the ACLs of this test's prefix and app id: a missing ACL fails here.
+            full_env.update(role_env(args[0]))
+            asyncio.run(grant_acls(Settings(), prefix=full_env["CES_TOPIC_PREFIX"], app_id=full_env["CES_APP_ID"]))
         with open(log, "wb") as out:
             proc = subprocess.Popen(cli(*args), stdout=out, stderr=subprocess.STDOUT, env=full_env)
         running = RunningProcess(proc, log)

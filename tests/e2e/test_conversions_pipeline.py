@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.events.base import utc_now
 from ces.services.rate_fetching import quote_events
 from ces.services.rate_providers import ProviderQuote
@@ -47,7 +48,7 @@ async def produce(settings: Settings, topic: str, messages: Sequence[tuple[bytes
 
 
 async def collect(settings: Settings, topics: list[str], want: int, timeout: float = 120) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(*topics, **kafka_kwargs(settings.kafka_bootstrap), auto_offset_reset="earliest")
     await consumer.start()
     got: list[dict[str, Any]] = []
     try:
@@ -189,7 +190,7 @@ def test_bad_messages_are_rejected_or_dead_lettered_and_good_ones_go_through(
 
     async def dead_letters() -> list[tuple[bytes, str]]:
         consumer = AIOKafkaConsumer(
-            f"{prefix}ces-dead-letters", bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
+            f"{prefix}ces-dead-letters", **kafka_kwargs(settings.kafka_bootstrap), auto_offset_reset="earliest"
         )
         await consumer.start()
         got: list[tuple[bytes, str]] = []

@@ -13,6 +13,7 @@ import redis
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.adapters.providers.ecb import publication_instant
 from ces.adapters.providers.ecb_history import load_history
 from ces.settings import Settings
@@ -72,7 +73,7 @@ def test_timer_fetch_lands_as_exact_rows_and_cache_and_a_second_fetch_adds_nothi
     stored = rows(isolation)
     assert {code: value for code, (value, _) in stored.items()} == dict(expected)  # exact provider digits
 
-    cache = redis.Redis.from_url(settings.redis_url)
+    cache = redis.Redis.from_url(settings.redis_dsn)
     try:
         cached = cache.hgetall(f"{isolation.redis_prefix}EUR:USD")
     finally:
@@ -95,7 +96,7 @@ def test_timer_fetch_lands_as_exact_rows_and_cache_and_a_second_fetch_adds_nothi
 
 async def _first_failure(settings: Settings, topic: str) -> dict[str, Any]:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", group_id=None
+        topic, **kafka_kwargs(settings.kafka_bootstrap), auto_offset_reset="earliest", group_id=None
     )
     await consumer.start()
     try:

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.adapters.postgres import migrate
 from ces.adapters.postgres.verify import PROJECTION_TABLES, pin_session, summarize
 from ces.bootstrap.worker import READY_LINE
@@ -80,7 +81,7 @@ class Deployment:
 
     def topic_records(self, name: str) -> int:
         async def count() -> int:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
+            consumer = AIOKafkaConsumer(**kafka_kwargs(self.settings.kafka_bootstrap))
             await consumer.start()
             try:
                 tps = [TopicPartition(self.prefix + name, p) for p in range(self.settings.topic_partitions)]
@@ -134,8 +135,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     settings = Settings()
     unique = uuid.uuid4().hex[:10]
     schema = f"e2e_replay_{unique}"
-    migrate.upgrade(settings.database_url, schema=schema)
-    url = make_url(settings.database_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    migrate.upgrade(settings.migration_database_dsn, schema=schema)
+    url = make_url(settings.database_dsn).update_query_dict({"options": f"-csearch_path={schema}"})
     url_text = url.render_as_string(hide_password=False)
     prefix, app_id, redis_prefix = f"e2e-replay-{unique}-", f"e2e-replay-{unique}", f"e2e-replay-{unique}:"
     env = {
@@ -151,7 +152,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         "PYTHONUNBUFFERED": "1",
     }
     engine = create_engine(url_text)
-    admin = create_engine(settings.database_url)
+    admin = create_engine(settings.migration_database_dsn)
     log = tmp_path_factory.mktemp("replay") / "worker.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -169,7 +170,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         drop_schemas(admin, schema)
         admin.dispose()
         asyncio.run(delete_topics(settings, prefix))
-        client = redis.Redis.from_url(settings.redis_url)
+        client = redis.Redis.from_url(settings.redis_dsn)
         keys = list(client.scan_iter(f"{redis_prefix}*"))
         if keys:
             client.delete(*keys)
@@ -177,7 +178,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 
 
 async def delete_topics(settings: Settings, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_kwargs(settings.kafka_bootstrap))
     await admin.start()
     try:
         mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
@@ -237,7 +238,7 @@ def scratch(deployment: Deployment) -> Iterator[str]:
 
 def live_group_offsets(d: Deployment) -> dict[str, object]:
     async def read() -> dict[str, object]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=d.settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(**kafka_kwargs(d.settings.kafka_bootstrap))
         await admin.start()
         try:
             return {

@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.adapters.postgres import migrate
 from ces.settings import Settings
 from cesdev.stack.kafka import Kafka
@@ -343,9 +344,7 @@ class Load:
             self._error = exc
 
     async def _run(self) -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, linger_ms=5, acks="all", request_timeout_ms=10_000
-        )
+        producer = AIOKafkaProducer(**kafka_kwargs(self.bootstrap), linger_ms=5, acks="all", request_timeout_ms=10_000)
         await producer.start()
         pending: set[asyncio.Task[None]] = set()
         try:
@@ -423,7 +422,7 @@ class Observer:
         topics = [d.topic(t) for t in (REQUESTS, AUDITED, REJECTED, DEAD, RATES, FETCH_FAILURES)]
         consumer = AIOKafkaConsumer(
             *topics,
-            bootstrap_servers=d.stack.bootstrap,
+            **kafka_kwargs(d.stack.bootstrap),
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             group_id=None,

@@ -15,6 +15,7 @@ from decimal import Decimal
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.services.rate_fetching import quote_events
 from ces.services.rate_providers import ProviderQuote
 from tests.e2e.conftest import RunningProcess
@@ -387,7 +388,7 @@ def test_poison_inputs_do_not_stall_their_partition(deployment: Deployment, obse
     stalled: set[int] = set()
 
     async def inject() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=deployment.stack.bootstrap, max_request_size=2 * 1024 * 1024)
+        producer = AIOKafkaProducer(**kafka_kwargs(deployment.stack.bootstrap), max_request_size=2 * 1024 * 1024)
         await producer.start()
         try:
             for i, (name, topic, key, value, rid, must) in enumerate(poison_cases()):

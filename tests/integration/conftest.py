@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import Engine, create_engine
 
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.adapters.postgres import migrate
 from ces.settings import Settings
 from cesdev.stack.services import all_services
@@ -35,7 +36,7 @@ NewTopicFactory = Callable[..., Awaitable[str]]
 @pytest.fixture
 async def new_topic(settings: Settings, unique: str) -> AsyncIterator[NewTopicFactory]:
     """Create uniquely named topics for one test and delete them afterwards."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_kwargs(settings.kafka_bootstrap))
     await admin.start()
     created: list[str] = []
 
@@ -57,20 +58,20 @@ async def new_topic(settings: Settings, unique: str) -> AsyncIterator[NewTopicFa
 def pg_schema(settings: Settings, unique: str) -> Iterator[tuple[Engine, str]]:
     """A fresh schema, migrated to head, with an engine whose connections use it."""
     schema = f"test_{unique}"
-    migrate.upgrade(settings.database_url, schema=schema)
+    migrate.upgrade(settings.migration_database_dsn, schema=schema)
     engine = create_engine(
-        settings.database_url, connect_args={"options": f"-csearch_path={schema}"}, pool_pre_ping=True
+        settings.database_dsn, connect_args={"options": f"-csearch_path={schema}"}, pool_pre_ping=True
     )
     try:
         yield engine, schema
     finally:
         engine.dispose()
-        drop_schema(settings.database_url, schema)
+        drop_schema(settings.migration_database_dsn, schema)
 
 
 @pytest.fixture
 async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = aioredis.Redis.from_url(settings.redis_dsn)
     try:
         yield client
     finally:

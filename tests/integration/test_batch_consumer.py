@@ -9,6 +9,7 @@ import contextlib
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.adapters.kafka.dead_letters import DeadLetters, Headers
 from ces.agents.batch_consumer import BatchConsumer
 from ces.services.ports import Received
@@ -44,7 +45,7 @@ class CollectedDeadLetters(DeadLetters):
 async def committed_offsets(
     settings: Settings, group: str, partitions: list[TopicPartition]
 ) -> dict[TopicPartition, int]:
-    probe = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    probe = AIOKafkaConsumer(**kafka_kwargs(settings.kafka_bootstrap), group_id=group, enable_auto_commit=False)
     await probe.start()
     try:
         return {tp: (await probe.committed(tp)) or 0 for tp in partitions}

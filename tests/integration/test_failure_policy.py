@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import Connection, Engine, create_engine, text
 
 from ces.adapters.failures import Failure, classify
+from ces.adapters.kafka.connection import kafka_kwargs
 
 
 def raised(engine: Engine, statement: Callable[[Connection], object]) -> BaseException:
@@ -77,7 +78,7 @@ async def test_redis_and_kafka_unreachable() -> None:
     await client.aclose()
     assert classify(redis_error.value) is Failure.TRANSIENT
 
-    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", request_timeout_ms=1000)
+    producer = AIOKafkaProducer(**kafka_kwargs("127.0.0.1:1"), request_timeout_ms=1000)
     with pytest.raises(Exception) as kafka_error:  # noqa: PT011
         await producer.start()
     await producer.stop()

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.adapters.kafka.dead_letters import DeadLetters, Headers
 from ces.adapters.postgres.rate_projector import RateProjector
 from ces.adapters.postgres.rate_store import RateRepository
@@ -147,7 +148,7 @@ async def test_dead_letters_reach_the_dead_letter_topic_with_headers(
     settings: Settings, new_topic: NewTopicFactory
 ) -> None:
     topic = await new_topic("dlq")
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    producer = AIOKafkaProducer(**kafka_kwargs(settings.kafka_bootstrap))
     await producer.start()
 
     async def send(key: bytes | None, value: bytes, headers: Headers) -> None:
@@ -157,7 +158,7 @@ async def test_dead_letters_reach_the_dead_letter_topic_with_headers(
         await DeadLetters(send).publish(as_received(b"\xff\xfe garbage", 42), "invalid_json", "bad utf-8")
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(topic, **kafka_kwargs(settings.kafka_bootstrap), auto_offset_reset="earliest")
     await consumer.start()
     try:
         record = await asyncio.wait_for(consumer.getone(), timeout=30)

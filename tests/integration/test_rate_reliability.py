@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from ces.adapters.failures import Failure, classify
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.adapters.postgres.rate_projector import RateProjector
 from ces.adapters.postgres.rate_store import RateRepository, pair_history
 from ces.adapters.postgres.replay_swap import verify_target
@@ -161,7 +162,7 @@ async def test_a_conflict_inside_one_batch_keeps_the_first(pg_schema: tuple[Engi
 def read_only_engine(settings: Settings, pg_schema: tuple[Engine, str]) -> Iterator[Engine]:
     _, schema = pg_schema
     engine = create_engine(
-        settings.database_url,
+        settings.database_dsn,
         connect_args={"options": f"-csearch_path={schema} -cdefault_transaction_read_only=on"},
     )
     yield engine
@@ -193,11 +194,11 @@ async def test_permission_denied_makes_handle_raise(pg_schema: tuple[Engine, str
 
 async def test_a_missing_table_makes_handle_raise(settings: Settings, unique: str, cache: RateCache) -> None:
     schema = f"test_{unique}_empty"
-    admin = create_engine(settings.database_url)
+    admin = create_engine(settings.migration_database_dsn)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     admin.dispose()
-    engine = create_engine(settings.database_url, connect_args={"options": f"-csearch_path={schema}"})
+    engine = create_engine(settings.database_dsn, connect_args={"options": f"-csearch_path={schema}"})
     try:
         dead = CollectingDeadLetters()
         handler = RateEventHandler(RateProjector(engine), cache, dead)
@@ -207,7 +208,7 @@ async def test_a_missing_table_makes_handle_raise(settings: Settings, unique: st
         assert await cache.get("EUR", "USD") is None
     finally:
         engine.dispose()
-        drop_schema(settings.database_url, schema)
+        drop_schema(settings.migration_database_dsn, schema)
 
 
 # --- revocation ---------------------------------------------------------------------------------------------
@@ -341,7 +342,7 @@ async def test_replay_reproduces_revocations_and_verify_compares_them(
     engine, live_schema = pg_schema
     prefix = f"test-{unique}-"
     topic = prefix + "rates-fetched"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_kwargs(settings.kafka_bootstrap))
     await admin.start()
     target = f"test_{unique}_replay"
     try:
@@ -358,22 +359,22 @@ async def test_replay_reproduces_revocations_and_verify_compares_them(
         report = await asyncio.to_thread(replay.run)  # it runs its own event loop
         assert report.complete and report.phases[0].refused == 1
         assert report.rows == {"exchange_rate": 2, "exchange_rate_revocation": 1}
-        results = verify_target(settings.database_url, live_schema, target, "rates", max_diffs=5)
+        results = verify_target(settings.migration_database_dsn, live_schema, target, "rates", max_diffs=5)
         assert [(r.table, r.ok) for r in results] == [("exchange_rate", True), ("exchange_rate_revocation", True)]
 
         # A revocation present on one side only is a difference verify reports.
-        replayed = create_engine(settings.database_url, connect_args={"options": f"-csearch_path={target}"})
+        replayed = create_engine(settings.database_dsn, connect_args={"options": f"-csearch_path={target}"})
         try:
             RateProjector(replayed).project([revocation(old)])
         finally:
             replayed.dispose()
-        results = verify_target(settings.database_url, live_schema, target, "rates", max_diffs=5)
+        results = verify_target(settings.migration_database_dsn, live_schema, target, "rates", max_diffs=5)
         revocations = next(r for r in results if r.table == "exchange_rate_revocation")
         assert not revocations.ok and revocations.diffs[0].kind == "missing in live"
     finally:
         await admin.delete_topics([topic])
         await admin.close()
-        drop_schema(settings.database_url, target)
+        drop_schema(settings.migration_database_dsn, target)
 
 
 # --- the CLI ------------------------------------------------------------------------------------------------
@@ -381,7 +382,7 @@ async def test_replay_reproduces_revocations_and_verify_compares_them(
 
 def test_cli_revoke_refuses_an_unknown_id(settings: Settings, pg_schema: tuple[Engine, str], unique: str) -> None:
     _, schema = pg_schema
-    url = make_url(settings.database_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    url = make_url(settings.database_dsn).update_query_dict({"options": f"-csearch_path={schema}"})
     env = {
         **os.environ,
         "CES_DATABASE_URL": url.render_as_string(hide_password=False),
@@ -406,7 +407,7 @@ async def test_cli_revoke_publishes_a_revocation_the_projection_applies(
     handler = RateEventHandler(RateProjector(engine), cache, CollectingDeadLetters())
     old, new = rate_event("USD", "1.0800", T0), rate_event("USD", "1.0900", T0 + timedelta(days=1))
     await handler.handle([as_received(old), as_received(new)])
-    url = make_url(settings.database_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    url = make_url(settings.database_dsn).update_query_dict({"options": f"-csearch_path={schema}"})
     prefix = f"test-{unique}-"
     env = {**os.environ, "CES_DATABASE_URL": url.render_as_string(hide_password=False), "CES_TOPIC_PREFIX": prefix}
     command = [sys.executable, "-m", "ces", "rates", "revoke", str(new.rate_id), "--reason", "wrong digits"]
@@ -416,7 +417,7 @@ async def test_cli_revoke_publishes_a_revocation_the_projection_applies(
         )
         assert done.returncode == 0, done.stderr
         consumer = AIOKafkaConsumer(
-            prefix + "rates-fetched", bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
+            prefix + "rates-fetched", **kafka_kwargs(settings.kafka_bootstrap), auto_offset_reset="earliest"
         )
         await consumer.start()
         try:
@@ -433,7 +434,7 @@ async def test_cli_revoke_publishes_a_revocation_the_projection_applies(
         again = await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, text=True, timeout=60)
         assert again.returncode == 0 and "already revoked" in again.stdout and "carol" in again.stdout
     finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(**kafka_kwargs(settings.kafka_bootstrap))
         await admin.start()
         try:
             existing = set(await admin.list_topics())

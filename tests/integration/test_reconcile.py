@@ -19,6 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.adapters.kafka.reader import KafkaReconcileSource, TopicMissing
 from ces.events import topics
 from ces.services.reconcile import Missing, ReconcileReport, reconcile
@@ -81,7 +82,7 @@ class Deployment:
         timestamp_ms: int | None = None,
     ) -> None:
         """(partition, key, value) triples, each to the partition given; waits for every acknowledgement."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        producer = AIOKafkaProducer(**kafka_kwargs(self.bootstrap), linger_ms=5)
         await producer.start()
         try:
             futures = [
@@ -113,7 +114,7 @@ class Deployment:
 @pytest.fixture
 async def deployment(settings: Settings, unique: str) -> AsyncIterator[Deployment]:
     prefix = f"test-rec-{unique}-"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_kwargs(settings.kafka_bootstrap))
     await admin.start()
     names = [prefix + spec.name for spec in topics.ALL_TOPICS]
     try:
@@ -258,7 +259,7 @@ async def test_missing_topics_are_an_error_and_are_not_created(settings: Setting
     result = await nowhere.acli()
     assert result.returncode == 2
     assert "do not exist" in result.stderr
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_kwargs(settings.kafka_bootstrap))
     await admin.start()
     try:
         assert not [t for t in await admin.list_topics() if t.startswith(nowhere.prefix)]

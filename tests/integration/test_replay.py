@@ -59,8 +59,8 @@ def target(pg_schema: tuple[Engine, str]) -> tuple[Engine, str, Checkpoints]:
 @pytest.fixture
 def other_schema(settings: Settings, unique: str) -> Iterator[tuple[Engine, str]]:
     schema = f"test_{unique}_b"
-    migrate.upgrade(settings.database_url, schema=schema)
-    engine = create_engine(settings.database_url, connect_args={"options": f"-csearch_path={schema}"})
+    migrate.upgrade(settings.migration_database_dsn, schema=schema)
+    engine = create_engine(settings.database_dsn, connect_args={"options": f"-csearch_path={schema}"})
     try:
         yield engine, schema
     finally:

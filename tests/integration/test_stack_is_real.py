@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import Engine, inspect, text
 
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.adapters.postgres import migrate
 from ces.settings import Settings
 from tests.integration.conftest import NewTopicFactory
@@ -20,7 +21,7 @@ async def test_aiokafka_message_round_trips_through_a_consumer_group(
     settings: Settings, new_topic: NewTopicFactory, unique: str
 ) -> None:
     topic = await new_topic("roundtrip", partitions=3)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_kwargs(settings.kafka_bootstrap), acks="all")
     await producer.start()
     try:
         sent = {f"key-{i}".encode(): f"value-{i}-{unique}".encode() for i in range(10)}
@@ -31,7 +32,7 @@ async def test_aiokafka_message_round_trips_through_a_consumer_group(
 
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_kwargs(settings.kafka_bootstrap),
         group_id=f"test-group-{unique}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

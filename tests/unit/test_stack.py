@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ces.settings import Settings
-from cesdev.stack import manager, process
+from cesdev.stack import manager, process, secrets
 from cesdev.stack.kafka import Kafka
 from cesdev.stack.services import Endpoint
 from cesdev.stack.system import StackError
@@ -90,8 +91,52 @@ def test_up_refuses_to_start_services_off_this_machine(tmp_path: Path, monkeypat
 
 
 def test_kafka_config_derives_listeners_from_the_bootstrap_address(tmp_path: Path) -> None:
-    kafka = Kafka(Settings(kafka_bootstrap="127.0.0.1:29092", stack_dir=tmp_path))
-    config = kafka._config().read_text().splitlines()
-    assert "listeners=PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093" in config
+    settings = Settings(kafka_bootstrap="127.0.0.1:29092", stack_dir=tmp_path)
+    kafka = Kafka(settings)
+    path = kafka._config(secrets.load_or_create(settings))
+    config = path.read_text().splitlines()
+    assert "listeners=CLIENT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093" in config
     assert "process.roles=broker,controller" in config
     assert f"log.dirs={tmp_path.resolve() / 'kafka' / 'data'}" in config
+
+
+def test_kafka_authenticates_and_authorises_every_client(tmp_path: Path) -> None:
+    settings = Settings(kafka_bootstrap="127.0.0.1:29092", stack_dir=tmp_path)
+    config = dict(
+        line.split("=", 1)
+        for line in Kafka(settings)._config(secrets.load_or_create(settings)).read_text().splitlines()
+    )
+    assert config["listener.security.protocol.map"] == "CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT"
+    assert config["listener.name.client.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert config["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert config["super.users"] == "User:admin"
+    assert config["allow.everyone.if.no.acl.found"] == "false"
+    assert config["listeners"].endswith("CONTROLLER://127.0.0.1:29093")  # the controller stays on loopback
+    # It holds the admin password: only its owner may read it; so are the stack's secrets.
+    assert stat.S_IMODE((tmp_path / "kafka" / "server.properties").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "secrets").stat().st_mode) == 0o700
+    for path in (tmp_path / "secrets").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_stack_secrets_are_generated_once_and_differ_per_principal(tmp_path: Path) -> None:
+    settings = Settings(stack_dir=tmp_path)
+    first = secrets.load_or_create(settings)
+    assert secrets.load_or_create(settings) == first
+    passwords = [*first.kafka.values(), *first.postgres.values(), *first.redis.values()]
+    assert len(set(passwords)) == len(passwords) and all(len(p) >= 32 for p in passwords)
+    worker = secrets.role_env(first, "worker")
+    assert worker["CES_KAFKA_USERNAME"] == "ces-worker"
+    assert "CES_MIGRATION_DATABASE_PASSWORD" not in worker  # the owner's password is the admin's alone
+    assert "CES_DATABASE_PASSWORD" not in secrets.role_env(first, "producer")
+
+
+def test_redis_acl_gives_the_application_user_only_its_commands(tmp_path: Path) -> None:
+    from cesdev.stack.redis import acl_file_text
+
+    stack = secrets.load_or_create(Settings(stack_dir=tmp_path))
+    lines = acl_file_text(stack, "ces:").splitlines()
+    app = next(line for line in lines if line.startswith("user ces "))
+    assert " ~ces:* " in app and "-@all" in app and "+evalsha" in app
+    assert "+flushall" not in app and "+config" not in app and "+@all" not in app
+    assert stack.redis["ces"] not in "\n".join(lines)  # hashed, never in clear

@@ -81,3 +81,11 @@ class KafkaConnection:
         if self.uses_tls:
             return faust.SSLCredentials(ssl_context)
         return None
+
+
+def kafka_kwargs(target: str | Settings) -> dict[str, Any]:
+    """aiokafka kwargs for `target` (settings, or a bootstrap address taking the credentials of `CES_KAFKA_*`):
+    for tools, tests and benchmarks that pass a bootstrap address around."""
+    if isinstance(target, Settings):
+        return KafkaConnection.from_settings(target).kwargs()
+    return KafkaConnection.from_settings(Settings(kafka_bootstrap=target)).kwargs()

@@ -22,7 +22,7 @@ def alembic_config(database_url: str, schema: str | None = None, app_role: str |
 
 def upgrade(database_url: str, schema: str | None = None, revision: str = "head", app_role: str | None = None) -> None:
     """Migrate as the owner role at `database_url`; then grant the application role (`app_role`, default
-    `CES_DATABASE_APP_ROLE`) exactly its privileges (`ces.adapters.postgres.grants`)."""
+    `CES_DATABASE_APP_ROLE`) exactly its privileges (`ces.migrations.grants`)."""
     command.upgrade(alembic_config(database_url, schema, app_role), revision)
 
 
