@@ -48,7 +48,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from ces.adapters.kafka.admin import ensure_topics
-from ces.adapters.kafka.connection import kafka_kwargs
+from ces.adapters.kafka.connection import KafkaConnection, kafka_kwargs
 from ces.adapters.postgres import migrate
 from ces.events.base import utc_now
 from ces.events.topics import CONVERSION_REQUESTS, RATES_FETCHED
@@ -373,7 +373,13 @@ def main() -> None:
     try:
         migrate.upgrade(settings.migration_database_dsn, schema=schema)
         engine = create_engine(url_text)
-        asyncio.run(ensure_topics(bootstrap, partitions=args.partitions, prefix=prefix))
+        asyncio.run(
+            ensure_topics(
+                KafkaConnection.from_settings(Settings(kafka_bootstrap=bootstrap)),
+                partitions=args.partitions,
+                prefix=prefix,
+            )
+        )
 
         base_env = {
             **os.environ,

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from ces.adapters.kafka.admin import ensure_topics
-from ces.adapters.kafka.connection import kafka_kwargs
+from ces.adapters.kafka.connection import KafkaConnection, kafka_kwargs
 from ces.events import topics
 from ces.settings import Settings
 
@@ -99,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     prefix = f"bench-reconcile-{uuid.uuid4().hex[:8]}-"
-    asyncio.run(ensure_topics(settings.kafka_bootstrap, partitions=args.partitions, prefix=prefix))
+    asyncio.run(ensure_topics(KafkaConnection.from_settings(settings), partitions=args.partitions, prefix=prefix))
     try:
         started = time.monotonic()
         asyncio.run(fill(settings, prefix, args.requests, args.partitions))

@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from ces.adapters.kafka.admin import ensure_topics
-from ces.adapters.kafka.connection import kafka_kwargs
+from ces.adapters.kafka.connection import KafkaConnection, kafka_kwargs
 from ces.adapters.postgres import migrate
 from ces.events.topics import CONVERSION_REQUESTS
 from ces.settings import Settings
@@ -86,7 +86,9 @@ def main() -> None:
     }
     migrate.upgrade(settings.migration_database_dsn, schema=schema)
     engine = create_engine(url_text)
-    asyncio.run(ensure_topics(settings.kafka_bootstrap, partitions=settings.topic_partitions, prefix=prefix))
+    asyncio.run(
+        ensure_topics(KafkaConnection.from_settings(settings), partitions=settings.topic_partitions, prefix=prefix)
+    )
     session = int(os.environ.get("CES_CONSUMER_SESSION_TIMEOUT_MS", settings.consumer_session_timeout_ms))
     print(f"run {run}: session timeout {session} ms; logs in {log_dir}")
     worker = start_worker({**env, "CES_WORKER_WEB_PORT": str(free_ports(1)[0])}, log_dir / "worker-0.log")

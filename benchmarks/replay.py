@@ -42,7 +42,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import create_engine, text
 
 from ces.adapters.kafka.admin import ensure_topics
-from ces.adapters.kafka.connection import kafka_kwargs
+from ces.adapters.kafka.connection import KafkaConnection, kafka_kwargs
 from ces.adapters.providers.ecb_history import bundled_quotes
 from ces.events.base import utc_now
 from ces.events.conversions import ConversionAudited
@@ -125,7 +125,7 @@ def audit_json(templates: tuple[str, str], i: int) -> tuple[bytes, bytes]:
 
 
 async def publish(settings: Settings, prefix: str, args: argparse.Namespace) -> tuple[dict[str, RateFetched], float]:
-    await ensure_topics(settings.kafka_bootstrap, partitions=args.partitions, prefix=prefix)
+    await ensure_topics(KafkaConnection.from_settings(settings), partitions=args.partitions, prefix=prefix)
     producer = AIOKafkaProducer(
         **kafka_kwargs(settings.kafka_bootstrap), acks=1, linger_ms=50, max_batch_size=1024 * 1024
     )

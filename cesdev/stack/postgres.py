@@ -263,8 +263,7 @@ class Postgres:
             return False
         import psycopg2
 
-        stack = secrets.load(self.settings)
-        settings = secrets.with_credentials(self.settings, "admin", stack)
+        settings = secrets.for_probe(self.settings)
         try:
             conn = psycopg2.connect(
                 make_url(settings.database_dsn).set(drivername="postgresql").render_as_string(hide_password=False),

@@ -89,7 +89,7 @@ class Redis:
             return False
         import redis
 
-        settings = secrets.with_credentials(self.settings, "admin")
+        settings = secrets.for_probe(self.settings)
         try:
             client = redis.Redis.from_url(settings.redis_dsn, socket_timeout=2)
             try:

@@ -127,6 +127,24 @@ def with_credentials(settings: Settings, role: str, stack: StackSecrets | None =
     return settings.model_copy(update=update)
 
 
+def for_probe(settings: Settings, role: str = "admin") -> Settings:
+    """The credentials to probe a service with: the stack's own when it has a secrets file (its services
+    were made with them, whatever the environment says), else the settings' (an external service)."""
+    stack = load(settings)
+    if stack is None:
+        return settings
+    cleared = settings.model_copy(
+        update={
+            "kafka_username": "",
+            "kafka_password": SecretStr(""),
+            "database_password": SecretStr(""),
+            "migration_database_password": SecretStr(""),
+            "redis_password": SecretStr(""),
+        }
+    )
+    return with_credentials(cleared, role, stack)
+
+
 def process_env(settings: Settings, role: str) -> dict[str, str]:
     """Environment additions for a CES process `cesdev` starts as `role`: the role's credentials win over
     whatever the calling shell has (a developer's admin credentials must not leak into the worker)."""

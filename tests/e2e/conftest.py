@@ -120,6 +120,16 @@ def start_ces(tmp_path: Path, unique: str) -> Iterator[StartCes]:
     yield start
     for running in reversed(started):
         running.terminate()
+    # Every process of every end-to-end run had passwords (its principal's, the database's, Redis's): none
+    # may appear in anything it printed or logged (docs/security.md).
+    known = [value for key, value in role_env("admin").items() if key.endswith("_PASSWORD")]
+    known += [
+        value for role in ("worker", "gateway") for key, value in role_env(role).items() if key.endswith("PASSWORD")
+    ]
+    for running in started:
+        output = running.output()
+        leaked = [f"...{secret[-4:]}" for secret in set(known) if secret and secret in output]
+        assert not leaked, f"{running.log} contains passwords ending {leaked}"
 
 
 def poll(check: Callable[[], object], *, timeout: float = 60.0, interval: float = 0.2, what: str = "") -> object:

@@ -56,7 +56,7 @@ async def new_topic(settings: Settings, unique: str) -> AsyncIterator[NewTopicFa
 
 @pytest.fixture
 def pg_schema(settings: Settings, unique: str) -> Iterator[tuple[Engine, str]]:
-    """A fresh schema, migrated to head, with an engine whose connections use it."""
+    """A fresh schema, migrated to head by the owner role, with an engine of the application role using it."""
     schema = f"test_{unique}"
     migrate.upgrade(settings.migration_database_dsn, schema=schema)
     engine = create_engine(
@@ -67,6 +67,18 @@ def pg_schema(settings: Settings, unique: str) -> Iterator[tuple[Engine, str]]:
     finally:
         engine.dispose()
         drop_schema(settings.migration_database_dsn, schema)
+
+
+@pytest.fixture
+def owner_engine(settings: Settings, pg_schema: tuple[Engine, str]) -> Iterator[Engine]:
+    """The owner role on the test's schema: what migrations and replays use (pg_schema's engine is the
+    application role's, as the worker and gateway connect)."""
+    _, schema = pg_schema
+    engine = create_engine(settings.migration_database_dsn, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

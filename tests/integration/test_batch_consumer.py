@@ -9,7 +9,7 @@ import contextlib
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ces.adapters.kafka.connection import kafka_kwargs
+from ces.adapters.kafka.connection import KafkaConnection, kafka_kwargs
 from ces.adapters.kafka.dead_letters import DeadLetters, Headers
 from ces.agents.batch_consumer import BatchConsumer
 from ces.services.ports import Received
@@ -76,7 +76,7 @@ async def test_failed_batches_are_retried_and_commits_follow_what_was_handled(
     dead = CollectedDeadLetters()
     consumer = BatchConsumer(
         name="test",
-        bootstrap=settings.kafka_bootstrap,
+        kafka=KafkaConnection.from_settings(settings),
         topic=topic,
         group_id=group,
         handle=handle,
@@ -113,7 +113,7 @@ async def test_failed_batches_are_retried_and_commits_follow_what_was_handled(
 
     again = BatchConsumer(
         name="test",
-        bootstrap=settings.kafka_bootstrap,
+        kafka=KafkaConnection.from_settings(settings),
         topic=topic,
         group_id=group,
         handle=handle_later,
@@ -152,7 +152,7 @@ async def test_a_bad_message_is_isolated_and_dead_lettered_while_its_batch_goes_
 
     consumer = BatchConsumer(
         name="test",
-        bootstrap=settings.kafka_bootstrap,
+        kafka=KafkaConnection.from_settings(settings),
         topic=topic,
         group_id=group,
         handle=handle,

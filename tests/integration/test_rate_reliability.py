@@ -180,10 +180,12 @@ async def test_a_read_only_database_makes_handle_raise_with_nothing_dead_lettere
     assert await cache.get("EUR", "USD") is None
 
 
-async def test_permission_denied_makes_handle_raise(pg_schema: tuple[Engine, str], cache: RateCache) -> None:
+async def test_permission_denied_makes_handle_raise(
+    settings: Settings, pg_schema: tuple[Engine, str], owner_engine: Engine, cache: RateCache
+) -> None:
     engine, _ = pg_schema
-    with engine.begin() as conn:
-        conn.execute(text("REVOKE INSERT ON exchange_rate FROM CURRENT_USER"))
+    with owner_engine.begin() as conn:
+        conn.execute(text(f'REVOKE INSERT ON exchange_rate FROM "{settings.database_app_role}"'))
     dead = CollectingDeadLetters()
     handler = RateEventHandler(RateProjector(engine), cache, dead)
     with pytest.raises(DBAPIError, match="permission denied"):
@@ -323,12 +325,14 @@ async def test_cache_rebuild_skips_revoked_rows_and_repairs_a_stale_cache(
         assert cached is not None and cached.rate_id == old.rate_id
 
 
-def test_revocations_are_insert_only_in_the_database(pg_schema: tuple[Engine, str]) -> None:
+def test_revocations_are_insert_only_in_the_database(pg_schema: tuple[Engine, str], owner_engine: Engine) -> None:
     engine, _ = pg_schema
     rate = rate_event("USD", "1.0892", T0)
     RateProjector(engine).project([rate, revocation(rate)])
     for statement in ("UPDATE exchange_rate_revocation SET reason = 'x'", "DELETE FROM exchange_rate_revocation"):
-        with pytest.raises(DBAPIError, match="insert-only"), engine.begin() as conn:
+        with pytest.raises(DBAPIError, match="permission denied"), engine.begin() as conn:
+            conn.execute(text(statement))
+        with pytest.raises(DBAPIError, match="insert-only"), owner_engine.begin() as conn:
             conn.execute(text(statement))
     assert table_count(engine, "exchange_rate_revocation") == 1
 

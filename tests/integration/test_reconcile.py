@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from ces.adapters.kafka.connection import kafka_kwargs
+from ces.adapters.kafka.connection import KafkaConnection, kafka_kwargs
 from ces.adapters.kafka.reader import KafkaReconcileSource, TopicMissing
 from ces.events import topics
 from ces.services.reconcile import Missing, ReconcileReport, reconcile
@@ -45,7 +45,7 @@ class Deployment:
 
     def source(self, since: datetime | None = None) -> KafkaReconcileSource:
         return KafkaReconcileSource(
-            self.bootstrap,
+            KafkaConnection.from_settings(Settings(kafka_bootstrap=self.bootstrap)),
             requests=self.requests,
             audited=self.name(topics.CONVERSIONS_AUDITED),
             rejected=self.name(topics.CONVERSIONS_REJECTED),

@@ -49,8 +49,10 @@ def rate(target: str, value: str, *, base: str = "EUR", day: int = 0) -> RateFet
 
 
 @pytest.fixture
-def target(pg_schema: tuple[Engine, str]) -> tuple[Engine, str, Checkpoints]:
-    engine, schema = pg_schema
+def target(pg_schema: tuple[Engine, str], owner_engine: Engine) -> tuple[Engine, str, Checkpoints]:
+    # A replay writes its target schema as the owner role (it creates tables and swaps schemas).
+    _, schema = pg_schema
+    engine = owner_engine
     with engine.begin() as conn:
         create_checkpoint_table(conn, schema)
     return engine, schema, Checkpoints(engine, schema)
@@ -60,7 +62,7 @@ def target(pg_schema: tuple[Engine, str]) -> tuple[Engine, str, Checkpoints]:
 def other_schema(settings: Settings, unique: str) -> Iterator[tuple[Engine, str]]:
     schema = f"test_{unique}_b"
     migrate.upgrade(settings.migration_database_dsn, schema=schema)
-    engine = create_engine(settings.database_dsn, connect_args={"options": f"-csearch_path={schema}"})
+    engine = create_engine(settings.migration_database_dsn, connect_args={"options": f"-csearch_path={schema}"})
     try:
         yield engine, schema
     finally:

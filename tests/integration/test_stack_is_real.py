@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import Engine, inspect, text
 
-from ces.adapters.kafka.connection import kafka_kwargs
+from ces.adapters.kafka.connection import KafkaConnection, kafka_kwargs
 from ces.adapters.postgres import migrate
 from ces.settings import Settings
 from tests.integration.conftest import NewTopicFactory
@@ -59,9 +59,11 @@ async def test_faust_app_sends_and_receives_on_the_broker(
     settings: Settings, new_topic: NewTopicFactory, unique: str
 ) -> None:
     topic_name = await new_topic("faust")
+    kafka = KafkaConnection.from_settings(settings)
     app = faust.App(
         f"test-faust-{unique}",
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=kafka.faust_broker(),
+        broker_credentials=kafka.faust_credentials(),
         store="memory://",
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
@@ -83,9 +85,9 @@ async def test_faust_app_sends_and_receives_on_the_broker(
     assert value == f"hello-{unique}".encode()
 
 
-def test_postgres_answers_and_the_migrated_schema_exists(pg_schema: tuple[Engine, str]) -> None:
+def test_postgres_answers_and_the_migrated_schema_exists(pg_schema: tuple[Engine, str], owner_engine: Engine) -> None:
     engine, schema = pg_schema
-    with engine.connect() as conn:
+    with owner_engine.connect() as conn:
         version = conn.execute(text("SELECT version()")).scalar_one()
         revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     assert version.startswith("PostgreSQL ")
@@ -96,12 +98,13 @@ def test_postgres_answers_and_the_migrated_schema_exists(pg_schema: tuple[Engine
 
 async def test_redis_round_trips_a_key(redis_client: aioredis.Redis, unique: str) -> None:
     key = f"test:{unique}:roundtrip"
-    await redis_client.set(key, "1.07120000", ex=60)
+    # Hashes: the commands the application's Redis user may run (cesdev.stack.redis.APP_COMMANDS).
+    await redis_client.hset(key, "rate_value", "1.07120000")
     try:
-        assert await redis_client.get(key) == b"1.07120000"
+        assert await redis_client.hget(key, "rate_value") == b"1.07120000"
     finally:
         await redis_client.delete(key)
-    assert await redis_client.exists(key) == 0
+    assert await redis_client.hgetall(key) == {}
 
 
 def test_stack_up_is_idempotent_and_status_reports_every_service() -> None:

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from ces.adapters.kafka.connection import KafkaConnection
 from ces.adapters.kafka.replies import ReplyRouter
 from ces.events.base import Event
 from ces.events.conversions import ConversionAudited, ConversionRequested
@@ -79,7 +80,9 @@ def as_decided(request: ConversionRequested) -> Decision:
 
 @pytest.fixture
 def router() -> Iterator[ReplyRouter]:
-    router = ReplyRouter("127.0.0.1:9", ["conversions-audited", "conversions-rejected"], max_pending=10)
+    router = ReplyRouter(
+        KafkaConnection("127.0.0.1:9"), ["conversions-audited", "conversions-rejected"], max_pending=10
+    )
     yield router
     assert router.pending == 0  # whatever happened, the waiter was forgotten
 

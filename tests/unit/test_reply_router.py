@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ces.adapters.kafka.connection import KafkaConnection
 from ces.adapters.kafka.replies import ReplyRouter
 from ces.events.conversions import ConversionRejected
 from ces.services.ports import REPUBLISHED_HEADER
@@ -24,7 +25,7 @@ NASTY: list[bytes | None] = [
 
 @pytest.mark.parametrize("value", NASTY)
 async def test_garbage_for_a_waiting_request_is_skipped_and_the_real_result_still_resolves(value: bytes | None) -> None:
-    router = ReplyRouter("127.0.0.1:9", ["results"], max_pending=10)
+    router = ReplyRouter(KafkaConnection("127.0.0.1:9"), ["results"], max_pending=10)
     request_id = uuid.uuid4()
     waiter = router.expect(request_id)
     router._route(str(request_id).encode(), value)
