@@ -255,16 +255,42 @@ def test_ces_service_reaches_postgres_redis_and_the_provider(services: dict[str,
     db = urlsplit(env["CES_DATABASE_URL"])
     assert db.scheme == "postgresql+psycopg2"
     assert (db.hostname, db.port or 5432) == ("postgres", 5432)
-    assert (db.username, db.password) == (postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"])
+    # The application role, never the superuser; its password comes from the same variable as the role's.
+    assert db.username == "ces_app" and db.username != postgres["POSTGRES_USER"]
+    assert db.password is None and env["CES_DATABASE_PASSWORD"] == postgres["CES_APP_PASSWORD"]
     assert db.path.lstrip("/") == postgres["POSTGRES_DB"]
+    if name == "migrate":  # the one service with the owner role
+        owner = urlsplit(env["CES_MIGRATION_DATABASE_URL"])
+        assert owner.username == "ces_owner" and (owner.hostname, owner.path) == (db.hostname, db.path)
+        assert env["CES_MIGRATION_DATABASE_PASSWORD"] == postgres["CES_OWNER_PASSWORD"]
+    else:
+        assert "CES_MIGRATION_DATABASE_PASSWORD" not in env
 
     cache = urlsplit(env["CES_REDIS_URL"])
     assert (cache.scheme, cache.hostname, cache.port or 6379) == ("redis", "redis", 6379)
+    assert cache.username == "ces" and env["CES_REDIS_PASSWORD"]
 
     provider = urlsplit(env["CES_PROVIDER_URL"])
     assert provider.hostname in services
     assert provider.port in published_container_ports(services[provider.hostname])
     assert env["CES_GATEWAY_HOST"] == "0.0.0.0"
+
+
+def test_published_ports_bind_to_loopback_unless_told_otherwise(services: dict[str, dict[str, Any]]) -> None:
+    published = [(name, port) for name, service in services.items() for port in service.get("ports") or []]
+    assert published
+    for name, port in published:
+        assert isinstance(port, str) and port.startswith("${CES_BIND:-127.0.0.1}:"), (name, port)
+
+
+def test_postgres_creates_the_owner_and_application_roles(services: dict[str, dict[str, Any]]) -> None:
+    postgres = services["postgres"]
+    mounts = [str(volume) for volume in postgres.get("volumes") or []]
+    script = next(m.split(":")[0] for m in mounts if "/docker-entrypoint-initdb.d/" in m)
+    sql = (ROOT / script).read_text()
+    assert "CREATE ROLE ces_owner LOGIN NOSUPERUSER" in sql and "CREATE ROLE ces_app LOGIN NOSUPERUSER" in sql
+    assert "ALTER DATABASE ces OWNER TO ces_owner" in sql
+    assert "scram-sha-256" in environment(postgres)["POSTGRES_INITDB_ARGS"]
 
 
 @pytest.mark.parametrize(("name", "args"), sorted(CES_COMMANDS.items()))
