@@ -35,6 +35,19 @@ def settings_as(role: str, settings: Settings) -> Settings:
     return settings.model_copy(update=update)
 
 
+def redis_admin_dsn(settings: Settings) -> str:
+    """Redis as its `default` user (every command): for test clean-up that scans keys, which `ces` may not."""
+    from urllib.parse import urlsplit
+
+    from cesdev.stack import secrets
+
+    stack = secrets.load(settings)
+    if stack is None:
+        return settings.redis_dsn
+    parts = urlsplit(settings.redis_url)
+    return f"redis://:{stack.redis[secrets.REDIS_ADMIN]}@{parts.hostname}:{parts.port or 6379}{parts.path}"
+
+
 async def grant_acls(settings: Settings, *, prefix: str, app_id: str) -> None:
     """As the admin: the ACLs of CES's principals for one test's topic prefix and app id."""
     from ces.adapters.kafka.connection import KafkaConnection

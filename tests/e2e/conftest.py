@@ -16,6 +16,8 @@ import pytest
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 
+from ces.adapters.kafka.admin import ensure_topics
+from ces.adapters.kafka.connection import KafkaConnection
 from ces.adapters.postgres import migrate
 from ces.settings import Settings
 from tests.support import cli, drop_schema, grant_acls, role_env
@@ -72,19 +74,23 @@ class Isolation:
     redis_prefix: str
 
 
+def in_schema(url: str, schema: str) -> str:
+    return make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
+
+
 @pytest.fixture
 def isolation(settings: Settings, unique: str) -> Iterator[Isolation]:
     schema = f"e2e_{unique}"
     migrate.upgrade(settings.migration_database_dsn, schema=schema)
-    url = make_url(settings.database_dsn).update_query_dict({"options": f"-csearch_path={schema}"})
-    url_text = url.render_as_string(hide_password=False)
-    engine = create_engine(url_text)
     env = {
         "CES_APP_ID": f"e2e-{unique}",
         "CES_TOPIC_PREFIX": f"e2e-{unique}-",
         "CES_REDIS_KEY_PREFIX": f"e2e-{unique}:",
-        "CES_DATABASE_URL": url_text,
+        # Both roles' URLs on the test's schema; the passwords stay in CES_*_PASSWORD, never in the URLs.
+        "CES_DATABASE_URL": in_schema(settings.database_url, schema),
+        "CES_MIGRATION_DATABASE_URL": in_schema(settings.migration_database_url, schema),
     }
+    engine = create_engine(in_schema(settings.database_dsn, schema))
     try:
         yield Isolation(env, schema, engine, env["CES_TOPIC_PREFIX"], env["CES_REDIS_KEY_PREFIX"])
     finally:
@@ -109,8 +115,12 @@ def start_ces(tmp_path: Path, unique: str) -> Iterator[StartCes]:
         }
         if args and args[0] in ("worker", "gateway"):
             # As its own principal, with the ACLs of this test's prefix and app id: a missing ACL fails here.
+            # The topics exist before the process starts, as `cesdev up` makes them: the gateway may not create.
             full_env.update(role_env(args[0]))
-            asyncio.run(grant_acls(Settings(), prefix=full_env["CES_TOPIC_PREFIX"], app_id=full_env["CES_APP_ID"]))
+            admin, prefix = Settings(), full_env["CES_TOPIC_PREFIX"]
+            partitions = int(full_env.get("CES_TOPIC_PARTITIONS", admin.topic_partitions))
+            asyncio.run(ensure_topics(KafkaConnection.from_settings(admin), partitions=partitions, prefix=prefix))
+            asyncio.run(grant_acls(admin, prefix=prefix, app_id=full_env["CES_APP_ID"]))
         with open(log, "wb") as out:
             proc = subprocess.Popen(cli(*args), stdout=out, stderr=subprocess.STDOUT, env=full_env)
         running = RunningProcess(proc, log)

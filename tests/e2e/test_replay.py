@@ -34,8 +34,8 @@ from ces.events.base import utc_now
 from ces.services.rate_fetching import quote_events
 from ces.services.rate_providers import ProviderQuote
 from ces.settings import Settings
-from tests.e2e.conftest import RunningProcess, free_port, poll
-from tests.support import produce
+from tests.e2e.conftest import RunningProcess, free_port, in_schema, poll
+from tests.support import produce, redis_admin_dsn
 
 RATES = {"USD": "1.0892", "JPY": "161.87", "GBP": "0.85713", "KWD": "0.33421", "NGN": "1745.1234"}
 MINOR = {"EUR": 2, "USD": 2, "JPY": 0, "GBP": 2, "KWD": 3, "NGN": 2}
@@ -145,6 +145,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         "CES_TOPIC_PREFIX": prefix,
         "CES_REDIS_KEY_PREFIX": redis_prefix,
         "CES_DATABASE_URL": url_text,
+        "CES_MIGRATION_DATABASE_URL": in_schema(settings.migration_database_url, schema),
         "CES_PROVIDER_URL": "http://127.0.0.1:9",  # no live fetches: rates are seeded below
         "CES_FETCH_MAX_ATTEMPTS": "1",
         "CES_WORKER_WEB_PORT": str(free_port()),
@@ -170,7 +171,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         drop_schemas(admin, schema)
         admin.dispose()
         asyncio.run(delete_topics(settings, prefix))
-        client = redis.Redis.from_url(settings.redis_dsn)
+        client = redis.Redis.from_url(redis_admin_dsn(settings))
         keys = list(client.scan_iter(f"{redis_prefix}*"))
         if keys:
             client.delete(*keys)
