@@ -11,11 +11,13 @@ from ces.settings import Settings
 
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import create_engine
+
     from ces.adapters.postgres.api_keys import PostgresApiKeyStore
-    from ces.bootstrap import build_engine
     from ces.services.api_keys import KeyNameTaken, create_key, parse_scopes
 
-    engine = build_engine(settings)
+    # Managing keys writes `api_key`, which the application role may only read: the owner role does it.
+    engine = create_engine(settings.migration_database_dsn, pool_pre_ping=True)
     store = PostgresApiKeyStore(engine)
     try:
         if args.action == "create":

@@ -16,6 +16,8 @@ APP_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "conversion_audit": ("SELECT", "INSERT"),
     "conversion_rejection": ("SELECT", "INSERT"),
     "fetch_lease": ("SELECT", "INSERT", "UPDATE"),
+    # The gateway looks keys up; creating and revoking them (`ces keys`) is the owner's.
+    "api_key": ("SELECT",),
 }
 
 

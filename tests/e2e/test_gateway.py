@@ -32,12 +32,13 @@ def start_gateway(start_ces: StartCes, env: dict[str, str], **extra: str) -> str
     gateway = start_ces("gateway", env={**env, "CES_GATEWAY_PORT": str(port), **extra})
     gateway.wait_for_output("Running on")
     url = f"http://127.0.0.1:{port}"
-    AUTH[url] = {"Authorization": f"Bearer {api_key(env['CES_DATABASE_URL'])}"}
+    AUTH[url] = {"Authorization": f"Bearer {api_key(env['CES_MIGRATION_DATABASE_URL'])}"}
     return url
 
 
-def api_key(database_url: str, scopes: frozenset[Scope] = frozenset(Scope)) -> str:
-    engine = create_engine(database_url)
+def api_key(owner_url: str, scopes: frozenset[Scope] = frozenset(Scope)) -> str:
+    """A new key, made as `ces keys create` makes it: by the owner role (the gateway's role only reads keys)."""
+    engine = create_engine(Settings(migration_database_url=owner_url).migration_database_dsn)
     try:
         _, secret = create_key(PostgresApiKeyStore(engine), f"e2e-{uuid.uuid4().hex[:8]}", scopes)
     except OperationalError:
@@ -297,7 +298,7 @@ def test_gateway_processes_share_the_port_and_each_gets_its_own_replies(
     async def run() -> list[tuple[dict[str, Any], int, Any, Any]]:
         # A new connection per request, so the kernel spreads them over both processes: a reply read by
         # the wrong instance would leave its request waiting until the deadline (504).
-        headers = {"Authorization": f"Bearer {api_key(worker_env['CES_DATABASE_URL'])}"}
+        headers = {"Authorization": f"Bearer {api_key(worker_env['CES_MIGRATION_DATABASE_URL'])}"}
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True), headers=headers) as session:
             requests = [body("EUR", "USD", f"{i + 1}.00") for i in range(60)]
             answers = await asyncio.gather(*(post(session, url, b) for b in requests))
@@ -385,7 +386,7 @@ def test_every_conversion_records_the_key_that_asked_and_no_key_is_logged(
     """Who asked is on the audit row and on the event; a call without a key, or with a key lacking the
     scope, is refused before it reaches Kafka; the secret never appears in the gateway's or worker's log."""
     url = start_gateway(start_ces, worker_env)
-    reader = api_key(worker_env["CES_DATABASE_URL"], frozenset({Scope.READ}))
+    reader = api_key(worker_env["CES_MIGRATION_DATABASE_URL"], frozenset({Scope.READ}))
     converter = AUTH[url]["Authorization"].removeprefix("Bearer ")
     request = body("EUR", "USD", "12.34")
 

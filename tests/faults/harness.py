@@ -26,15 +26,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
 
-from ces.adapters.kafka.connection import kafka_kwargs
+from ces.adapters.kafka.connection import KafkaConnection
 from ces.adapters.postgres import migrate
 from ces.settings import Settings
+from cesdev.stack import acls, secrets
 from cesdev.stack.kafka import Kafka
 from cesdev.stack.postgres import Postgres
 from cesdev.stack.redis import Redis
-from tests.e2e.conftest import RunningProcess, free_port, poll
+from tests.e2e.conftest import RunningProcess, free_port, in_schema, poll
 from tests.support import cli, drop_schema
 
 # The shared stack of every engineer and of the other suites: the fault suite must never reach it.
@@ -81,13 +81,15 @@ class PrivateStack:
         self.env = {
             "CES_STACK_DIR": str(self.dir),
             "CES_KAFKA_BOOTSTRAP": f"127.0.0.1:{self.kafka_port}",
-            "CES_DATABASE_URL": f"postgresql+psycopg2://ces:ces@127.0.0.1:{self.pg_port}/ces",
-            "CES_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "CES_DATABASE_URL": f"postgresql+psycopg2://ces_app@127.0.0.1:{self.pg_port}/ces",
+            "CES_MIGRATION_DATABASE_URL": f"postgresql+psycopg2://ces_owner@127.0.0.1:{self.pg_port}/ces",
+            "CES_REDIS_URL": f"redis://ces@127.0.0.1:{self.redis_port}/0",
         }
         self.settings = Settings(
             stack_dir=self.dir,
             kafka_bootstrap=self.env["CES_KAFKA_BOOTSTRAP"],
             database_url=self.env["CES_DATABASE_URL"],
+            migration_database_url=self.env["CES_MIGRATION_DATABASE_URL"],
             redis_url=self.env["CES_REDIS_URL"],
         )
         for port in (self.kafka_port, self.kafka_port + 1, self.pg_port, self.redis_port):
@@ -108,7 +110,21 @@ class PrivateStack:
         started = time.monotonic()
         result = self.ces("stack", "up")
         assert result.returncode == 0, result.stdout + result.stderr
+        # This stack's own passwords (generated in self.dir), never the shared stack's of the environment.
+        self.settings = secrets.for_probe(self.settings, "admin")
+        stack = secrets.load(self.settings)
+        assert stack is not None
+        self.env.update(secrets.role_env(stack, "admin"))
         return time.monotonic() - started
+
+    @property
+    def kafka_kwargs(self) -> dict[str, Any]:
+        """aiokafka kwargs of this stack's admin (the test's producers and observers)."""
+        return KafkaConnection.from_settings(self.settings).kwargs()
+
+    def role_env(self, role: str) -> dict[str, str]:
+        stack = secrets.load(self.settings)
+        return secrets.role_env(stack, role) if stack is not None else {}
 
     def down(self) -> None:
         self.ces("stack", "down")
@@ -140,17 +156,19 @@ class Deployment:
 
     def __post_init__(self) -> None:
         self.schema = f"faults_{self.unique}"
-        migrate.upgrade(self.stack.settings.database_url, schema=self.schema)
-        url = make_url(self.stack.settings.database_url).update_query_dict({"options": f"-csearch_path={self.schema}"})
-        url_text = url.render_as_string(hide_password=False)
-        self.engine = create_engine(url_text, pool_pre_ping=True)
+        settings = self.stack.settings
+        migrate.upgrade(settings.migration_database_dsn, schema=self.schema)
+        self.engine = create_engine(in_schema(settings.database_dsn, self.schema), pool_pre_ping=True)
+        prefix, app_id = f"faults-{self.unique}-", f"faults-{self.unique}"
+        asyncio.run(acls.grant_ces(KafkaConnection.from_settings(settings), prefix=prefix, app_id=app_id))
         self.sim_port = _private_port()
         self.env = {
             **self.stack.env,
             "CES_APP_ID": f"faults-{self.unique}",
             "CES_TOPIC_PREFIX": f"faults-{self.unique}-",
             "CES_REDIS_KEY_PREFIX": f"faults-{self.unique}:",
-            "CES_DATABASE_URL": url_text,
+            "CES_DATABASE_URL": in_schema(settings.database_url, self.schema),
+            "CES_MIGRATION_DATABASE_URL": in_schema(settings.migration_database_url, self.schema),
             "CES_PROVIDER_URL": f"http://127.0.0.1:{self.sim_port}",
             "CES_PROVIDER_SIM_PORT": str(self.sim_port),
             "CES_TOPIC_PARTITIONS": str(PARTITIONS),
@@ -168,6 +186,8 @@ class Deployment:
     def start(self, *args: str, name: str) -> RunningProcess:
         log = self.logs / f"{name}-{len(self.processes)}.log"
         env = {**os.environ, **self.env, "CES_WORKER_WEB_PORT": str(_private_port()), "PYTHONUNBUFFERED": "1"}
+        if args[0] in ("worker", "gateway"):  # as its own principal, not the admin
+            env.update(self.stack.role_env(args[0]))
         with open(log, "wb") as out:
             proc = subprocess.Popen(cli(*args), stdout=out, stderr=subprocess.STDOUT, env=env)
         running = RunningProcess(proc, log)
@@ -210,7 +230,7 @@ class Deployment:
         try:
             return self.stack.ces("replay", "--target-schema", target, "--verify", env=self.env, timeout=300)
         finally:
-            drop_schema(self.stack.settings.database_url, target)
+            drop_schema(self.stack.settings.migration_database_dsn, target)
 
     def reconcile(self, wait: float) -> subprocess.CompletedProcess[str]:
         """`ces reconcile` (CES's own accounting), run as a second opinion next to the test's oracle."""
@@ -237,7 +257,7 @@ class Deployment:
         if self.engine is not None:
             self.engine.dispose()
         with contextlib.suppress(Exception):
-            drop_schema(self.stack.settings.database_url, self.schema)
+            drop_schema(self.stack.settings.migration_database_dsn, self.schema)
 
 
 def _answers(port: int) -> bool:
@@ -286,8 +306,8 @@ class Load:
     A send that fails (broker down) is retried until it is acknowledged, as an outside producer would.
     """
 
-    def __init__(self, bootstrap: str, topic: str, *, rate: float, minimum: int, seed: int) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: dict[str, Any], topic: str, *, rate: float, minimum: int, seed: int) -> None:
+        self.kafka = kafka
         self.topic = topic
         self.rate = rate
         self.minimum = minimum
@@ -344,7 +364,7 @@ class Load:
             self._error = exc
 
     async def _run(self) -> None:
-        producer = AIOKafkaProducer(**kafka_kwargs(self.bootstrap), linger_ms=5, acks="all", request_timeout_ms=10_000)
+        producer = AIOKafkaProducer(**self.kafka, linger_ms=5, acks="all", request_timeout_ms=10_000)
         await producer.start()
         pending: set[asyncio.Task[None]] = set()
         try:
@@ -422,7 +442,7 @@ class Observer:
         topics = [d.topic(t) for t in (REQUESTS, AUDITED, REJECTED, DEAD, RATES, FETCH_FAILURES)]
         consumer = AIOKafkaConsumer(
             *topics,
-            **kafka_kwargs(d.stack.bootstrap),
+            **d.stack.kafka_kwargs,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             group_id=None,

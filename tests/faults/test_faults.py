@@ -15,7 +15,6 @@ from decimal import Decimal
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from ces.adapters.kafka.connection import kafka_kwargs
 from ces.services.rate_fetching import quote_events
 from ces.services.rate_providers import ProviderQuote
 from tests.e2e.conftest import RunningProcess
@@ -159,7 +158,7 @@ def finish(run: Run) -> None:
 
 def begin_load(run: Run, seed: int) -> Load:
     run.load = Load(
-        run.d.stack.bootstrap, run.d.topic(REQUESTS), rate=LOAD_RATE, minimum=LOAD_MINIMUM, seed=seed
+        run.d.stack.kafka_kwargs, run.d.topic(REQUESTS), rate=LOAD_RATE, minimum=LOAD_MINIMUM, seed=seed
     ).start()
     run.wait_flowing()
     return run.load
@@ -388,7 +387,7 @@ def test_poison_inputs_do_not_stall_their_partition(deployment: Deployment, obse
     stalled: set[int] = set()
 
     async def inject() -> None:
-        producer = AIOKafkaProducer(**kafka_kwargs(deployment.stack.bootstrap), max_request_size=2 * 1024 * 1024)
+        producer = AIOKafkaProducer(**deployment.stack.kafka_kwargs, max_request_size=2 * 1024 * 1024)
         await producer.start()
         try:
             for i, (name, topic, key, value, rid, must) in enumerate(poison_cases()):

@@ -9,6 +9,7 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from ces.adapters.postgres.api_keys import PostgresApiKeyStore
 from ces.adapters.redis.rate_limit import RedisRateLimiter
@@ -16,8 +17,10 @@ from ces.services.api_keys import KeyNameTaken, KeyVerifier, Scope, create_key, 
 from ces.services.ports import CacheUnavailable
 
 
-def test_a_key_is_stored_by_hash_found_listed_and_revoked(pg_schema: tuple[Engine, str]) -> None:
-    engine, _ = pg_schema
+def test_a_key_is_stored_by_hash_found_listed_and_revoked(pg_schema: tuple[Engine, str], owner_engine: Engine) -> None:
+    # Keys are managed by the owner role (`ces keys`); the application role may only look them up.
+    app_engine, _ = pg_schema
+    engine = owner_engine
     store = PostgresApiKeyStore(engine)
     key, secret = create_key(store, "billing", frozenset({Scope.CONVERT}))
 
@@ -35,6 +38,12 @@ def test_a_key_is_stored_by_hash_found_listed_and_revoked(pg_schema: tuple[Engin
     assert KeyVerifier(store).verify(secret) is None
     assert [k.name for k in store.all()] == ["billing"]  # kept: audits keep resolving to a name
     assert store.revoke(uuid.uuid4()) is None
+    app = PostgresApiKeyStore(app_engine)
+    assert app.find(key_hash(secret)) == revoked  # the gateway's role reads keys ...
+    with pytest.raises(DBAPIError, match="permission denied"):  # ... and can neither make nor revoke one
+        create_key(app, "intruder", frozenset(Scope))
+    with pytest.raises(DBAPIError, match="permission denied"):
+        app.revoke(key.id)
 
 
 async def test_the_bucket_allows_the_burst_then_asks_to_wait_and_refills(
