@@ -25,7 +25,9 @@ def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.stack_dir == Path(".stack")
 
 
-def test_passwords_are_secrets_even_when_written_inside_urls() -> None:
+def test_passwords_are_secrets_even_when_written_inside_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE", "MIGRATION_DATABASE", "REDIS", "KAFKA"):
+        monkeypatch.delenv(f"CES_{name}_PASSWORD", raising=False)
     settings = Settings(
         database_url="postgresql+psycopg2://ces_app:s3cr%40t@db:5432/ces?sslmode=require",
         redis_url="redis://ces:r3dis@cache:6379/0",
