@@ -73,7 +73,7 @@ class PrivateStack:
     """Kafka, PostgreSQL and Redis of this session only, on free ports, in a temporary directory."""
 
     def __init__(self) -> None:
-        # mkdtemp, not pytest's tmp_path: the postgres user must be able to traverse to its data.
+        # A private (0700) directory: the stack must work there without widening anybody's permissions.
         self.dir = Path(tempfile.mkdtemp(prefix="ces-faults-"))
         self.kafka_port = _port_pair()
         self.pg_port = _private_port()
