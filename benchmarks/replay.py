@@ -169,7 +169,7 @@ def raw_copy_seconds(settings: Settings, schema: str) -> tuple[float, int]:
     checks; no triggers or foreign keys), timed without the export. Same database, same run."""
     tables = ("exchange_rate", "conversion_request", "conversion_audit")
     scratch = f"{schema}_copy"
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.migration_database_dsn)
     try:
         raw = engine.raw_connection()
         try:

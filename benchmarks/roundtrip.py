@@ -30,6 +30,7 @@ from decimal import Decimal
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.bootstrap import build_producer
 from ces.events.conversions import ConversionRequested
 from ces.events.topics import CONVERSION_REQUESTS, CONVERSIONS_AUDITED, CONVERSIONS_REJECTED
@@ -59,7 +60,7 @@ async def main() -> None:
 
     producer = build_producer(settings, linger_ms=settings.gateway_linger_ms)
     await producer.start()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None)
     await consumer.start()
     partitions = [
         TopicPartition(prefix + spec.name, p)

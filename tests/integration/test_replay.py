@@ -137,7 +137,9 @@ def test_a_failing_write_leaves_no_checkpoint(settings: Settings, target: tuple[
             conn.execute(text("SELECT 1"))
             raise ConnectionError("database went away mid-batch")
 
-    failing = PostgresReplayTarget(settings.database_url, schema, writers={**live_writers(), "rates": write_then_fail})
+    failing = PostgresReplayTarget(
+        settings.migration_database_dsn, schema, writers={**live_writers(), "rates": write_then_fail}
+    )
     replay = Replay(ReplayOptions("rates", schema, "public"), cast(Any, None), failing, LogProgress())
     try:
         with pytest.raises(ConnectionError):

@@ -32,13 +32,13 @@ TP = Partition("conversions-audited", 0)
 @pytest.fixture
 def bulk_schema(settings: Settings, unique: str) -> Iterator[tuple[Engine, str]]:
     schema = f"test_{unique}_bulk"
-    migrate.upgrade(settings.database_url, schema=schema)
-    engine = create_engine(settings.database_url, connect_args={"options": f"-csearch_path={schema}"})
+    migrate.upgrade(settings.migration_database_dsn, schema=schema)
+    engine = create_engine(settings.migration_database_dsn, connect_args={"options": f"-csearch_path={schema}"})
     try:
         yield engine, schema
     finally:
         engine.dispose()
-        drop_schema(settings.database_url, schema)
+        drop_schema(settings.migration_database_dsn, schema)
 
 
 def cross(request_id: uuid.UUID, first: uuid.UUID, second: uuid.UUID) -> ConversionAudited:
@@ -126,7 +126,7 @@ def test_a_refused_row_fails_the_bulk_batch_and_the_replay_retries_one_by_one(
         copy_decisions(engine, events)
     assert counts(engine) == (0, 0, 0)  # nothing of the batch
 
-    target = PostgresReplayTarget(settings.database_url, schema, writers=bulk_writers())
+    target = PostgresReplayTarget(settings.migration_database_dsn, schema, writers=bulk_writers())
     replay = Replay(ReplayOptions("audit", schema, "public"), cast(Any, None), target, LogProgress())
     report = PhaseReport("audit")
     try:
