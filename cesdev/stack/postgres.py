@@ -53,8 +53,12 @@ class Postgres:
         """Where the cluster's files are: the stack dir itself, or under the postgres user's home as root."""
         if not system.is_root():
             return self.root
+        try:
+            postgres_home = pwd.getpwnam("postgres").pw_dir
+        except KeyError:  # the Debian package (which creates the user) is not installed yet
+            return self.root
         digest = hashlib.sha256(str(self.settings.stack_dir.resolve()).encode()).hexdigest()[:12]
-        return Path(pwd.getpwnam("postgres").pw_dir) / f"ces-{digest}"
+        return Path(postgres_home) / f"ces-{digest}"
 
     @property
     def data_dir(self) -> Path:
