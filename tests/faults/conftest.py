@@ -25,6 +25,8 @@ def private_stack() -> Iterator[PrivateStack]:
     finally:
         stack.down()
         shutil.rmtree(stack.dir, ignore_errors=True)
+        # As root the cluster lives under the postgres user's home, outside the stack dir.
+        shutil.rmtree(stack.postgres().home, ignore_errors=True)
 
 
 @pytest.fixture
