@@ -40,4 +40,5 @@ faults: install
 	@$(PHASE) faults $(BIN)/pytest tests/faults -q
 
 clean: down
+	-$(BIN)/cesdev stack purge
 	rm -rf .stack $(VENV)

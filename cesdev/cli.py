@@ -45,6 +45,16 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {app.name:<9} {state:<38} log: {app.log_file(settings)}")
         return 0 if all(s.answers for s in statuses) else 1
     _print_statuses(manager.down(settings))
+    if args.action == "purge":
+        import shutil
+
+        from cesdev.stack.postgres import Postgres
+
+        # The one thing of the stack outside its directory (as root): the cluster under the postgres home.
+        home = Postgres(settings).home
+        if not home.is_relative_to(settings.stack_dir.resolve()) and home.exists():
+            shutil.rmtree(home)
+            print(f"  removed {home}")
     return 0
 
 
@@ -193,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     stack = sub.add_parser("stack", help="the local Kafka, PostgreSQL and Redis")
-    stack.add_argument("action", choices=["up", "status", "down"])
+    stack.add_argument("action", choices=["up", "status", "down", "purge"], help="purge: down, then remove the data")
     stack.set_defaults(func=cmd_stack)
 
     sub.add_parser("up", help="stack, migrations, topics and CES processes").set_defaults(func=cmd_up)
