@@ -19,9 +19,11 @@ from sqlalchemy.engine import make_url
 from ces.adapters.postgres import migrate
 from ces.adapters.providers.ecb_history import load_history
 from ces.settings import Settings
+from cesdev.stack.secrets import export_role_env
 
 
 def main() -> None:
+    export_role_env("admin")  # the local stack's credentials, unless CES_* are set
     settings = Settings()
     run = uuid.uuid4().hex[:8]
     schema = f"bench_{run}"

@@ -55,6 +55,7 @@ from ces.events.topics import CONVERSION_REQUESTS, RATES_FETCHED
 from ces.services.rate_fetching import quote_events
 from ces.services.rate_providers import ProviderQuote
 from ces.settings import Settings
+from cesdev.stack.secrets import export_role_env
 
 RATES = {"USD": "1.0892", "JPY": "161.87", "GBP": "0.85713", "KWD": "0.33421", "NGN": "1745.1234"}
 MINOR = {"EUR": 2, "USD": 2, "JPY": 0, "GBP": 2, "KWD": 3, "NGN": 2}
@@ -349,6 +350,7 @@ def best_window(samples: list[tuple[float, int]], seconds: float) -> tuple[float
 
 
 def main() -> None:
+    export_role_env("admin")  # the local stack's credentials, unless CES_* are set
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=1)

@@ -28,6 +28,7 @@ from ces.adapters.kafka.admin import ensure_topics
 from ces.adapters.kafka.connection import KafkaConnection, kafka_kwargs
 from ces.events import topics
 from ces.settings import Settings
+from cesdev.stack.secrets import export_role_env
 
 AUDITED = (
     '{{"event_id":"{e}","event_type":"ConversionAudited","schema_version":1,"occurred_at":"2026-11-25T12:00:00Z",'
@@ -92,6 +93,7 @@ async def drop(settings: Settings, prefix: str) -> None:
 
 
 def main() -> None:
+    export_role_env("admin")  # the local stack's credentials, unless CES_* are set
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=4)

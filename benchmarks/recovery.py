@@ -31,6 +31,7 @@ from ces.adapters.kafka.connection import KafkaConnection, kafka_kwargs
 from ces.adapters.postgres import migrate
 from ces.events.topics import CONVERSION_REQUESTS
 from ces.settings import Settings
+from cesdev.stack.secrets import export_role_env
 
 DECIDED = text("SELECT count(*) FROM conversion_request WHERE request_id = ANY(CAST(:ids AS uuid[]))")
 
@@ -61,6 +62,7 @@ class Prober:
 
 
 def main() -> None:
+    export_role_env("admin")  # the local stack's credentials, unless CES_* are set
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()

@@ -50,6 +50,7 @@ from ces.events.rates import RateFetched
 from ces.events.registry import decode
 from ces.services.backfill import backfill_events
 from ces.settings import Settings
+from cesdev.stack.secrets import export_role_env
 
 # Sentinels replaced by format fields in the JSON template.
 EVENT_ID = uuid.UUID("11111111-1111-4111-8111-111111111111")
@@ -214,6 +215,7 @@ async def delete_topics(settings: Settings, prefix: str) -> None:
 
 
 def main() -> None:
+    export_role_env("admin")  # the local stack's credentials, unless CES_* are set
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=4)

@@ -35,6 +35,7 @@ from ces.bootstrap import build_producer
 from ces.events.conversions import ConversionRequested
 from ces.events.topics import CONVERSION_REQUESTS, CONVERSIONS_AUDITED, CONVERSIONS_REJECTED
 from ces.settings import Settings
+from cesdev.stack.secrets import export_role_env
 
 STAGE = re.compile(r'^ces_conversion_stage_seconds_(sum|count)\{stage="(\w+)"\} ([0-9.e+-]+)$', re.M)
 BATCH = re.compile(r"^ces_conversion_batch_size_(sum|count) ([0-9.e+-]+)$", re.M)
@@ -49,6 +50,7 @@ async def scrape(url: str) -> dict[str, float]:
 
 
 async def main() -> None:
+    export_role_env("admin")  # the local stack's credentials, unless CES_* are set
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--requests", type=int, default=2000)

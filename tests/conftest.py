@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 
 from ces.settings import Settings
+from cesdev.stack.secrets import export_role_env
 
 # No per-example deadline: timing is a benchmark's business, and a 2-core machine shared with a broker and
 # two databases makes any deadline flaky (one failed with DeadlineExceeded under load).
@@ -16,20 +16,9 @@ hypothesis_settings.register_profile("ces", deadline=None)
 hypothesis_settings.load_profile("ces")
 
 
-def _run_as_the_stack_admin() -> None:
-    """Tests act as the local stack's admin (topics, ACLs, schemas as the owner role); explicit CES_* win.
-
-    The CES processes they start get their own principal's credentials instead (`tests.support.role_env`).
-    """
-    from cesdev.stack import secrets
-
-    stack = secrets.load(Settings())
-    if stack is not None:
-        for key, value in secrets.role_env(stack, "admin").items():
-            os.environ.setdefault(key, value)
-
-
-_run_as_the_stack_admin()
+# Tests act as the local stack's admin (topics, ACLs, schemas as the owner role); explicit CES_* win. The CES
+# processes they start get their own principal's credentials instead (`tests.support.role_env`).
+export_role_env("admin")
 
 
 @pytest.fixture

@@ -107,6 +107,17 @@ def role_env(stack: StackSecrets, role: str) -> dict[str, str]:
     return env
 
 
+def export_role_env(role: str = "admin") -> None:
+    """Act as one principal of the local stack (tests and benchmarks act as its admin): its `CES_*`
+    credentials go into the environment unless already set; explicit `CES_*` always win."""
+    import os
+
+    stack = load(Settings())
+    if stack is not None:
+        for key, value in role_env(stack, role).items():
+            os.environ.setdefault(key, value)
+
+
 def with_credentials(settings: Settings, role: str, stack: StackSecrets | None = None) -> Settings:
     """`settings` with the stack's credentials of `role` where the settings have none of their own."""
     stack = stack or load(settings)
