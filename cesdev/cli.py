@@ -9,10 +9,7 @@ import time
 from collections.abc import Sequence
 from datetime import date
 
-from aiokafka.errors import KafkaError
-from sqlalchemy.exc import OperationalError
-
-from ces.settings import Settings, get_settings
+from ces.settings import Settings
 from cesdev.stack.services import Status
 from cesdev.stack.system import StackError
 
@@ -226,21 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    settings = get_settings()
-    try:
-        result: int = args.func(args, settings)
-    except StackError as exc:
-        print(f"error: {_masked(str(exc), settings)}", file=sys.stderr)
-        return 2
-    except OperationalError as exc:
-        reason = _masked(str(exc.orig), settings)
-        print(f"error: cannot reach PostgreSQL ({reason}); is the stack up (`cesdev stack up`)?", file=sys.stderr)
-        return 2
-    except KafkaError as exc:
-        print(f"error: cannot reach Kafka ({_masked(repr(exc), settings)}); is the stack up?", file=sys.stderr)
-        return 2
-    return result
+    from ces.cli import run
+
+    return run(build_parser().parse_args(argv), mask=_masked, also=(StackError,))
 
 
 if __name__ == "__main__":

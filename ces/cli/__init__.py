@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka.errors import KafkaError
 from sqlalchemy.exc import OperationalError
 
 from ces.cli import keys, operations, rates, reconcile, replay
-from ces.settings import get_settings, mask_secrets
+from ces.settings import Settings, get_settings, mask_secrets
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,18 +25,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(
+    args: argparse.Namespace,
+    *,
+    mask: Callable[[str, Settings], str] = mask_secrets,
+    also: tuple[type[Exception], ...] = (),
+) -> int:
+    """Run a parsed command; an unreachable backend (or one of `also`) is one line on stderr and exit 2.
+
+    Drivers may quote a connection string back: every error text goes through `mask`, so no password is
+    ever printed (docs/security.md). `cesdev` passes its own errors and a mask that knows the stack's secrets.
+    """
     settings = get_settings()
     try:
         result: int = args.func(args, settings)
     except OperationalError as exc:
-        # Drivers may quote a connection string back: never print a password (docs/security.md).
-        reason = mask_secrets(str(exc.orig), settings)
+        reason = mask(str(exc.orig), settings)
         print(f"error: cannot reach PostgreSQL ({reason}); is the stack up (`cesdev stack up`)?", file=sys.stderr)
         return 2
     except KafkaError as exc:
-        reason = mask_secrets(repr(exc), settings)
-        print(f"error: cannot reach Kafka ({reason}); is the stack up (`cesdev stack up`)?", file=sys.stderr)
+        print(f"error: cannot reach Kafka ({mask(repr(exc), settings)}); is the stack up?", file=sys.stderr)
+        return 2
+    except also as exc:
+        print(f"error: {mask(str(exc), settings)}", file=sys.stderr)
         return 2
     return result
 
