@@ -6,8 +6,16 @@ import time
 
 from ces.settings import Settings
 from cesdev.stack import process
-from cesdev.stack.services import Service, Status, all_services
+from cesdev.stack.kafka import Kafka
+from cesdev.stack.postgres import Postgres
+from cesdev.stack.redis import Redis
+from cesdev.stack.services import Service, Status
 from cesdev.stack.system import StackError
+
+
+def all_services(settings: Settings) -> list[Service]:
+    """The stack, in start order: the databases first, the broker last."""
+    return [Postgres(settings), Redis(settings), Kafka(settings)]
 
 
 def up(settings: Settings) -> list[Status]:

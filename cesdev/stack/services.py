@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ces.settings import Settings
 from cesdev.stack.system import StackError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -67,11 +66,3 @@ def wait_until(check: object, *, timeout: float, what: str, log: Path | None = N
         time.sleep(0.2)
     hint = f"; see {log}" if log else ""
     raise StackError(f"{what} did not become ready within {timeout:.0f}s{hint}")
-
-
-def all_services(settings: Settings) -> list[Service]:
-    from cesdev.stack.kafka import Kafka
-    from cesdev.stack.postgres import Postgres
-    from cesdev.stack.redis import Redis
-
-    return [Postgres(settings), Redis(settings), Kafka(settings)]

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine
 from ces.adapters.kafka.connection import kafka_kwargs
 from ces.adapters.postgres import migrate
 from ces.settings import Settings
-from cesdev.stack.services import all_services
+from cesdev.stack.manager import all_services
 from tests.support import drop_schema
 
 pytestmark = pytest.mark.integration
