@@ -6,15 +6,17 @@ PostgreSQL store by the same assertions (tests/contracts/audit_store.py).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from uuid import UUID, uuid4
 
 from ces.adapters.kafka.dead_letters import Headers
 from ces.domain.rates import DerivedRate, Rate, derive, legs_needed
 from ces.events.base import Event
-from ces.events.conversions import ConversionAudited, ConversionRejected
+from ces.events.conversions import ConversionAudited, ConversionRejected, audit_id_for
 from ces.services.api_keys import ApiKey, KeyNameTaken, Scope
 from ces.services.ports import CacheUnavailable
 
@@ -224,3 +226,57 @@ class FakeRateLimiter:
             raise CacheUnavailable("limiter down")
         self.taken[key_id] = self.taken.get(key_id, 0) + 1
         return 0.0 if self.taken[key_id] <= self.allow else self.wait
+
+
+# The gateway's dependencies (tests/unit/test_http_*.py).
+DECIDED_AT = datetime(2024, 3, 15, 16, tzinfo=UTC)
+
+
+class FakeRequester:
+    """The gateway's `Conversions` use case: answers `outcome(request)`, or raises `outcome` if it is an error."""
+
+    def __init__(self, outcome: Any) -> None:
+        self.outcome = outcome
+        self.calls: list[tuple[uuid.UUID, str, str, Decimal]] = []
+        self.requested_by: uuid.UUID | None = None
+
+    async def convert(
+        self, request_id: uuid.UUID, base: str, target: str, amount: Decimal, requested_by: uuid.UUID | None = None
+    ) -> tuple[Any, bool]:
+        self.calls.append((request_id, base, target, amount))
+        self.requested_by = requested_by
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome(request_id, base, target, amount), False
+
+
+def audited(request_id: uuid.UUID, base: str, target: str, amount: Decimal) -> ConversionAudited:
+    rate_id = uuid.uuid4()
+    return ConversionAudited(
+        audit_id=audit_id_for(request_id),
+        request_id=request_id,
+        rate_id=rate_id,
+        rate_ids=[rate_id],
+        rate_kind="direct",
+        base_currency=base,
+        target_currency=target,
+        input_amount=amount,
+        rate_value=Decimal("1.0892"),
+        margin=Decimal("0.01"),
+        output_amount=Decimal("107.83"),
+        converted_at=DECIDED_AT,
+    )
+
+
+class FakeRateReads:
+    def latest_per_pair(self, base: str | None = None) -> list[Rate]:
+        return []
+
+    def pair_history(
+        self, base: str, target: str, pivot: str, *, start: datetime, end: datetime, after: datetime | None, limit: int
+    ) -> list[DerivedRate]:
+        return []
+
+
+async def all_ready() -> dict[str, tuple[bool, str]]:
+    return {"kafka": (True, "fake"), "postgres": (True, "fake"), "redis": (True, "fake"), "replies": (True, "fake")}

@@ -48,7 +48,7 @@ def parse_request(raw: bytes, timestamp_ms: int | None, *, max_amount: Decimal) 
             raise UndecodableEvent("oversized", f"{len(raw)} bytes, more than {MAX_REQUEST_BYTES}")
         return _rejected(request_id, timestamp_ms, RejectionReason.INVALID_REQUEST, "request too large")
     payload = parse_json_object(raw)
-    request_id = _request_id(payload.get("request_id"))
+    request_id = _uuid(payload.get("request_id"))
     if request_id is None:
         raise UndecodableEvent("invalid_request_id", "request_id is missing or not a UUID")
     event_type = payload.get("event_type", "ConversionRequested")
@@ -66,20 +66,21 @@ def parse_request(raw: bytes, timestamp_ms: int | None, *, max_amount: Decimal) 
         )
     requested_by = payload.get("requested_by")
     if requested_by is not None:
-        requested_by = _request_id(requested_by)
+        requested_by = _uuid(requested_by)
         if requested_by is None:
             return _rejected(request_id, timestamp_ms, RejectionReason.INVALID_REQUEST, "requested_by is not a UUID")
     outcome = validate(
         payload.get("base_currency"), payload.get("target_currency"), payload.get("amount"), max_amount=max_amount
     )
-    event_id = _request_id(payload.get("event_id")) or uuid5(CONVERSION_NAMESPACE, f"ConversionRequested|{request_id}")
+    event_id = _uuid(payload.get("event_id")) or uuid5(CONVERSION_NAMESPACE, f"ConversionRequested|{request_id}")
     occurred_at = _when(timestamp_ms)
     if isinstance(outcome, Rejection):
         return ParsedRequest(request_id, event_id, occurred_at, None, outcome, requested_by)
     return ParsedRequest(request_id, event_id, occurred_at, outcome, None, requested_by)
 
 
-def _request_id(value: Any) -> UUID | None:
+def _uuid(value: Any) -> UUID | None:
+    """A UUID field of a request (`request_id`, `event_id`, `requested_by`), or None when absent or malformed."""
     if not isinstance(value, str) or len(value) > 64:
         return None
     try:
@@ -108,7 +109,7 @@ def sniff_request_id_value(head: bytes) -> Any:
 
 
 def _sniff_request_id(head: bytes) -> UUID | None:
-    return _request_id(sniff_request_id_value(head))
+    return _uuid(sniff_request_id_value(head))
 
 
 def _when(timestamp_ms: int | None) -> datetime:

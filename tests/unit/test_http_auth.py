@@ -16,8 +16,16 @@ from ces.http.app import create_app
 from ces.http.deps import Deps
 from ces.services.api_keys import KeyVerifier, Scope, create_key, key_hash
 from ces.settings import Settings
-from tests.fakes import FakeApiKeyStore, FakeAuditStore, FakeRateLimiter, FakeRateLookup
-from tests.unit.test_http_handlers import FakeRateReads, FakeRequester, all_ready, audited
+from tests.fakes import (
+    FakeApiKeyStore,
+    FakeAuditStore,
+    FakeRateLimiter,
+    FakeRateLookup,
+    FakeRateReads,
+    FakeRequester,
+    all_ready,
+    audited,
+)
 
 Client = TestClient[web.Request, web.Application]
 Make = Callable[..., Awaitable[Client]]

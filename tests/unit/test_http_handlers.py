@@ -16,67 +16,19 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka.errors import KafkaConnectionError
 from sqlalchemy.exc import OperationalError
 
-from ces.domain.rates import DerivedRate, Rate
-from ces.events.conversions import ConversionAudited, ConversionRejected, audit_id_for
+from ces.events.conversions import ConversionRejected
 from ces.http.app import create_app
 from ces.http.deps import Deps
 from ces.services.conversion_requests import BackendUnavailable, IdempotencyConflict, ResultTimeout
 from ces.services.ports import TooManyPending
 from ces.settings import Settings
-from tests.fakes import FakeAuditStore, FakeRateLookup
+from tests.fakes import FakeAuditStore, FakeRateLookup, FakeRateReads, FakeRequester, all_ready, audited
 
 NOW = datetime(2024, 3, 15, 16, tzinfo=UTC)
 
 
-class FakeRequester:
-    def __init__(self, outcome: Any) -> None:
-        self.outcome = outcome
-        self.calls: list[tuple[uuid.UUID, str, str, Decimal]] = []
-
-    async def convert(
-        self, request_id: uuid.UUID, base: str, target: str, amount: Decimal, requested_by: uuid.UUID | None = None
-    ) -> tuple[Any, bool]:
-        self.calls.append((request_id, base, target, amount))
-        self.requested_by = requested_by
-        if isinstance(self.outcome, Exception):
-            raise self.outcome
-        return self.outcome(request_id, base, target, amount), False
-
-
-def audited(request_id: uuid.UUID, base: str, target: str, amount: Decimal) -> ConversionAudited:
-    rate_id = uuid.uuid4()
-    return ConversionAudited(
-        audit_id=audit_id_for(request_id),
-        request_id=request_id,
-        rate_id=rate_id,
-        rate_ids=[rate_id],
-        rate_kind="direct",
-        base_currency=base,
-        target_currency=target,
-        input_amount=amount,
-        rate_value=Decimal("1.0892"),
-        margin=Decimal("0.01"),
-        output_amount=Decimal("107.83"),
-        converted_at=NOW,
-    )
-
-
 def stale(request_id: uuid.UUID, base: str, target: str, amount: Decimal) -> ConversionRejected:
     return ConversionRejected(request_id=request_id, reason="stale_rate", message="too old", rejected_at=NOW)
-
-
-class FakeRateReads:
-    def latest_per_pair(self, base: str | None = None) -> list[Rate]:
-        return []
-
-    def pair_history(
-        self, base: str, target: str, pivot: str, *, start: datetime, end: datetime, after: datetime | None, limit: int
-    ) -> list[DerivedRate]:
-        return []
-
-
-async def all_ready() -> dict[str, tuple[bool, str]]:
-    return {"kafka": (True, "fake"), "postgres": (True, "fake"), "redis": (True, "fake"), "replies": (True, "fake")}
 
 
 @pytest.fixture
