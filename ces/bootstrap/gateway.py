@@ -26,6 +26,7 @@ from ces.adapters.redis.rate_limit import RedisRateLimiter
 from ces.bootstrap import build_engine, build_producer, build_rate_lookup, build_redis, kafka_connection
 from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED
 from ces.http.app import create_app
+from ces.http.auth import QuietBadRequests
 from ces.http.deps import Deps
 from ces.metrics import GATEWAY_PENDING, GATEWAY_RESULTS_SEEN
 from ces.services.api_keys import KeyVerifier
@@ -133,6 +134,7 @@ def build_gateway_app(settings: Settings) -> web.Application:
 def run_gateway(settings: Settings, *, reuse_port: bool = False) -> None:
     """One gateway process. `reuse_port`: share the port with sibling processes (SO_REUSEPORT)."""
     logging.basicConfig(level=settings.log_level.upper(), format="[%(asctime)s] [%(levelname)s] %(name)s: %(message)s")
+    logging.getLogger("aiohttp.server").addFilter(QuietBadRequests())
     web.run_app(
         build_gateway_app(settings),
         host=settings.gateway_host,

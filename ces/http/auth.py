@@ -47,6 +47,19 @@ def required_scope(request: web.Request, *, metrics_require_key: bool) -> Scope 
     return ROUTE_SCOPES.get(canonical, {}).get(request.method)
 
 
+class QuietBadRequests(logging.Filter):
+    """aiohttp logs a request its parser refuses with the offending header line, which may hold an API key
+    (`Authorization: Bearer <key>\\x00`): keep the event, drop the bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and type(record.exc_info[1]).__name__ == "BadHttpMessage":
+            record.msg = "refused a malformed HTTP request (%s); its bytes are not logged"
+            record.args = (type(record.exc_info[1]).__name__,)
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def bearer_token(header: str | None) -> str | None:
     if header is None:
         return None
@@ -63,7 +76,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     scope = required_scope(request, metrics_require_key=deps.settings.metrics_require_key)
     if scope is None:
         return await handler(request)
-    secret = bearer_token(request.headers.get("Authorization"))
+    given = request.headers.getall("Authorization", [])
+    # Two credentials are ambiguous (which one did a proxy check?): refused, like repeated JSON keys.
+    secret = bearer_token(given[0]) if len(given) == 1 else None
     if secret is None:
         AUTH_REFUSALS.labels("missing").inc()
         return problem("unauthorized", "send `Authorization: Bearer <API key>`", headers=CHALLENGE)

@@ -185,3 +185,31 @@ def test_a_store_outage_keeps_known_keys_working_and_fails_unknown_ones() -> Non
     assert verifier.verify(secret) == key  # stale, but the database cannot say otherwise now
     with pytest.raises(ConnectionError):
         verifier.verify("ces_never-seen")
+
+
+async def test_two_authorization_headers_are_refused_even_if_one_is_valid(gateway: Make) -> None:
+    from multidict import CIMultiDict
+
+    store = FakeApiKeyStore()
+    _, secret = create_key(store, "k", frozenset(Scope))
+    client = await gateway(store)
+    headers = CIMultiDict([("Authorization", f"Bearer {secret}"), ("Authorization", "Bearer ces_other")])
+    assert (await client.get("/v1/currencies", headers=headers)).status == 401
+
+
+def test_a_request_the_parser_refuses_is_logged_without_its_bytes() -> None:
+    import logging
+
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    from ces.http.auth import QuietBadRequests
+
+    secret = "ces_" + "k" * 43
+    try:
+        raise BadHttpMessage(f"Invalid header value char: b'Authorization: Bearer {secret}\\x00'")
+    except BadHttpMessage:
+        import sys
+
+        record = logging.LogRecord("aiohttp.server", logging.ERROR, "", 0, "Error handling request", (), sys.exc_info())
+    assert QuietBadRequests().filter(record) is True  # the event stays
+    assert secret not in logging.Formatter().format(record)
