@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -49,6 +50,9 @@ class Settings(BaseSettings):
     # Worker.
     app_id: str = "ces"
     worker_web_port: int = 6066
+    # Faust's data directory. CES keeps no Faust tables (memory store), but Faust still creates
+    # `<dir>/<app id>-data`; keep it out of the working directory.
+    worker_data_dir: Path = Path(tempfile.gettempdir()) / "ces-worker"
     log_level: str = "INFO"
 
     # Failure policy of the batch consumers (`ces.adapters.failures`): a message whose handling raises

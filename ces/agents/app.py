@@ -27,6 +27,7 @@ def create_app(settings: Settings, *, app_id: str | None = None, web_enabled: bo
         broker=kafka.faust_broker(),
         broker_credentials=kafka.faust_credentials(),
         store="memory://",
+        datadir=str(settings.worker_data_dir / "{conf.id}-data"),
         # At-least-once with idempotent handlers; exactly-once is not reliable in faust-streaming.
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
