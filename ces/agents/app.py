@@ -22,6 +22,8 @@ from ces.settings import Settings
 
 def create_app(settings: Settings, *, app_id: str | None = None, web_enabled: bool = True) -> faust.App:
     kafka = KafkaConnection.from_settings(settings)
+    # Faust creates `<app id>-data` itself but not its parent: a fresh machine (or a cleaned /tmp) has none.
+    settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id or settings.app_id,
         broker=kafka.faust_broker(),
