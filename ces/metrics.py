@@ -46,3 +46,8 @@ GATEWAY_RESULTS_SEEN = Counter(
     "ces_gateway_results_seen", "Results read by this gateway instance (its own and others')"
 )
 AUTH_REFUSALS = Counter("ces_gateway_auth_refusals", "Requests refused by the gateway's key check", ["reason"])
+UNAUTHENTICATED_REQUESTS = Counter(
+    "ces_unauthenticated_requests",
+    "Conversion requests naming requested_by without a valid gateway signature (rejected), by why",
+    ["failure"],
+)

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     database_app_role: str = "ces_app"
     redis_url: str = "redis://ces@127.0.0.1:16379/0"
     redis_password: SecretStr = SecretStr("")
+    # The gateway signs every conversion request it produces with this key (HMAC-SHA256, a Kafka header) and
+    # the worker believes a request's `requested_by` only with a valid signature (docs/security.md). Both hold
+    # the same key; the worker also accepts the comma-separated previous keys while a rotation rolls out.
+    request_signing_key: SecretStr = SecretStr("")
+    request_signing_keys_previous: SecretStr = SecretStr("")
 
     # Where `cesdev stack` keeps binaries, data, logs and pid files (git-ignored).
     stack_dir: Path = Path(".stack")
@@ -80,7 +85,7 @@ class Settings(BaseSettings):
     # https://www.ecb.europa.eu (same paths).
     provider: Literal["ecb", "fixer"] = "ecb"
     provider_url: str = "http://127.0.0.1:8090"
-    provider_access_key: str = "sim-key"
+    provider_access_key: SecretStr = SecretStr("sim-key")  # Fixer: travels in the query string, masked everywhere
     provider_base: str = "EUR"
     provider_symbols: str = ""  # comma-separated; empty means every currency the provider has
     provider_sim_host: str = "127.0.0.1"
@@ -133,6 +138,22 @@ class Settings(BaseSettings):
                     object.__setattr__(self, password_field, SecretStr(password))
         return self
 
+    @model_validator(mode="after")
+    def _signing_keys_long_enough(self) -> Settings:
+        short = [k for k in self.signing_keys if len(k) < MIN_SIGNING_KEY_CHARS]
+        if short:
+            raise ValueError(
+                f"CES_REQUEST_SIGNING_KEY(S_PREVIOUS): every key needs at least {MIN_SIGNING_KEY_CHARS} characters"
+            )
+        return self
+
+    @property
+    def signing_keys(self) -> list[bytes]:
+        """Every key a worker accepts, the current one first; empty when none is set."""
+        keys = [self.request_signing_key.get_secret_value()]
+        keys += self.request_signing_keys_previous.get_secret_value().split(",")
+        return [k.strip().encode() for k in keys if k.strip()]
+
     @property
     def database_dsn(self) -> str:
         """The application role's URL with its password: for create_engine, never for printing."""
@@ -147,6 +168,8 @@ class Settings(BaseSettings):
     def redis_dsn(self) -> str:
         return _with_password(self.redis_url, self.redis_password)
 
+
+MIN_SIGNING_KEY_CHARS = 32
 
 _URL_PASSWORDS = (
     ("database_url", "database_password"),
@@ -184,16 +207,20 @@ def _with_password(url: str, password: SecretStr) -> str:
 
 
 def mask_secrets(text: str, settings: Settings) -> str:
-    """`text` with every password of `settings` replaced by ***: for error messages that quote a URL."""
+    """`text` with every secret of `settings` replaced by ***: for error messages that quote a URL."""
     for secret in (
         settings.kafka_password,
         settings.database_password,
         settings.migration_database_password,
         settings.redis_password,
+        settings.provider_access_key,
+        settings.request_signing_key,
     ):
         value = secret.get_secret_value()
         if value:
             text = text.replace(value, "***")
+    for key in settings.signing_keys:
+        text = text.replace(key.decode(), "***")
     return text
 
 

@@ -113,7 +113,9 @@ class BatchConsumer:
         after: asyncio.Task[None] | None,
     ) -> None:
         records = [
-            Received(r.topic, r.partition, r.offset, r.key, r.value if r.value is not None else b"", r.timestamp)
+            Received(
+                r.topic, r.partition, r.offset, r.key, r.value if r.value is not None else b"", r.timestamp, r.headers
+            )
             for tp_records in batches.values()
             for r in tp_records
         ]

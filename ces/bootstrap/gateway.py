@@ -24,6 +24,7 @@ from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.rate_store import RateRepository
 from ces.adapters.redis.rate_limit import RedisRateLimiter
 from ces.bootstrap import build_engine, build_producer, build_rate_lookup, build_redis, kafka_connection
+from ces.events.signing import RequestSigner
 from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED
 from ces.http.app import create_app
 from ces.http.auth import QuietBadRequests
@@ -66,7 +67,9 @@ async def _open(settings: Settings) -> AsyncIterator[Deps]:
         rates=RateRepository(engine),
         lookup=build_rate_lookup(settings, engine, redis_client),
         requester=ConversionRequester(
-            AckedPublisher(producer, prefix), router, timeout=settings.gateway_timeout_seconds
+            AckedPublisher(producer, prefix, signer=request_signer(settings)),
+            router,
+            timeout=settings.gateway_timeout_seconds,
         ),
         readiness=readiness,
         keys=KeyVerifier(PostgresApiKeyStore(engine), cache_seconds=settings.api_key_cache_seconds)
@@ -127,7 +130,26 @@ async def _redis_ok(client: aioredis.Redis) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}"
 
 
+class MissingSigningKey(Exception):
+    pass
+
+
+def request_signer(settings: Settings) -> RequestSigner | None:
+    """The signer of the gateway's requests. With API keys on, a gateway without a signing key would have every
+    conversion rejected by the worker (`unauthenticated_requester`): it refuses to start instead."""
+    key = settings.request_signing_key.get_secret_value()
+    if key:
+        return RequestSigner(key.encode())
+    if settings.api_keys_required:
+        raise MissingSigningKey(
+            "CES_REQUEST_SIGNING_KEY is not set: the worker believes who asked (requested_by) only on requests "
+            "signed with it; give the gateway and the worker the same key (docs/security.md)"
+        )
+    return None
+
+
 def build_gateway_app(settings: Settings) -> web.Application:
+    request_signer(settings)  # fail at start, not at the first conversion
     return create_app(settings, lambda: _open(settings))
 
 

@@ -30,6 +30,7 @@ from ces.bootstrap import (
     kafka_connection,
 )
 from ces.events import topics
+from ces.events.signing import RequestVerifier
 from ces.metrics import RATE_FETCH_RETRIES, RATE_FETCHES
 from ces.projections.rate_projection import RateEventHandler
 from ces.services.conversion_handler import ConversionHandler
@@ -129,6 +130,12 @@ def build_worker_app(settings: Settings) -> Worker:
         max_rate_age=timedelta(seconds=settings.max_rate_age_seconds),
     )
     store = AuditStore(engine)
+    verifier = RequestVerifier(settings.signing_keys)
+    if not settings.signing_keys:
+        log.warning(
+            "CES_REQUEST_SIGNING_KEY is not set: every conversion request that names requested_by "
+            "(all the gateway's) will be rejected as unauthenticated_requester"
+        )
     consumers = (
         ConsumerSpec(
             name="rates",
@@ -143,7 +150,9 @@ def build_worker_app(settings: Settings) -> Worker:
             group_id=f"{settings.app_id}-conversions",
             max_records=settings.conversion_batch_size,
             make_handler=lambda publisher, dead: (
-                ConversionHandler(decider, store, publisher, dead, max_amount=settings.max_amount).handle
+                ConversionHandler(
+                    decider, store, publisher, dead, max_amount=settings.max_amount, verifier=verifier
+                ).handle
             ),
         ),
     )

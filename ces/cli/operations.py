@@ -19,10 +19,14 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
-    from ces.bootstrap.gateway import run_gateways
+    from ces.bootstrap.gateway import request_signer, run_gateways
 
     if args.processes is not None and args.processes < 1:
         raise SystemExit("--processes must be at least 1")
+    try:
+        request_signer(settings)
+    except Exception as exc:  # MissingSigningKey: one line, not a traceback from every child process
+        raise SystemExit(f"error: {exc}") from None
     return run_gateways(settings, args.processes or settings.gateway_processes)
 
 

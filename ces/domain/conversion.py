@@ -30,6 +30,8 @@ class RejectionReason(StrEnum):
     UNSUPPORTED_PAIR = "unsupported_pair"
     NO_RATE = "no_rate"
     STALE_RATE = "stale_rate"
+    # The request names who asked (`requested_by`) without the gateway's valid signature (docs/security.md).
+    UNAUTHENTICATED_REQUESTER = "unauthenticated_requester"
 
 
 @dataclass(frozen=True)

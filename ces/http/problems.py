@@ -40,6 +40,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "unavailable": (503, "A backend is unavailable; retry later"),
     "result_timeout": (504, "No result within the gateway timeout"),
     "internal_error": (500, "Internal error"),
+    # The worker did not accept this gateway's signature: the two hold different CES_REQUEST_SIGNING_KEYs.
+    "unauthenticated_requester": (500, "The worker could not authenticate the gateway's request"),
 }
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
 from decimal import Decimal
 
+from ces.domain.conversion import Rejection, RejectionReason
 from ces.events.conversions import ConversionAudited
 from ces.events.registry import UndecodableEvent
 from ces.events.requests import ParsedRequest, parse_request
-from ces.metrics import CONVERSION_BATCH_SIZE, CONVERSION_STAGE_SECONDS, CONVERSIONS
+from ces.events.signing import SIGNATURE_HEADER, RequestVerifier, signature_of
+from ces.metrics import CONVERSION_BATCH_SIZE, CONVERSION_STAGE_SECONDS, CONVERSIONS, UNAUTHENTICATED_REQUESTS
 from ces.services.conversions import ConversionDecider
 from ces.services.ports import DeadLetterSink, DecisionStore, EventPublisher, Received
 
@@ -23,6 +26,10 @@ class ConversionHandler:
 
     Recording before publishing is what makes the effect exactly-once: a request id decided before
     gets its stored decision re-published, identical, never a second conversion.
+
+    Who asked: a request that names `requested_by` is rejected (`unauthenticated_requester`, recorded with no
+    `requested_by`) unless it carries a valid gateway signature (`ces.events.signing`); `verifier` None
+    accepts no signature, so every such claim is refused. Requests without `requested_by` need none.
     """
 
     def __init__(
@@ -33,12 +40,14 @@ class ConversionHandler:
         dead_letters: DeadLetterSink,
         *,
         max_amount: Decimal,
+        verifier: RequestVerifier | None = None,
     ) -> None:
         self.decider = decider
         self.store = store
         self.publisher = publisher
         self.dead_letters = dead_letters
         self.max_amount = max_amount
+        self.verifier = verifier or RequestVerifier(())
 
     async def handle(self, batch: Sequence[Received]) -> int:
         started = time.perf_counter()
@@ -50,6 +59,8 @@ class ConversionHandler:
             except UndecodableEvent as exc:
                 poison.append((message, exc))
                 continue
+            if parsed.requested_by is not None:
+                parsed = self._authenticated(parsed, message)
             requests.setdefault(parsed.request_id, parsed)  # in-batch duplicates: one decision, one result
         standing = []
         if requests:
@@ -80,6 +91,33 @@ class ConversionHandler:
         CONVERSIONS.labels("audited").inc(audited)
         CONVERSIONS.labels("rejected").inc(len(standing) - audited)
         return len(standing)
+
+    def _authenticated(self, parsed: ParsedRequest, message: Received) -> ParsedRequest:
+        """`parsed` if its signature holds; else its rejection, with the unproven `requested_by` dropped."""
+        failure = self.verifier.failure(message.value, signature_of(message.headers))
+        if failure is None:
+            return parsed
+        UNAUTHENTICATED_REQUESTS.labels(failure).inc()
+        log.warning(
+            "request %s claims requested_by %s without a valid gateway signature (%s): rejected",
+            parsed.request_id,
+            parsed.requested_by,
+            failure,
+        )
+        rejection = Rejection(
+            RejectionReason.UNAUTHENTICATED_REQUESTER,
+            f"requested_by {parsed.requested_by} is not authenticated: the `{SIGNATURE_HEADER}` header is "
+            f"{_FAILURES[failure]}; only the CES gateway may name who asked (leave requested_by out)",
+        )
+        return dataclasses.replace(parsed, valid=None, rejection=rejection, requested_by=None)
+
+
+_FAILURES = {
+    "missing": "missing",
+    "malformed": "malformed",
+    "unknown_key": "signed with a key this worker does not accept",
+    "mismatch": "not a valid signature of this request",
+}
 
 
 def _stage(name: str, started: float) -> float:

@@ -38,6 +38,7 @@ class Received:
     key: bytes | None
     value: bytes
     timestamp_ms: int | None = None
+    headers: Sequence[tuple[str, bytes]] = ()  # the record's Kafka headers (a request's signature)
 
 
 class DeadLetterSink(Protocol):

@@ -11,6 +11,8 @@ from aiokafka import AIOKafkaProducer
 
 from ces.adapters.kafka.connection import KafkaConnection
 from ces.events.base import Event
+from ces.events.conversions import ConversionRequested
+from ces.events.signing import SIGNATURE_HEADER, RequestSigner
 from ces.services.ports import REPUBLISHED_HEADER
 
 Headers = list[tuple[str, bytes]]
@@ -47,18 +49,27 @@ class BulkPublisher:
 
 
 class AckedPublisher:
-    """`publish` returns once its own events are acknowledged (so concurrent callers never wait on each other)."""
+    """`publish` returns once its own events are acknowledged (so concurrent callers never wait on each other).
 
-    def __init__(self, producer: Sender, topic_prefix: str = "") -> None:
+    With a `signer` (the gateway), every conversion request goes out with its signature header
+    (`ces.events.signing`): the worker believes its `requested_by` only then."""
+
+    def __init__(self, producer: Sender, topic_prefix: str = "", *, signer: RequestSigner | None = None) -> None:
         self.producer = producer
         self.topic_prefix = topic_prefix
+        self.signer = signer
 
     async def publish(self, events: Iterable[Event], *, republished: bool = False) -> None:
         headers = [(REPUBLISHED_HEADER, b"1")] if republished else None
-        futures = [
-            await self.producer.send(self.topic_prefix + event.TOPIC, event.to_json(), key=event.key(), headers=headers)
-            for event in events
-        ]
+        futures = []
+        for event in events:
+            value = event.to_json()
+            sent_headers = headers
+            if self.signer is not None and isinstance(event, ConversionRequested):
+                sent_headers = [*(headers or ()), (SIGNATURE_HEADER, self.signer.sign(value))]
+            futures.append(
+                await self.producer.send(self.topic_prefix + event.TOPIC, value, key=event.key(), headers=sent_headers)
+            )
         await asyncio.gather(*futures)
 
 

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import aiohttp
+from pydantic import SecretStr
 
 from ces.adapters.providers.base import body_excerpt, http_get, parse_rate, raise_for_status
 from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW
-from ces.services.rate_providers import PermanentProviderError, ProviderQuote, TransientProviderError, check_not_future
+from ces.services.rate_providers import (
+    PermanentProviderError,
+    ProviderError,
+    ProviderQuote,
+    TransientProviderError,
+    check_not_future,
+)
 
 # Fixer refuses longer /timeseries windows (error 505), so history is fetched in slices this long.
 MAX_TIMESERIES_DAYS = 365
@@ -26,14 +33,15 @@ class FixerClient:
 
     `published_at` of a latest quote is Fixer's `timestamp`; `/timeseries` carries dates only, so
     history quotes are stamped with their date at 00:00 UTC. `timeout` bounds each request, body
-    included.
+    included. The access key travels in the query string: no error this client raises quotes it (every
+    message passes `_masked`, whatever raised it), and its repr shows `**********`.
     """
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         base_url: str,
-        access_key: str,
+        access_key: SecretStr | str,
         *,
         base_currency: str = "EUR",
         symbols: Sequence[str] | None = None,
@@ -45,14 +53,15 @@ class FixerClient:
         self._max_clock_skew = max_clock_skew
         self._session = session
         self._base_url = base_url.rstrip("/")
-        self._access_key = access_key
+        self._access_key = access_key if isinstance(access_key, SecretStr) else SecretStr(access_key)
         self._base_currency = base_currency
         self._symbols = tuple(symbols) if symbols else ()
         self._timeout = timeout
 
     async def fetch_latest(self) -> ProviderQuote:
-        body = await self._get("/latest", {})
-        quote = parse_latest(body, self.name, self._base_currency)
+        with self._masking():
+            body = await self._get("/latest", {})
+            quote = parse_latest(body, self.name, self._base_currency)
         return check_not_future(quote, datetime.now(UTC), self._max_clock_skew)
 
     async def fetch_history(self, start: date, end: date) -> AsyncIterator[ProviderQuote]:
@@ -62,18 +71,36 @@ class FixerClient:
         window_start = start
         while window_start <= end:
             window_end = min(end, window_start + timedelta(days=MAX_TIMESERIES_DAYS - 1))
-            body = await self._get(
-                "/timeseries",
-                {"start_date": window_start.isoformat(), "end_date": window_end.isoformat()},
-            )
-            for day, quote in parse_timeseries(body, self.name, self._base_currency):
+            with self._masking():
+                body = await self._get(
+                    "/timeseries",
+                    {"start_date": window_start.isoformat(), "end_date": window_end.isoformat()},
+                )
+                quotes = parse_timeseries(body, self.name, self._base_currency)
+            for day, quote in quotes:
                 if window_start <= day <= window_end:
                     yield check_not_future(quote, datetime.now(UTC), self._max_clock_skew)
             window_start = window_end + timedelta(days=1)
 
+    @contextlib.contextmanager
+    def _masking(self) -> Iterator[None]:
+        """No error leaves with the access key in it: not a transport error quoting the URL, not a provider
+        echoing the key in the body we quote, not anything raised outside `http_get`'s own net."""
+        key = self._access_key.get_secret_value()
+        try:
+            yield
+        except ProviderError as exc:
+            if not key or key not in str(exc):
+                raise
+            raise type(exc)(str(exc).replace(key, "***"), status=exc.status) from None
+        except Exception as exc:
+            if not key or key not in f"{exc!r} {exc}":
+                raise
+            raise TransientProviderError(f"{self.name}: {type(exc).__name__}: {exc}".replace(key, "***")) from None
+
     async def _get(self, path: str, params: Mapping[str, str]) -> bytes:
         url = self._base_url + path
-        query = {"access_key": self._access_key, "base": self._base_currency, **params}
+        query = {"access_key": self._access_key.get_secret_value(), "base": self._base_currency, **params}
         if self._symbols:
             query["symbols"] = ",".join(self._symbols)
         status, body = await http_get(self._session, url, provider=self.name, timeout=self._timeout, params=query)
