@@ -174,6 +174,8 @@ def _masked(text: str, settings: Settings) -> str:
         for group in (stack.kafka, stack.postgres, stack.redis):
             for password in group.values():
                 text = text.replace(password, "***")
+        if stack.request_signing_key:
+            text = text.replace(stack.request_signing_key, "***")
     return text
 
 

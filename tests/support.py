@@ -56,6 +56,14 @@ async def grant_acls(settings: Settings, *, prefix: str, app_id: str) -> None:
     await acls.grant_ces(KafkaConnection.from_settings(settings), prefix=prefix, app_id=app_id)
 
 
+async def revoke_acls(settings: Settings, *, prefix: str, app_id: str) -> int:
+    """As the admin: remove what `grant_acls` made (every fixture that grants revokes at its teardown)."""
+    from ces.adapters.kafka.connection import KafkaConnection
+    from cesdev.stack import acls
+
+    return await acls.revoke_ces(KafkaConnection.from_settings(settings), prefix=prefix, app_id=app_id)
+
+
 def drop_schema(database_url: str, schema: str) -> None:
     admin = create_engine(database_url)
     try:

@@ -1,12 +1,17 @@
 """Kafka ACLs of CES's principals (KRaft StandardAuthorizer), created over the admin protocol.
 
-aiokafka has no public ACL API, so this sends CreateAcls (API 30, v1: with pattern types) itself; no JVM tool
-is needed. Creating an ACL that exists is a no-op for the broker, so `grant_ces` is idempotent.
+aiokafka has no public ACL API, so this sends CreateAcls (API 30), DeleteAcls (31) and DescribeAcls (29), v1 (with
+pattern types), itself; no JVM tool is needed. Creating an ACL that exists is a no-op for the broker, so
+`grant_ces` is idempotent; `revoke_ces` deletes exactly the ACLs `grant_ces` made for one prefix and app id
+(what a test deployment removes at teardown), never a broader filter.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from ces.adapters.kafka.connection import KafkaConnection
 from ces.events import topics
@@ -17,6 +22,7 @@ TOPIC, GROUP, CLUSTER = 2, 3, 4
 LITERAL, PREFIXED = 3, 4
 READ, WRITE, CREATE, DESCRIBE, IDEMPOTENT_WRITE, ALL = 3, 4, 5, 8, 12, 2
 ALLOW = 3
+ANY = 1  # the filter value "any" of resource type, pattern type, operation and permission
 OPERATIONS = {"READ": READ, "WRITE": WRITE, "CREATE": CREATE, "DESCRIBE": DESCRIBE, "ALL": ALL}
 OPERATIONS["IDEMPOTENT_WRITE"] = IDEMPOTENT_WRITE
 
@@ -70,12 +76,9 @@ def ces_acls(prefix: str, app_id: str, producer_group_prefix: str = f"{KAFKA_PRO
 
 
 async def create(connection: KafkaConnection, acls: list[Acl]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.protocol.admin import CreateAclsRequest
 
-    admin = AIOKafkaAdminClient(**connection.kwargs(), client_id="cesdev-acls")
-    await admin.start()
-    try:
+    async with _admin(connection) as admin:
         for acl in acls:
             request = CreateAclsRequest(
                 acl.resource_type, acl.name, acl.pattern, f"User:{acl.principal}", "*", acl.operation, ALLOW
@@ -84,9 +87,59 @@ async def create(connection: KafkaConnection, acls: list[Acl]) -> None:
             for error_code, error_message in response.creation_responses:
                 if error_code:
                     raise RuntimeError(f"creating {acl} failed: error {error_code} {error_message}")
+
+
+async def delete(connection: KafkaConnection, acls: list[Acl]) -> int:
+    """Delete exactly these ACLs (each filter is one literal ACL, not a wildcard); returns how many went."""
+    from aiokafka.protocol.admin import DeleteAclsRequest
+
+    deleted = 0
+    async with _admin(connection) as admin:
+        for acl in acls:
+            request = DeleteAclsRequest(
+                acl.resource_type, acl.name, acl.pattern, f"User:{acl.principal}", "*", acl.operation, ALLOW
+            )
+            response = await admin._send_request(request)
+            for error_code, error_message, matching in response.filter_responses:
+                if error_code:
+                    raise RuntimeError(f"deleting {acl} failed: error {error_code} {error_message}")
+                deleted += len(matching)
+    return deleted
+
+
+async def describe(connection: KafkaConnection) -> list[Acl]:
+    """Every ALLOW ACL on the cluster (for tests and operators' checks)."""
+    from aiokafka.protocol.admin import DescribeAclsRequest
+
+    async with _admin(connection) as admin:
+        response = await admin._send_request(DescribeAclsRequest(ANY, None, ANY, None, None, ANY, ANY))
+    if response.error_code:
+        raise RuntimeError(f"describing ACLs failed: error {response.error_code} {response.error_message}")
+    return [
+        Acl(principal.removeprefix("User:"), resource_type, name, pattern, operation)
+        for resource_type, name, pattern, entries in response.resources
+        for principal, _host, operation, permission in entries
+        if permission == ALLOW
+    ]
+
+
+@asynccontextmanager
+async def _admin(connection: KafkaConnection) -> AsyncIterator[Any]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**connection.kwargs(), client_id="cesdev-acls")
+    await admin.start()
+    try:
+        yield admin
     finally:
         await admin.close()
 
 
 async def grant_ces(connection: KafkaConnection, *, prefix: str, app_id: str) -> None:
     await create(connection, ces_acls(prefix, app_id))
+
+
+async def revoke_ces(connection: KafkaConnection, *, prefix: str, app_id: str) -> int:
+    """Undo `grant_ces` for one prefix and app id. The IDEMPOTENT_WRITE grants on the cluster are shared by
+    every deployment on it, so they stay."""
+    return await delete(connection, [acl for acl in ces_acls(prefix, app_id) if acl.resource_type != CLUSTER])

@@ -61,7 +61,7 @@ def start(settings: Settings, app: AppProcess, *, timeout: float = 120.0) -> str
 
 
 def _is_credential(name: str) -> bool:
-    return name.endswith("_PASSWORD") or name == "CES_KAFKA_USERNAME"
+    return name.endswith("_PASSWORD") or name == "CES_KAFKA_USERNAME" or name.startswith("CES_REQUEST_SIGNING_KEY")
 
 
 def stop(settings: Settings, app: AppProcess) -> bool:

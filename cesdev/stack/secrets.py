@@ -12,6 +12,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -40,6 +41,8 @@ class StackSecrets:
     kafka: dict[str, str]
     postgres: dict[str, str]
     redis: dict[str, str]
+    # The key the gateway signs its conversion requests with and the worker checks (worker.env, gateway.env).
+    request_signing_key: str = ""
 
     def kafka_password(self, user: str) -> SecretStr:
         return SecretStr(self.kafka[user])
@@ -75,8 +78,11 @@ def load_or_create(settings: Settings) -> StackSecrets:
             "postgres": {role: _password() for role in (PG_SUPERUSER, PG_OWNER, PG_APP)},
             "redis": {user: _password() for user in (REDIS_APP, REDIS_ADMIN)},
         }
+    if not data.get("signing", {}).get("request"):
+        # A stack from before request signing gets its key now; every other secret stays as it was.
+        data["signing"] = {"request": secrets.token_hex(32)}
         _write_private(path, json.dumps(data, indent=2) + "\n")
-    result = StackSecrets(data["kafka"], data["postgres"], data["redis"])
+    result = _from_json(data)
     for role in ROLES:
         _write_private(directory / f"{role}.env", "".join(f"{k}={v}\n" for k, v in role_env(result, role).items()))
     return result
@@ -86,8 +92,11 @@ def load(settings: Settings) -> StackSecrets | None:
     path = secrets_dir(settings) / "stack.json"
     if not path.exists():
         return None
-    data = json.loads(path.read_text())
-    return StackSecrets(data["kafka"], data["postgres"], data["redis"])
+    return _from_json(json.loads(path.read_text()))
+
+
+def _from_json(data: dict[str, Any]) -> StackSecrets:
+    return StackSecrets(data["kafka"], data["postgres"], data["redis"], data.get("signing", {}).get("request", ""))
 
 
 def role_env(stack: StackSecrets, role: str) -> dict[str, str]:
@@ -102,6 +111,9 @@ def role_env(stack: StackSecrets, role: str) -> dict[str, str]:
     if role != "producer":  # an outside service has no business in CES's database or cache
         env["CES_DATABASE_PASSWORD"] = stack.postgres[PG_APP]
         env["CES_REDIS_PASSWORD"] = stack.redis[REDIS_APP]
+    if role in ("worker", "gateway") and stack.request_signing_key:
+        # Only these two: an outside producer (or a tool acting as admin) must not be able to sign.
+        env["CES_REQUEST_SIGNING_KEY"] = stack.request_signing_key
     if role == "admin":
         env["CES_MIGRATION_DATABASE_PASSWORD"] = stack.postgres[PG_OWNER]
     return env
@@ -127,7 +139,7 @@ def with_credentials(settings: Settings, role: str, stack: StackSecrets | None =
     for key, value in role_env(stack, role).items():
         field = key.removeprefix("CES_").lower()
         current = getattr(settings, field)
-        if field.endswith("password"):
+        if field.endswith("password") or field == "request_signing_key":
             if not current.get_secret_value():
                 update[field] = SecretStr(value)
         elif field == "kafka_username":
@@ -151,6 +163,7 @@ def for_probe(settings: Settings, role: str = "admin") -> Settings:
             "database_password": SecretStr(""),
             "migration_database_password": SecretStr(""),
             "redis_password": SecretStr(""),
+            "request_signing_key": SecretStr(""),
         }
     )
     return with_credentials(cleared, role, stack)

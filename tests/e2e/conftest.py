@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ from ces.adapters.kafka.admin import ensure_topics
 from ces.adapters.kafka.connection import KafkaConnection
 from ces.adapters.postgres import migrate
 from ces.settings import Settings
-from tests.support import cli, drop_schema, grant_acls, role_env
+from tests.support import cli, drop_schema, grant_acls, revoke_acls, role_env
 
 pytestmark = pytest.mark.e2e
 
@@ -55,6 +56,8 @@ class RunningProcess:
 
 
 StartCes = Callable[..., RunningProcess]
+# Secrets a test may hand a CES process through the environment: none may appear in what it prints.
+SECRET_VARIABLES = ("CES_PROVIDER_ACCESS_KEY", "CES_REQUEST_SIGNING_KEY", "CES_REQUEST_SIGNING_KEYS_PREVIOUS")
 
 
 def free_port() -> int:
@@ -102,6 +105,9 @@ def isolation(settings: Settings, unique: str) -> Iterator[Isolation]:
 def start_ces(tmp_path: Path, unique: str) -> Iterator[StartCes]:
     """Start `ces <args>` as a subprocess with an isolated app id and topic prefix."""
     started: list[RunningProcess] = []
+    signing_key = secrets.token_hex(32)
+    handed: set[str] = set()  # every secret given to a process through its environment
+    granted: set[tuple[str, str]] = set()  # (topic prefix, app id) whose ACLs this test created
 
     def start(*args: str, env: dict[str, str] | None = None) -> RunningProcess:
         log = tmp_path / f"ces-{len(started)}.log"
@@ -117,10 +123,15 @@ def start_ces(tmp_path: Path, unique: str) -> Iterator[StartCes]:
             # As its own principal, with the ACLs of this test's prefix and app id: a missing ACL fails here.
             # The topics exist before the process starts, as `cesdev up` makes them: the gateway may not create.
             full_env.update(role_env(args[0]))
+            # The gateway signs its requests and the worker checks them: both of one test share one key (the
+            # stack's own when its secrets file has one).
+            full_env.setdefault("CES_REQUEST_SIGNING_KEY", signing_key)
             admin, prefix = Settings(), full_env["CES_TOPIC_PREFIX"]
             partitions = int(full_env.get("CES_TOPIC_PARTITIONS", admin.topic_partitions))
             asyncio.run(ensure_topics(KafkaConnection.from_settings(admin), partitions=partitions, prefix=prefix))
             asyncio.run(grant_acls(admin, prefix=prefix, app_id=full_env["CES_APP_ID"]))
+            granted.add((prefix, full_env["CES_APP_ID"]))
+        handed.update(v for k, v in full_env.items() if k in SECRET_VARIABLES or k.endswith("_PASSWORD"))
         with open(log, "wb") as out:
             proc = subprocess.Popen(cli(*args), stdout=out, stderr=subprocess.STDOUT, env=full_env)
         running = RunningProcess(proc, log)
@@ -130,12 +141,18 @@ def start_ces(tmp_path: Path, unique: str) -> Iterator[StartCes]:
     yield start
     for running in reversed(started):
         running.terminate()
+    for prefix, app_id in granted:  # ACLs of a test's prefix would otherwise outlive its topics
+        asyncio.run(revoke_acls(Settings(), prefix=prefix, app_id=app_id))
     # Every process of every end-to-end run had passwords (its principal's, the database's, Redis's): none
     # may appear in anything it printed or logged (docs/security.md).
     known = [value for key, value in role_env("admin").items() if key.endswith("_PASSWORD")]
     known += [
-        value for role in ("worker", "gateway") for key, value in role_env(role).items() if key.endswith("PASSWORD")
+        value
+        for role in ("worker", "gateway")
+        for key, value in role_env(role).items()
+        if key.endswith("PASSWORD") or key == "CES_REQUEST_SIGNING_KEY"
     ]
+    known += [signing_key, *handed]
     for running in started:
         output = running.output()
         leaked = [f"...{secret[-4:]}" for secret in set(known) if secret and secret in output]

@@ -24,7 +24,7 @@ from ces.adapters.kafka.connection import KafkaConnection
 from ces.events import topics
 from ces.settings import Settings
 from cesdev.stack import secrets
-from tests.support import cli, grant_acls, settings_as
+from tests.support import cli, grant_acls, revoke_acls, settings_as
 
 # The insert-only tables, each with a column to try to update.
 IMMUTABLE = {
@@ -77,14 +77,15 @@ def test_postgres_wants_a_password_even_from_the_superuser(settings: Settings) -
 
 @pytest.fixture
 async def deployment(settings: Settings, unique: str) -> AsyncIterator[str]:
-    """CES's topics under a test prefix, with the ACLs of that prefix."""
-    prefix = f"test-sec-{unique}-"
+    """CES's topics under a test prefix, with the ACLs of that prefix; both removed at teardown."""
+    prefix, app_id = f"test-sec-{unique}-", f"test-sec-{unique}"
     admin = KafkaConnection.from_settings(settings)
     await ensure_topics(admin, partitions=1, prefix=prefix)
-    await grant_acls(settings, prefix=prefix, app_id=f"test-sec-{unique}")
+    await grant_acls(settings, prefix=prefix, app_id=app_id)
     yield prefix
     from aiokafka.admin import AIOKafkaAdminClient
 
+    await revoke_acls(settings, prefix=prefix, app_id=app_id)
     client = AIOKafkaAdminClient(**admin.kwargs())
     await client.start()
     try:

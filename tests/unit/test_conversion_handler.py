@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from ces.adapters.kafka.dead_letters import DeadLetters
 from ces.events.base import utc_now
 from ces.events.conversions import ConversionAudited, ConversionRejected
+from ces.events.signing import SIGNATURE_HEADER, RequestSigner, RequestVerifier
 from ces.services.conversion_handler import ConversionHandler
 from ces.services.conversions import ConversionDecider
 from ces.services.ports import Received
@@ -27,7 +28,7 @@ TOPIC = "conversion-requests"
 class Rig:
     """A handler wired to fakes; `journal` is the order in which publishes and dead letters happened."""
 
-    def __init__(self, store: FakeAuditStore | None = None) -> None:
+    def __init__(self, store: FakeAuditStore | None = None, verifier: RequestVerifier | None = None) -> None:
         self.journal: list[str] = []
         self.lookup = FakeRateLookup([USD])
         self.store = store or FakeAuditStore()
@@ -45,6 +46,7 @@ class Rig:
             self.publisher,
             DeadLetters(self.dead),
             max_amount=Decimal(1_000_000),
+            verifier=verifier,
         )
 
     async def handle(self, values: Sequence[bytes]) -> int:
@@ -162,3 +164,61 @@ async def test_a_batch_of_poison_only_publishes_nothing_and_dead_letters_all() -
     assert await rig.handle([b"[]", b"\xff"]) == 0
     assert rig.publisher.calls == 0 and rig.store.record_calls == 0 and rig.lookup.calls == []
     assert rig.dead.reasons == ["not_an_object", "invalid_json"]
+
+
+GATEWAY_KEY = b"k" * 48
+
+
+def claimed(request_id: uuid.UUID, requested_by: uuid.UUID) -> bytes:
+    body = json.loads(request(request_id))
+    return json.dumps({**body, "schema_version": 2, "requested_by": str(requested_by)}).encode()
+
+
+def signed(value: bytes, offset: int, key: bytes = GATEWAY_KEY) -> Received:
+    header = (SIGNATURE_HEADER, RequestSigner(key).sign(value))
+    return Received(TOPIC, 0, offset, None, value, timestamp_ms=1_710_000_000_000 + offset, headers=(header,))
+
+
+def unauthenticated() -> float:
+    return sum(
+        REGISTRY.get_sample_value("ces_unauthenticated_requests_total", {"failure": f}) or 0.0
+        for f in ("missing", "malformed", "unknown_key", "mismatch")
+    )
+
+
+async def test_only_a_signed_requested_by_is_believed() -> None:
+    """The gateway's signed claim is audited with its key id; an outside producer's forged claim (no header, a
+    wrong key, a signature of other bytes) is rejected as unauthenticated_requester and recorded with nobody as
+    the requester; a request that claims nobody needs no signature."""
+    rig = Rig(verifier=RequestVerifier([GATEWAY_KEY]))
+    key_id = uuid.uuid4()
+    genuine, unsigned, wrong_key, replayed_sig, anonymous = (uuid.uuid4() for _ in range(5))
+    before = unauthenticated()
+    other_bytes = claimed(uuid.uuid4(), key_id)
+    stolen = RequestSigner(GATEWAY_KEY).sign(other_bytes)  # a valid signature, of another request
+    batch = [
+        signed(claimed(genuine, key_id), 0),
+        message(claimed(unsigned, key_id), 1),
+        signed(claimed(wrong_key, key_id), 2, key=b"x" * 48),
+        Received(TOPIC, 0, 3, None, claimed(replayed_sig, key_id), headers=((SIGNATURE_HEADER, stolen),)),
+        message(request(anonymous), 4),
+    ]
+    assert await rig.handler.handle(batch) == 5
+    by_id = {d.request_id: d for d in rig.publisher.published}
+    assert isinstance(by_id[genuine], ConversionAudited) and by_id[genuine].requested_by == key_id
+    for forged in (unsigned, wrong_key, replayed_sig):
+        decision = by_id[forged]
+        assert isinstance(decision, ConversionRejected), forged
+        assert decision.reason == "unauthenticated_requester" and decision.requested_by is None
+        assert str(key_id) in decision.message and "ces-signature" in decision.message
+    assert isinstance(by_id[anonymous], ConversionAudited) and by_id[anonymous].requested_by is None
+    assert rig.store.decisions[unsigned].requested_by is None  # the audit never names the forged requester
+    assert unauthenticated() == before + 3
+
+
+async def test_a_worker_without_a_signing_key_believes_no_claim() -> None:
+    rig = Rig()  # no verifier: a worker started without CES_REQUEST_SIGNING_KEY
+    rid = uuid.uuid4()
+    assert await rig.handler.handle([signed(claimed(rid, uuid.uuid4()), 0)]) == 1
+    (decision,) = rig.publisher.published
+    assert isinstance(decision, ConversionRejected) and decision.reason == "unauthenticated_requester"
