@@ -140,6 +140,13 @@ async def grant_ces(connection: KafkaConnection, *, prefix: str, app_id: str) ->
 
 
 async def revoke_ces(connection: KafkaConnection, *, prefix: str, app_id: str) -> int:
-    """Undo `grant_ces` for one prefix and app id. The IDEMPOTENT_WRITE grants on the cluster are shared by
-    every deployment on it, so they stay."""
-    return await delete(connection, [acl for acl in ces_acls(prefix, app_id) if acl.resource_type != CLUSTER])
+    """Undo `grant_ces` for one prefix and app id, and only what is that deployment's own: an ACL that every
+    deployment's grant makes alike (IDEMPOTENT_WRITE on the cluster, the producer's `ces-producer-` groups)
+    is shared with every other deployment on the cluster, so it stays."""
+    return await delete(connection, own_acls(prefix, app_id))
+
+
+def own_acls(prefix: str, app_id: str) -> list[Acl]:
+    """The ACLs of `ces_acls(prefix, app_id)` that name this deployment (its prefix or app id)."""
+    shared = set(ces_acls("\x00shared-probe-", "\x00shared-probe"))
+    return [acl for acl in ces_acls(prefix, app_id) if acl not in shared]

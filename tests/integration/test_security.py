@@ -178,3 +178,35 @@ def test_the_stack_changes_no_permission_outside_its_directory(settings: Setting
     finally:
         postgres.stop()
         subprocess.run(["rm", "-rf", str(postgres.home), str(private)], check=False)
+
+
+@stack_secrets
+async def test_the_acls_a_test_grants_are_revoked_exactly(settings: Settings, unique: str) -> None:
+    """What `grant_acls` makes for a prefix, `revoke_acls` removes (every fixture that grants calls it at
+    teardown), and nothing of another prefix goes with it."""
+    from cesdev.stack import acls
+
+    admin = KafkaConnection.from_settings(settings)
+    mine, other = (f"test-acl-{unique}-{n}-" for n in ("a", "b"))
+    await grant_acls(settings, prefix=mine, app_id=mine.rstrip("-"))
+    await grant_acls(settings, prefix=other, app_id=other.rstrip("-"))
+    try:
+
+        def named(found: list[acls.Acl], prefix: str) -> set[acls.Acl]:
+            return {acl for acl in found if acl.name.startswith(prefix.rstrip("-"))}
+
+        expected = set(acls.own_acls(mine, mine.rstrip("-")))
+        shared = set(acls.ces_acls(mine, mine.rstrip("-"))) - expected
+        # What every deployment shares (the cluster's IDEMPOTENT_WRITE, the producer's groups) is not its own.
+        assert {(a.resource_type, a.name) for a in shared} == {
+            (acls.CLUSTER, "kafka-cluster"),
+            (acls.GROUP, "ces-producer-"),
+        }
+        assert named(await acls.describe(admin), mine) == expected
+        assert await revoke_acls(settings, prefix=mine, app_id=mine.rstrip("-")) == len(expected)
+        after = await acls.describe(admin)
+        assert named(after, mine) == set()
+        assert len(named(after, other)) == len(expected)  # the other deployment keeps its ACLs
+        assert shared <= set(after)  # and so does everybody else
+    finally:
+        await revoke_acls(settings, prefix=other, app_id=other.rstrip("-"))
