@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
@@ -14,14 +15,18 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from ces.adapters.kafka.connection import KafkaConnection
 from ces.adapters.postgres.api_keys import PostgresApiKeyStore
+from ces.events.signing import SIGNATURE_HEADER
 from ces.services.api_keys import Scope, create_key, new_secret
 from ces.settings import Settings
-from tests.e2e.conftest import Isolation, RunningProcess, StartCes, free_port
+from tests.e2e.conftest import Isolation, RunningProcess, StartCes, free_port, poll
 from tests.e2e.test_conversions_pipeline import RATES, oracle, seed_rates
+from tests.support import settings_as
 
 # The API key each started gateway's callers send (created in the gateway's own schema).
 AUTH: dict[str, dict[str, str]] = {}
@@ -410,3 +415,67 @@ def test_every_conversion_records_the_key_that_asked_and_no_key_is_logged(
     logs = [log.read_text(errors="replace") for log in tmp_path.glob("ces-*.log")]
     assert len(logs) >= 2  # the worker's and the gateway's
     assert not [log for log in logs if converter in log or reader in log]
+
+
+def test_an_outside_producer_cannot_say_who_asked_but_the_gateway_can(
+    running: RunningProcess, start_ces: StartCes, isolation: Isolation, worker_env: dict[str, str], settings: Settings
+) -> None:
+    """The gateway signs its requests, so its key id lands on the audit; `ces-producer` (allowed to write
+    requests) naming that key id in `requested_by`, unsigned or with a made-up signature, is rejected as
+    `unauthenticated_requester` and recorded with nobody as the requester; its request naming nobody converts."""
+    url = start_gateway(start_ces, worker_env)
+    converter = AUTH[url]["Authorization"].removeprefix("Bearer ")
+    via_gateway = body("EUR", "USD", "5.00")
+
+    async def convert() -> int:
+        async with session_for(url) as session:
+            status, _, _ = await post(session, url, via_gateway)
+            return status
+
+    assert asyncio.run(convert()) == 201
+    with isolation.engine.connect() as conn:
+        by_hash = text("SELECT id FROM api_key WHERE key_hash = sha256(convert_to(:s, 'UTF8'))")
+        key_id = conn.execute(by_hash, {"s": converter}).scalar_one()
+
+    forged_unsigned, forged_signed, honest = (str(uuid.uuid4()) for _ in range(3))
+
+    def outside(request_id: str, requested_by: uuid.UUID | None) -> bytes:
+        payload = {**body("EUR", "USD", "7.00", request_id), "schema_version": 2}
+        if requested_by is not None:
+            payload["requested_by"] = str(requested_by)
+        return json.dumps(payload).encode()
+
+    async def produce_as_outside_service() -> None:
+        producer = AIOKafkaProducer(**KafkaConnection.from_settings(settings_as("producer", settings)).kwargs())
+        await producer.start()
+        try:
+            topic = isolation.topic_prefix + "conversion-requests"
+            await producer.send_and_wait(topic, outside(forged_unsigned, key_id), key=forged_unsigned.encode())
+            made_up = [(SIGNATURE_HEADER, b"v1:" + b"0" * 8 + b":" + b"f" * 64)]
+            await producer.send_and_wait(
+                topic, outside(forged_signed, key_id), key=forged_signed.encode(), headers=made_up
+            )
+            await producer.send_and_wait(topic, outside(honest, None), key=honest.encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce_as_outside_service())
+
+    def decided() -> tuple[list[Any], list[Any]] | None:
+        with isolation.engine.connect() as conn:
+            audits = conn.execute(text("SELECT request_id::text, requested_by FROM conversion_audit")).all()
+            rejections = conn.execute(
+                text("SELECT request_id::text, reason, requested_by, message FROM conversion_rejection")
+            ).all()
+        return (audits, rejections) if len(audits) + len(rejections) == 4 else None
+
+    found = poll(decided, timeout=90, what="four decisions")
+    assert isinstance(found, tuple)
+    audits, rejections = found
+    assert sorted((r.request_id, r.requested_by) for r in audits) == sorted(
+        [(via_gateway["request_id"], key_id), (honest, None)]
+    )
+    assert sorted((r.request_id, r.reason, r.requested_by) for r in rejections) == sorted(
+        [(forged_unsigned, "unauthenticated_requester", None), (forged_signed, "unauthenticated_requester", None)]
+    )
+    assert all(str(key_id) in r.message for r in rejections)
