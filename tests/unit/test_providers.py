@@ -20,6 +20,8 @@ import pytest_asyncio
 from aiohttp.test_utils import TestServer, unused_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from ces.adapters.providers import EcbClient, FixerClient
 from ces.adapters.providers.ecb import parse_feed, publication_instant
@@ -495,3 +497,71 @@ async def test_a_transport_error_never_quotes_the_access_key() -> None:
     assert secret not in str(caught.value)
     assert "TooManyRedirects" in str(caught.value) and caught.value.__cause__ is None
     assert secret not in repr(caught.value.__context__) or caught.value.__suppress_context__
+
+
+class _Answer:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status, self._body = status, body
+
+    async def read(self) -> bytes:
+        return self._body
+
+    async def __aenter__(self) -> _Answer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class _ScriptedSession:
+    """An aiohttp session stand-in: `get` answers with (status, body) or raises what it was given."""
+
+    def __init__(self, outcome: tuple[int, bytes] | BaseException) -> None:
+        self.outcome = outcome
+        self.params: dict[str, str] = {}
+
+    def get(self, url: str, *, params: dict[str, str], timeout: object) -> _Answer:
+        self.params = params
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return _Answer(*self.outcome)
+
+
+LIVE_KEY = "sk-live-9f8e7d6c5b4a3210"
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        aiohttp.TooManyRedirects(
+            aiohttp.RequestInfo(
+                URL(f"https://fixer.example/latest?access_key={LIVE_KEY}"), "GET", CIMultiDictProxy(CIMultiDict())
+            ),
+            (),
+            message=f"redirected to https://fixer.example/latest?access_key={LIVE_KEY}",
+        ),
+        aiohttp.InvalidURL(f"https://fixer.example/latest?access_key={LIVE_KEY}"),
+        RuntimeError(f"session closed while fetching ?access_key={LIVE_KEY}"),
+        ValueError(f"bad query value {LIVE_KEY}"),
+        (500, f"upstream failed for key {LIVE_KEY}".encode()),
+        (401, f'{{"message": "invalid key {LIVE_KEY}"}}'.encode()),
+        (200, f'{{"success": false, "error": {{"code": 101, "info": "key {LIVE_KEY} is invalid"}}}}'.encode()),
+        (200, f'{{"success": true, "base": "EUR", "rates": {{"{LIVE_KEY}": 1}}}}'.encode()),
+        (200, f"<html>not json {LIVE_KEY}</html>".encode()),
+    ],
+    ids=["redirects", "invalid-url", "runtime", "value", "http500", "http401", "refusal", "bad-rates", "not-json"],
+)
+async def test_no_error_of_the_fixer_client_quotes_its_access_key(outcome: tuple[int, bytes] | BaseException) -> None:
+    """Every way a fetch can fail (transport, status, a body echoing the key, anything else): the message, its
+    repr and its chain (which a log's traceback prints) are free of the key; the key did go in the query."""
+    from pydantic import SecretStr
+
+    session = _ScriptedSession(outcome)
+    client = FixerClient(session, "https://fixer.example", SecretStr(LIVE_KEY))  # type: ignore[arg-type]
+    assert LIVE_KEY not in repr(vars(client))
+    with pytest.raises(ProviderError) as caught:
+        await client.fetch_latest()
+    assert session.params["access_key"] == LIVE_KEY
+    error = caught.value
+    chain = [error, error.__cause__, None if error.__suppress_context__ else error.__context__]
+    assert not [e for e in chain if e is not None and (LIVE_KEY in str(e) or LIVE_KEY in repr(e))]
