@@ -66,16 +66,25 @@ def _print_secrets_location(settings: Settings) -> None:
 
 def _prepare(settings: Settings) -> None:
     """Schema (as the owner role), topics and ACLs (as Kafka's admin): what CES needs before its processes."""
-    import asyncio
 
-    from ces.adapters.kafka.admin import ensure_topics
-    from ces.adapters.kafka.connection import KafkaConnection
     from ces.adapters.postgres import migrate
-    from cesdev.stack import acls, secrets
+    from cesdev.stack import secrets
 
     admin = secrets.with_credentials(settings, "admin")
     migrate.upgrade(admin.migration_database_dsn, app_role=admin.database_app_role)
     print("  schema    migrated to head (as the owner role; application role granted)")
+    _kafka_setup(admin)
+
+
+def _kafka_setup(admin: Settings) -> None:
+    """Topics and the principals' ACLs, as Kafka's admin (`admin` carries its credentials)."""
+    import asyncio
+
+    from ces.adapters.kafka.admin import ensure_topics
+    from ces.adapters.kafka.connection import KafkaConnection
+    from cesdev.stack import acls
+
+    settings = admin
     kafka = KafkaConnection.from_settings(admin)
     created = asyncio.run(
         ensure_topics(
@@ -92,6 +101,15 @@ def _prepare(settings: Settings) -> None:
 
 def cmd_prepare(args: argparse.Namespace, settings: Settings) -> int:
     _prepare(settings)
+    return 0
+
+
+def cmd_kafka_setup(args: argparse.Namespace, settings: Settings) -> int:
+    """docker-compose's one-shot `kafka-setup` service: topics and ACLs with the CES_KAFKA_* of the environment
+    (the admin's), the same `grant_ces` as the local stack."""
+    from cesdev.stack import secrets
+
+    _kafka_setup(secrets.with_credentials(settings, "admin"))
     return 0
 
 
@@ -209,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "prepare", help="migrations (owner role), topics and Kafka ACLs (admin) on a running stack"
     ).set_defaults(func=cmd_prepare)
+    sub.add_parser(
+        "kafka-setup", help="topics and Kafka ACLs only, as the admin of CES_KAFKA_* (docker-compose's setup step)"
+    ).set_defaults(func=cmd_kafka_setup)
     sub.add_parser("down", help="stop CES processes and the stack it started").set_defaults(func=cmd_down)
 
     sim = sub.add_parser("provider-sim", help="a local FX provider (ECB XML and Fixer JSON) on real ECB data")

@@ -69,53 +69,12 @@ class Kafka:
 
     def _config(self, stack: StackSecrets) -> Path:
         port = self.endpoint.port
-        data = self.root / "data"
-        admin_pw = stack.kafka[KAFKA_ADMIN]
-        scram_login = (
-            "org.apache.kafka.common.security.scram.ScramLoginModule required "
-            f'username="{KAFKA_ADMIN}" password="{admin_pw}";'
+        lines = broker_properties(
+            listeners={"CLIENT": (f"{self.endpoint.host}:{port}", f"{self.endpoint.host}:{port}")},
+            controller=f"127.0.0.1:{port + 1}",
+            admin_password=stack.kafka[KAFKA_ADMIN],
+            log_dirs=str(self.root / "data"),
         )
-        # The controller listener cannot use SCRAM (its credentials live in the metadata the controller serves),
-        # so it takes PLAIN with one static user, the broker's own `admin`; it stays on loopback.
-        plain_login = (
-            "org.apache.kafka.common.security.plain.PlainLoginModule required "
-            f'username="{KAFKA_ADMIN}" password="{admin_pw}" user_{KAFKA_ADMIN}="{admin_pw}";'
-        )
-        lines = {
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{port + 1}",
-            "listeners": f"CLIENT://{self.endpoint.host}:{port},CONTROLLER://127.0.0.1:{port + 1}",
-            "advertised.listeners": f"CLIENT://{self.endpoint.host}:{port}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "CLIENT",
-            "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT",
-            # Every client authenticates (SCRAM-SHA-512) and is authorised by ACL; only `admin` is a super user.
-            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
-            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
-            "listener.name.client.sasl.enabled.mechanisms": "SCRAM-SHA-512",
-            "listener.name.client.scram-sha-512.sasl.jaas.config": scram_login,
-            "sasl.mechanism.controller.protocol": "PLAIN",
-            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
-            "listener.name.controller.plain.sasl.jaas.config": plain_login,
-            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            "super.users": f"User:{KAFKA_ADMIN}",
-            "allow.everyone.if.no.acl.found": "false",
-            "log.dirs": str(data),
-            "num.partitions": "1",
-            "offsets.topic.replication.factor": "1",
-            "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            # Dev settings: consumer groups form at once instead of after 3 s.
-            "group.initial.rebalance.delay.ms": "0",
-            # Topics CES relies on are created explicitly with their retention (ces.events.topics); with ACLs
-            # an auto-creation also needs CREATE on the topic, which only admin and the worker (its own) have.
-            "auto.create.topics.enable": "true",
-            "log.retention.hours": "-1",
-        }
         cfg = self.root / "server.properties"
         cfg.parent.mkdir(parents=True, exist_ok=True)
         # It carries the admin password: readable by this user only.
@@ -195,6 +154,90 @@ class Kafka:
         return process.stop(self.pid_file(), timeout=60)
 
 
+# What makes the broker secure, the same wherever it runs (the local stack, docker-compose): every client listener
+# is SASL/SCRAM-SHA-512, authorisation is KRaft's StandardAuthorizer denying what no ACL allows, `admin` is the
+# only super user. tests/unit/test_compose.py checks the compose broker against these.
+SECURITY_PROPERTIES = {
+    "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+    "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+    "sasl.mechanism.controller.protocol": "PLAIN",
+    "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+    "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    "super.users": f"User:{KAFKA_ADMIN}",
+    "allow.everyone.if.no.acl.found": "false",
+}
+
+
+def broker_properties(
+    *, listeners: dict[str, tuple[str, str]], controller: str, admin_password: str, log_dirs: str
+) -> dict[str, str]:
+    """A single-node KRaft broker+controller's configuration. `listeners`: name -> (bind, advertised)
+    host:port of each client listener (the first is also the inter-broker one); `controller`: the KRaft
+    listener's host:port."""
+    scram_login = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{KAFKA_ADMIN}" password="{admin_password}";'
+    )
+    # The controller listener cannot use SCRAM (its credentials live in the metadata the controller serves),
+    # so it takes PLAIN with one static user, the broker's own `admin`; it stays on loopback or the private net.
+    plain_login = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{KAFKA_ADMIN}" password="{admin_password}" user_{KAFKA_ADMIN}="{admin_password}";'
+    )
+    names = list(listeners)
+    lines = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{controller}",
+        "listeners": ",".join([*(f"{n}://{bind}" for n, (bind, _) in listeners.items()), f"CONTROLLER://{controller}"]),
+        "advertised.listeners": ",".join(f"{n}://{adv}" for n, (_, adv) in listeners.items()),
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": names[0],
+        "listener.security.protocol.map": ",".join(f"{n}:SASL_PLAINTEXT" for n in ["CONTROLLER", *names]),
+        **SECURITY_PROPERTIES,
+    }
+    for name in names:
+        lines[f"listener.name.{name.lower()}.sasl.enabled.mechanisms"] = "SCRAM-SHA-512"
+        lines[f"listener.name.{name.lower()}.scram-sha-512.sasl.jaas.config"] = scram_login
+    lines["listener.name.controller.plain.sasl.jaas.config"] = plain_login
+    lines.update(
+        {
+            "log.dirs": log_dirs,
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            # Dev settings: consumer groups form at once instead of after 3 s.
+            "group.initial.rebalance.delay.ms": "0",
+            # Topics CES relies on are created explicitly with their retention (ces.events.topics); with ACLs
+            # an auto-creation also needs CREATE on the topic, which only admin and the worker (its own) have.
+            "auto.create.topics.enable": "true",
+            "log.retention.hours": "-1",
+        }
+    )
+    return lines
+
+
+# docker-compose's broker (scripts/compose/kafka/server.properties, generated by `compose_properties`):
+# INTERNAL for the other containers, EXTERNAL for the host; the entrypoint substitutes the admin password.
+COMPOSE_PASSWORD_PLACEHOLDER = "@KAFKA_ADMIN_PASSWORD@"
+
+
+def compose_properties() -> str:
+    lines = broker_properties(
+        listeners={"INTERNAL": ("0.0.0.0:19092", "kafka:19092"), "EXTERNAL": ("0.0.0.0:9092", "localhost:9092")},
+        controller="kafka:9093",
+        admin_password=COMPOSE_PASSWORD_PLACEHOLDER,
+        log_dirs="/tmp/kafka-data",
+    )
+    lines["num.partitions"] = "4"
+    header = "# Generated by `python -m cesdev.stack.kafka` from cesdev/stack/kafka.py: do not edit.\n"
+    return header + "".join(f"{k}={v}\n" for k, v in lines.items())
+
+
 def _kafka_cluster_id() -> str:
     # KRaft wants a base64url-encoded 16-byte id (what kafka-storage random-uuid prints).
     import base64
@@ -213,3 +256,11 @@ async def _kafka_metadata(connection: KafkaConnection) -> bool:
         return False
     finally:
         await client.close()
+
+
+if __name__ == "__main__":
+    import sys
+
+    target = Path(__file__).resolve().parents[2] / "scripts" / "compose" / "kafka" / "server.properties"
+    target.write_text(compose_properties())
+    print(f"wrote {target}", file=sys.stderr)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shlex
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
+from ces.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.kafka.yml"
@@ -24,9 +29,11 @@ CES_COMMANDS: dict[str, list[str]] = {
     "worker": ["worker"],
     "gateway": ["gateway"],
     "provider-sim": ["provider-sim"],
+    "kafka-setup": ["kafka-setup"],
 }
 # Services that run the development command (`cesdev`) instead of the image's `ces` entrypoint.
-DEV_ENTRYPOINTS: dict[str, list[str]] = {"provider-sim": ["cesdev"]}
+DEV_ENTRYPOINTS: dict[str, list[str]] = {"provider-sim": ["cesdev"], "kafka-setup": ["cesdev"]}
+KAFKA_DIR = ROOT / "scripts" / "compose" / "kafka"
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 
 
@@ -186,39 +193,96 @@ def test_backing_services_have_healthchecks(services: dict[str, dict[str, Any]],
     assert test, f"{name} has no healthcheck test"
 
 
-def test_kafka_is_a_single_node_kraft_broker_and_controller(services: dict[str, dict[str, Any]]) -> None:
+def broker(path: Path = KAFKA_DIR / "server.properties") -> dict[str, str]:
+    """The compose broker's server.properties (what its entrypoint runs, the admin password substituted)."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def test_kafka_runs_the_generated_configuration_through_the_sasl_entrypoint(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    from cesdev.stack.kafka import compose_properties
+
     kafka = services["kafka"]
     assert str(kafka.get("image", "")).startswith("apache/kafka:")
-    env = environment(kafka)
-    assert {role.strip() for role in env["KAFKA_PROCESS_ROLES"].split(",")} == {"broker", "controller"}
-    assert "KAFKA_ZOOKEEPER_CONNECT" not in env
+    assert (KAFKA_DIR / "server.properties").read_text(encoding="utf-8") == compose_properties(), (
+        "scripts/compose/kafka/server.properties is stale: run `python -m cesdev.stack.kafka`"
+    )
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in kafka["volumes"]}
+    assert (ROOT / mounts["/etc/ces/server.properties"]).resolve() == KAFKA_DIR / "server.properties"
+    assert (ROOT / mounts["/etc/ces/kafka-sasl.sh"]).resolve() == KAFKA_DIR / "kafka-sasl.sh"
+    assert kafka["entrypoint"] == ["/bin/sh", "/etc/ces/kafka-sasl.sh"]
+    assert "--command-config /tmp/admin.properties" in " ".join(kafka["healthcheck"]["test"])
 
-    declared = listeners(env["KAFKA_LISTENERS"])
-    protocols = dict(item.split(":", 1) for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+
+def security_view(props: dict[str, str]) -> dict[str, object]:
+    """What decides who may connect and do what, independent of listener names and addresses."""
+    names = [n for n in props["listener.security.protocol.map"].split(",")]
+    client = [n.split(":")[0] for n in names if not n.startswith(props["controller.listener.names"] + ":")]
+    return {
+        "protocols": {n.split(":")[1] for n in names},
+        "client_mechanisms": {props[f"listener.name.{c.lower()}.sasl.enabled.mechanisms"] for c in client},
+        "client_login": {
+            props[f"listener.name.{c.lower()}.scram-sha-512.sasl.jaas.config"].split(" ")[0] for c in client
+        },
+        "inter_broker_is_a_client_listener": props["inter.broker.listener.name"] in client,
+        **{key: props[key] for key in sorted(props) if key.startswith(("sasl.", "authorizer.", "super.", "allow."))},
+        "controller": props["listener.name.controller.sasl.enabled.mechanisms"],
+    }
+
+
+def test_kafka_in_compose_has_the_local_stacks_security() -> None:
+    """SASL_PLAINTEXT + SCRAM-SHA-512 on every client listener, the StandardAuthorizer, deny by default,
+    `admin` the only super user: the same settings, from the same code, as the broker cesdev runs (checked
+    against the running stack's file when there is one)."""
+    from cesdev.stack.kafka import SECURITY_PROPERTIES, broker_properties
+
+    compose = broker()
+    local = broker_properties(
+        listeners={"CLIENT": ("127.0.0.1:9092", "127.0.0.1:9092")},
+        controller="127.0.0.1:9093",
+        admin_password="x",
+        log_dirs="/d",
+    )
+    assert SECURITY_PROPERTIES.items() <= compose.items()
+    assert security_view(compose) == security_view(local)
+    assert security_view(compose)["protocols"] == {"SASL_PLAINTEXT"}
+    assert compose["allow.everyone.if.no.acl.found"] == "false" and compose["super.users"] == "User:admin"
+    running = Settings().stack_dir.resolve() / "kafka" / "server.properties"
+    if running.exists():
+        assert security_view(broker(running)) == security_view(compose)
+
+
+def test_kafka_is_a_single_node_kraft_broker_and_controller() -> None:
+    props = broker()
+    assert {role.strip() for role in props["process.roles"].split(",")} == {"broker", "controller"}
+    declared = listeners(props["listeners"])
+    protocols = dict(item.split(":", 1) for item in props["listener.security.protocol.map"].split(","))
     assert set(declared) <= set(protocols), "every listener needs a security protocol"
 
-    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    controller = props["controller.listener.names"]
     assert controller in declared
-    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in declared
-    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] != controller
+    assert props["inter.broker.listener.name"] in declared
+    assert props["inter.broker.listener.name"] != controller
 
     # The one voter is this node, reached on the controller listener.
-    voter_id, _, voter_address = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].partition("@")
-    assert voter_id == str(env["KAFKA_NODE_ID"])
+    voter_id, _, voter_address = props["controller.quorum.voters"].partition("@")
+    assert voter_id == props["node.id"]
     assert int(voter_address.rsplit(":", 1)[1]) == declared[controller][1]
 
     # One broker: internal topics cannot have more than one replica.
-    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
-    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
+    assert props["offsets.topic.replication.factor"] == "1"
+    assert props["transaction.state.log.replication.factor"] == "1"
 
 
 def test_kafka_advertises_an_internal_and_a_host_listener(services: dict[str, dict[str, Any]]) -> None:
     kafka = services["kafka"]
-    env = environment(kafka)
-    declared = listeners(env["KAFKA_LISTENERS"])
-    advertised = listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    props = broker()
+    declared = listeners(props["listeners"])
+    advertised = listeners(props["advertised.listeners"])
     assert set(advertised) <= set(declared)
-    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] not in advertised
+    assert props["controller.listener.names"] not in advertised
     for name, (_host, port) in advertised.items():
         assert declared[name][1] == port, f"listener {name} is advertised on another port than it binds"
 
@@ -229,13 +293,116 @@ def test_kafka_advertises_an_internal_and_a_host_listener(services: dict[str, di
     assert any(host in kafka_names for host, _port in addresses), "other containers need an internal listener"
 
 
-@pytest.mark.parametrize("name", sorted(CES_COMMANDS))
+def test_the_entrypoint_formats_with_every_principal_and_each_ces_service_logs_in_as_its_own(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    from cesdev.stack.secrets import KAFKA_USERS
+
+    script = (KAFKA_DIR / "kafka-sasl.sh").read_text(encoding="utf-8")
+    kafka_env = environment(services["kafka"])
+    added = {}
+    for user, variable in re.findall(r"SCRAM-SHA-512=\[name=([\w-]+),password=\$(\w+)\]", script):
+        added[user] = kafka_env[variable]
+    assert set(added) == set(KAFKA_USERS)
+    expected = {"worker": "ces-worker", "gateway": "ces-gateway", "kafka-setup": "admin"}
+    for name, user in expected.items():
+        env = environment(services[name])
+        assert (env["CES_KAFKA_USERNAME"], env["CES_KAFKA_PASSWORD"]) == (user, added[user]), name
+        assert (
+            env["CES_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+            and env["CES_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        )
+    for name in ("migrate", "provider-sim"):  # no Kafka business, no Kafka credential
+        assert "CES_KAFKA_PASSWORD" not in environment(services[name])
+
+
+def test_the_worker_and_the_gateway_share_the_signing_key_and_nobody_else_has_it(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    keys = {name: environment(s).get("CES_REQUEST_SIGNING_KEY") for name, s in services.items()}
+    assert keys["worker"] and keys["worker"] == keys["gateway"]
+    assert {name for name, key in keys.items() if key} == {"worker", "gateway"}
+
+
+def test_kafka_setup_grants_the_local_stacks_acls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cesdev kafka-setup` (compose's setup step) creates the topics and calls the same `grant_ces` as the
+    local stack, for the environment's prefix and app id, as the environment's (admin) principal."""
+    import asyncio
+
+    from cesdev import cli
+    from cesdev.stack import acls
+
+    calls: list[tuple[str, str, str]] = []
+
+    async def grant(connection: Any, *, prefix: str, app_id: str) -> None:
+        calls.append((connection.username, prefix, app_id))
+
+    async def topics(*args: Any, **kwargs: Any) -> list[str]:
+        return []
+
+    monkeypatch.setattr(acls, "grant_ces", grant)
+    monkeypatch.setattr("ces.adapters.kafka.admin.ensure_topics", topics)
+    settings = Settings(kafka_username="admin", topic_prefix="p-", app_id="a", stack_dir=Path("/nonexistent"))
+    args = cli.build_parser().parse_args(["kafka-setup"])
+    assert args.func is cli.cmd_kafka_setup
+    assert args.func(args, settings) == 0
+    assert calls == [("admin", "p-", "a")]
+    assert not asyncio.iscoroutinefunction(args.func)
+
+
+def test_the_entrypoint_formats_with_scram_users_and_starts_the_substituted_configuration(tmp_path: Path) -> None:
+    """Run kafka-sasl.sh with Kafka's tools stubbed: it refuses a missing or odd password, formats once with
+    the four SCRAM users, and starts the broker on the generated configuration with the admin password in."""
+    sh = shutil.which("sh")
+    if sh is None:
+        pytest.skip("no POSIX shell")
+    bin_dir, etc = tmp_path / "opt" / "kafka" / "bin", tmp_path / "etc" / "ces"
+    bin_dir.mkdir(parents=True)
+    etc.mkdir(parents=True)
+    calls = tmp_path / "calls"
+    for tool in ("kafka-storage.sh", "kafka-server-start.sh"):
+        stub = bin_dir / tool
+        stub.write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\n')
+        stub.chmod(0o755)
+    (etc / "server.properties").write_text((KAFKA_DIR / "server.properties").read_text())
+    script = (
+        (KAFKA_DIR / "kafka-sasl.sh").read_text().replace("/tmp/", f"{tmp_path}/run/")
+    )  # first: tmp_path is in /tmp
+    script = script.replace("/opt/kafka", str(tmp_path / "opt" / "kafka")).replace("/etc/ces", str(etc))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "entry.sh").write_text(script)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "CLUSTER_ID": "c1",
+        "KAFKA_ADMIN_PASSWORD": "adm-pw_1",
+        "KAFKA_WORKER_PASSWORD": "wrk",
+        "KAFKA_GATEWAY_PASSWORD": "gw",
+        "KAFKA_PRODUCER_PASSWORD": "pr",
+    }
+    odd = subprocess.run(
+        [sh, str(tmp_path / "entry.sh")], env={**env, "KAFKA_WORKER_PASSWORD": 'a"b'}, capture_output=True, text=True
+    )
+    assert odd.returncode != 0 and "KAFKA_WORKER_PASSWORD" in odd.stderr and not calls.exists()
+    done = subprocess.run([sh, str(tmp_path / "entry.sh")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    storage, start = calls.read_text().splitlines()
+    for user, password in (("admin", "adm-pw_1"), ("ces-worker", "wrk"), ("ces-gateway", "gw"), ("ces-producer", "pr")):
+        assert f"SCRAM-SHA-512=[name={user},password={password}]" in storage
+    assert start == f"kafka-server-start.sh {tmp_path}/run/server.properties"
+    rendered = broker(tmp_path / "run" / "server.properties")
+    assert 'password="adm-pw_1"' in rendered["listener.name.external.scram-sha-512.sasl.jaas.config"]
+    assert "@KAFKA_ADMIN_PASSWORD@" not in (tmp_path / "run" / "server.properties").read_text()
+    assert stat.S_IMODE((tmp_path / "run" / "server.properties").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("name", ["worker", "gateway", "kafka-setup"])
 def test_ces_service_bootstraps_at_a_declared_kafka_listener(services: dict[str, dict[str, Any]], name: str) -> None:
     kafka = services["kafka"]
-    kafka_env = environment(kafka)
-    declared_ports = {port for _host, port in listeners(kafka_env["KAFKA_LISTENERS"]).values()}
-    controller_port = listeners(kafka_env["KAFKA_LISTENERS"])[kafka_env["KAFKA_CONTROLLER_LISTENER_NAMES"]][1]
-    advertised = set(listeners(kafka_env["KAFKA_ADVERTISED_LISTENERS"]).values())
+    props = broker()
+    declared = listeners(props["listeners"])
+    declared_ports = {port for _host, port in declared.values()}
+    controller_port = declared[props["controller.listener.names"]][1]
+    advertised = set(listeners(props["advertised.listeners"]).values())
     kafka_names = {"kafka", kafka.get("hostname")}
 
     bootstrap = environment(services[name])["CES_KAFKA_BOOTSTRAP"]
