@@ -147,6 +147,28 @@ def test_docker_compose_config_accepts_the_file() -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_docker_compose_v1_accepts_the_file_and_binds_to_loopback(tmp_path: Path) -> None:
+    """Where only the legacy `docker-compose` (1.29, Debian's package) is installed: it validates the same
+    schema offline, minus the top-level `name` it predates; every published port lands on CES_BIND."""
+    legacy = shutil.which("docker-compose")
+    if legacy is None:
+        pytest.skip("the legacy docker-compose is not installed either")
+    text = "".join(line for line in COMPOSE_FILE.read_text().splitlines(True) if not line.startswith("name:"))
+    copy = ROOT / f".compose-check-{os.getpid()}.yml"  # in the checkout: its relative mounts must resolve
+    copy.write_text(text)
+    try:
+        for bind in (None, "0.0.0.0"):
+            env = {k: v for k, v in os.environ.items() if k != "CES_BIND"} | ({"CES_BIND": bind} if bind else {})
+            result = subprocess.run(
+                [legacy, "-f", str(copy), "config"], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
+            )
+            assert result.returncode == 0, result.stderr
+            published = re.findall(r"^\s*- (\S+):\d+:\d+/tcp$", result.stdout, re.MULTILINE)
+            assert published and set(published) == {bind or "127.0.0.1"}
+    finally:
+        copy.unlink()
+
+
 # ------------------------------------------------------------------------------------- compose, as YAML
 
 
