@@ -119,11 +119,12 @@ async def test_only_the_worker_writes_decisions_and_rates(settings: Settings, de
 @stack_secrets
 async def test_an_anonymous_or_wrongly_authenticated_client_is_refused(settings: Settings, deployment: str) -> None:
     anonymous = KafkaConnection(bootstrap=settings.kafka_bootstrap)  # PLAINTEXT on a SASL listener
-    with pytest.raises(KafkaError):
-        await send(anonymous, deployment + topics.CONVERSIONS_AUDITED.name)
     impostor = KafkaConnection.from_settings(settings.model_copy(update={"kafka_username": "ces-worker"}))
-    with pytest.raises(KafkaError):  # the admin's password is not the worker's
-        await send(impostor, deployment + topics.CONVERSIONS_AUDITED.name)
+    for topic in (topics.CONVERSIONS_AUDITED, topics.RATES_FETCHED):
+        with pytest.raises(KafkaError):
+            await send(anonymous, deployment + topic.name)
+        with pytest.raises(KafkaError):  # the admin's password is not the worker's
+            await send(impostor, deployment + topic.name)
 
 
 @stack_secrets
