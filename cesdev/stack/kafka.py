@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ces.adapters.kafka.connection import KafkaConnection
 from ces.settings import Settings
-from cesdev.stack import acls, process, secrets, system
+from cesdev.stack import acls, process, secrets, system, tls
 from cesdev.stack.secrets import KAFKA_ADMIN, KAFKA_USERS, StackSecrets
 from cesdev.stack.services import Endpoint, wait_until
 from cesdev.stack.system import StackError
@@ -25,8 +25,12 @@ class Kafka:
 
     name = "kafka"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, tls_port: int | None = None) -> None:
         self.settings = settings
+        # An optional second client listener, SASL_SSL (`CES_STACK_KAFKA_TLS_PORT`, a stack option, not a CES
+        # setting): SCRAM over TLS with a certificate from the stack's own CA (`cesdev.stack.tls`).
+        env_port = os.environ.get("CES_STACK_KAFKA_TLS_PORT")
+        self.tls_port = tls_port if tls_port is not None else (int(env_port) if env_port else None)
         self.root = settings.stack_dir.resolve() / "kafka"
         self.logs = settings.stack_dir.resolve() / "logs"
         first = settings.kafka_bootstrap.split(",")[0].strip()
@@ -36,6 +40,15 @@ class Kafka:
     @property
     def endpoint(self) -> Endpoint:
         return self._endpoint
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        """What a SASL_SSL client trusts (`CES_KAFKA_SSL_CAFILE`) when the TLS listener is on."""
+        return self.tls_dir / "ca.pem"
 
     def pid_file(self) -> Path:
         return self.settings.stack_dir.resolve() / "run" / "kafka.pid"
@@ -68,13 +81,23 @@ class Kafka:
         stamp.write_text(digest + "\n")
 
     def _config(self, stack: StackSecrets) -> Path:
-        port = self.endpoint.port
+        port, host = self.endpoint.port, self.endpoint.host
+        listeners = {"CLIENT": (f"{host}:{port}", f"{host}:{port}")}
+        if self.tls_port is not None:
+            listeners[TLS_LISTENER] = (f"{host}:{self.tls_port}", f"{host}:{self.tls_port}")
         lines = broker_properties(
-            listeners={"CLIENT": (f"{self.endpoint.host}:{port}", f"{self.endpoint.host}:{port}")},
+            listeners=listeners,
             controller=f"127.0.0.1:{port + 1}",
             admin_password=stack.kafka[KAFKA_ADMIN],
             log_dirs=str(self.root / "data"),
         )
+        if self.tls_port is not None:
+            _, keystore = tls.ensure_broker_pem(self.tls_dir, [host, "localhost"])
+            lines["listener.security.protocol.map"] = lines["listener.security.protocol.map"].replace(
+                f"{TLS_LISTENER}:SASL_PLAINTEXT", f"{TLS_LISTENER}:SASL_SSL"
+            )
+            lines[f"listener.name.{TLS_LISTENER.lower()}.ssl.keystore.type"] = "PEM"
+            lines[f"listener.name.{TLS_LISTENER.lower()}.ssl.keystore.location"] = str(keystore)
         cfg = self.root / "server.properties"
         cfg.parent.mkdir(parents=True, exist_ok=True)
         # It carries the admin password: readable by this user only.
@@ -153,6 +176,8 @@ class Kafka:
     def stop(self) -> bool:
         return process.stop(self.pid_file(), timeout=60)
 
+
+TLS_LISTENER = "TLS"
 
 # What makes the broker secure, the same wherever it runs (the local stack, docker-compose): every client listener
 # is SASL/SCRAM-SHA-512, authorisation is KRaft's StandardAuthorizer denying what no ACL allows, `admin` is the
