@@ -119,6 +119,35 @@ def test_kafka_authenticates_and_authorises_every_client(tmp_path: Path) -> None
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
+def test_the_optional_tls_listener_is_sasl_ssl_with_a_certificate_from_the_stacks_ca(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    settings = Settings(kafka_bootstrap="127.0.0.1:29092", stack_dir=tmp_path)
+    kafka = Kafka(settings, tls_port=29094)
+    config = dict(
+        line.split("=", 1) for line in kafka._config(secrets.load_or_create(settings)).read_text().splitlines()
+    )
+    assert config["listener.security.protocol.map"] == "CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT,TLS:SASL_SSL"
+    assert config["listener.name.tls.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert config["inter.broker.listener.name"] == "CLIENT"
+    keystore = Path(config["listener.name.tls.ssl.keystore.location"])
+    assert config["listener.name.tls.ssl.keystore.type"] == "PEM" and keystore.is_relative_to(kafka.tls_dir)
+    assert stat.S_IMODE(keystore.stat().st_mode) == 0o600 and stat.S_IMODE(kafka.tls_dir.stat().st_mode) == 0o700
+    broker_cert = str(kafka.tls_dir / "broker.crt")
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(kafka.ca_file), "-verify_ip", "127.0.0.1", broker_cert],
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    first = keystore.read_text()
+    kafka._config(secrets.load_or_create(settings))
+    assert keystore.read_text() == first  # made once, not at every start
+
+
 def test_stack_secrets_are_generated_once_and_differ_per_principal(tmp_path: Path) -> None:
     settings = Settings(stack_dir=tmp_path)
     first = secrets.load_or_create(settings)
