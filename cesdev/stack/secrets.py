@@ -173,4 +173,6 @@ def process_env(settings: Settings, role: str) -> dict[str, str]:
     """Environment additions for a CES process `cesdev` starts as `role`: the role's credentials win over
     whatever the calling shell has (a developer's admin credentials must not leak into the worker)."""
     stack = load(settings)
+    if stack is not None and not stack.request_signing_key:
+        stack = load_or_create(settings)  # a stack from before request signing: its key is made now, once
     return role_env(stack, role) if stack is not None else {}

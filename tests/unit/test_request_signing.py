@@ -198,3 +198,20 @@ def test_the_stack_gives_the_signing_key_to_the_worker_and_gateway_only(tmp_path
     for role in ("producer", "admin"):
         assert "CES_REQUEST_SIGNING_KEY" not in secrets.role_env(stack, role)
         assert stack.request_signing_key not in (stack_dir / "secrets" / f"{role}.env").read_text()
+
+
+def test_cesdev_up_gives_a_stack_from_before_signing_its_key(tmp_path: Path) -> None:
+    """`cesdev up` on a running stack whose secrets predate signing: the worker and gateway get one key."""
+    stack_dir = tmp_path / ".stack"
+    (stack_dir / "secrets").mkdir(parents=True)
+    old = {
+        "kafka": {u: "k" + u for u in secrets.KAFKA_USERS},
+        "postgres": {r: r for r in ("postgres", "ces_owner", "ces_app")},
+        "redis": {"ces": "r", "default": "d"},
+    }
+    (stack_dir / "secrets" / "stack.json").write_text(json.dumps(old))
+    settings = Settings(stack_dir=stack_dir)
+    worker, gateway = secrets.process_env(settings, "worker"), secrets.process_env(settings, "gateway")
+    assert len(worker["CES_REQUEST_SIGNING_KEY"]) == 64
+    assert worker["CES_REQUEST_SIGNING_KEY"] == gateway["CES_REQUEST_SIGNING_KEY"]
+    assert worker["CES_KAFKA_PASSWORD"] == "kces-worker"  # nothing else changed
