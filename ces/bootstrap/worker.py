@@ -151,7 +151,13 @@ def build_worker_app(settings: Settings) -> Worker:
             max_records=settings.conversion_batch_size,
             make_handler=lambda publisher, dead: (
                 ConversionHandler(
-                    decider, store, publisher, dead, max_amount=settings.max_amount, verifier=verifier
+                    decider,
+                    store,
+                    publisher,
+                    dead,
+                    max_amount=settings.max_amount,
+                    max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+                    verifier=verifier,
                 ).handle
             ),
         ),

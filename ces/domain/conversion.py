@@ -32,6 +32,8 @@ class RejectionReason(StrEnum):
     STALE_RATE = "stale_rate"
     # The request names who asked (`requested_by`) without the gateway's valid signature (docs/security.md).
     UNAUTHENTICATED_REQUESTER = "unauthenticated_requester"
+    INVALID_AS_OF = "invalid_as_of"
+    AS_OF_IN_FUTURE = "as_of_in_future"
 
 
 @dataclass(frozen=True)

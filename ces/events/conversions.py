@@ -11,6 +11,7 @@ from uuid import UUID, uuid5
 
 from pydantic import Field
 
+from ces.domain.as_of import AS_OF_DESCRIPTION, AS_OF_SCHEMA_PATTERN
 from ces.domain.conversion import RejectionReason
 from ces.events.base import CurrencyCode, DecimalStr, Event, UtcDatetime
 from ces.events.topics import CONVERSION_REQUESTS, CONVERSIONS_AUDITED, CONVERSIONS_REJECTED
@@ -34,7 +35,7 @@ class ConversionRequested(Event):
     TOPIC: ClassVar[str] = CONVERSION_REQUESTS.name
 
     event_type: Literal["ConversionRequested"] = "ConversionRequested"
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     request_id: UUID
     base_currency: CurrencyCode
     target_currency: CurrencyCode
@@ -42,6 +43,7 @@ class ConversionRequested(Event):
     requested_by: UUID | None = Field(
         default=None, description="set by the gateway: the API key that asked (producers on Kafka leave it out)"
     )
+    as_of: str | None = Field(default=None, pattern=AS_OF_SCHEMA_PATTERN, description=AS_OF_DESCRIPTION)
 
     def key(self) -> bytes:
         return str(self.request_id).encode()
@@ -51,7 +53,7 @@ class ConversionAudited(Event):
     TOPIC: ClassVar[str] = CONVERSIONS_AUDITED.name
 
     event_type: Literal["ConversionAudited"] = "ConversionAudited"
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     audit_id: UUID
     request_id: UUID
     rate_id: UUID = Field(description="the exchange_rate row used (the first leg for a cross rate)")
@@ -67,6 +69,11 @@ class ConversionAudited(Event):
     requested_by: UUID | None = Field(
         default=None, description="the gateway API key that asked; null for requests produced straight to Kafka"
     )
+    as_of: UtcDatetime | None = Field(
+        default=None,
+        description="the past instant the request asked to be priced at (a date is the end of that day, UTC); "
+        "null: priced at the current rates",
+    )
 
     def key(self) -> bytes:
         return str(self.request_id).encode()
@@ -76,13 +83,18 @@ class ConversionRejected(Event):
     TOPIC: ClassVar[str] = CONVERSIONS_REJECTED.name
 
     event_type: Literal["ConversionRejected"] = "ConversionRejected"
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     request_id: UUID
     reason: RejectionReason
     message: str
     rejected_at: UtcDatetime
     requested_by: UUID | None = Field(
         default=None, description="the gateway API key that asked; null for requests produced straight to Kafka"
+    )
+    as_of: UtcDatetime | None = Field(
+        default=None,
+        description="the past instant the request asked to be priced at (a date is the end of that day, UTC); "
+        "null: priced at the current rates",
     )
 
     def key(self) -> bytes:

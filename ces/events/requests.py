@@ -7,14 +7,17 @@ answer; this reader checks the same contract (the model's fields and version) fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid5
 
+from ces.domain.as_of import AsOfError, parse_as_of, read_as_of
 from ces.domain.conversion import Rejection, RejectionReason, ValidRequest, validate
+from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW
 from ces.events.base import utc_now
 from ces.events.conversions import CONVERSION_NAMESPACE, ConversionRequested
 from ces.events.registry import UndecodableEvent, parse_json_object
@@ -23,7 +26,8 @@ MAX_REQUEST_BYTES = 16 * 1024
 # The wire contract is the model's: its fields, its version.
 ALLOWED_FIELDS = frozenset(ConversionRequested.model_fields)
 CURRENT_VERSION: int = ConversionRequested.model_fields["schema_version"].default
-# v1 (before `requested_by`) is still what most producers send: a v1 request is a v2 one without a key.
+# v1 (before `requested_by`) is still what most producers send: a v1 request is a v3 one without a key and
+# without `as_of`; a v2 one, without `as_of`.
 SUPPORTED_VERSIONS = frozenset(range(1, CURRENT_VERSION + 1))
 
 
@@ -37,11 +41,22 @@ class ParsedRequest:
     valid: ValidRequest | None
     rejection: Rejection | None
     requested_by: UUID | None = None
+    # The past instant to price at (UTC; a date is the end of that day), None for the current rates.
+    as_of: datetime | None = None
 
 
-def parse_request(raw: bytes, timestamp_ms: int | None, *, max_amount: Decimal) -> ParsedRequest:
+def parse_request(
+    raw: bytes,
+    timestamp_ms: int | None,
+    *,
+    max_amount: Decimal,
+    max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+) -> ParsedRequest:
     """Bytes -> request. Raises `UndecodableEvent` (dead letter) only when no usable `request_id` exists:
-    everything wrong after that is a rejection the producer can read on `conversions-rejected`."""
+    everything wrong after that is a rejection the producer can read on `conversions-rejected`.
+
+    `as_of` in the future is judged against this process's clock now (`max_clock_skew` allowed for an
+    instant), when the request is read: a request decided once keeps that decision."""
     if len(raw) > MAX_REQUEST_BYTES:
         request_id = _sniff_request_id(raw[:4096])
         if request_id is None:
@@ -69,14 +84,23 @@ def parse_request(raw: bytes, timestamp_ms: int | None, *, max_amount: Decimal) 
         requested_by = _uuid(requested_by)
         if requested_by is None:
             return _rejected(request_id, timestamp_ms, RejectionReason.INVALID_REQUEST, "requested_by is not a UUID")
+    as_of: datetime | None = None
+    if payload.get("as_of") is not None:
+        try:
+            as_of = parse_as_of(payload["as_of"], utc_now(), max_clock_skew)
+        except AsOfError as exc:
+            rejection = _rejected(request_id, timestamp_ms, RejectionReason(exc.reason), exc.message)
+            # A future as_of is a readable instant: the rejection carries it; a malformed one has none.
+            future = exc.reason == RejectionReason.AS_OF_IN_FUTURE
+            return _with(rejection, requested_by, read_as_of(payload["as_of"])[0] if future else None)
     outcome = validate(
         payload.get("base_currency"), payload.get("target_currency"), payload.get("amount"), max_amount=max_amount
     )
     event_id = _uuid(payload.get("event_id")) or uuid5(CONVERSION_NAMESPACE, f"ConversionRequested|{request_id}")
     occurred_at = _when(timestamp_ms)
     if isinstance(outcome, Rejection):
-        return ParsedRequest(request_id, event_id, occurred_at, None, outcome, requested_by)
-    return ParsedRequest(request_id, event_id, occurred_at, outcome, None, requested_by)
+        return ParsedRequest(request_id, event_id, occurred_at, None, outcome, requested_by, as_of)
+    return ParsedRequest(request_id, event_id, occurred_at, outcome, None, requested_by, as_of)
 
 
 def _uuid(value: Any) -> UUID | None:
@@ -119,3 +143,7 @@ def _when(timestamp_ms: int | None) -> datetime:
 def _rejected(request_id: UUID, timestamp_ms: int | None, reason: RejectionReason, message: str) -> ParsedRequest:
     event_id = uuid5(CONVERSION_NAMESPACE, f"ConversionRequested|{request_id}")
     return ParsedRequest(request_id, event_id, _when(timestamp_ms), None, Rejection(reason, message))
+
+
+def _with(parsed: ParsedRequest, requested_by: UUID | None, as_of: datetime | None) -> ParsedRequest:
+    return dataclasses.replace(parsed, requested_by=requested_by, as_of=as_of)

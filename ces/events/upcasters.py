@@ -51,3 +51,11 @@ def _rate_fetched_v0(payload: Payload) -> Payload:
 def _conversion_v1(payload: Payload) -> Payload:
     # v2 records who asked (`requested_by`, a gateway API key id); v1 events predate keys: nobody known.
     return {**payload, "requested_by": None}
+
+
+@upcaster("ConversionRequested", 2)
+@upcaster("ConversionAudited", 2)
+@upcaster("ConversionRejected", 2)
+def _conversion_v2(payload: Payload) -> Payload:
+    # v3 can price at a past moment (`as_of`); a v2 event was priced at the rates current when decided.
+    return {**payload, "as_of": None}

@@ -7,9 +7,11 @@ import dataclasses
 import logging
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from decimal import Decimal
 
 from ces.domain.conversion import Rejection, RejectionReason
+from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW
 from ces.events.conversions import ConversionAudited
 from ces.events.registry import UndecodableEvent
 from ces.events.requests import ParsedRequest, parse_request
@@ -41,6 +43,7 @@ class ConversionHandler:
         *,
         max_amount: Decimal,
         verifier: RequestVerifier | None = None,
+        max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
     ) -> None:
         self.decider = decider
         self.store = store
@@ -48,6 +51,7 @@ class ConversionHandler:
         self.dead_letters = dead_letters
         self.max_amount = max_amount
         self.verifier = verifier or RequestVerifier(())
+        self.max_clock_skew = max_clock_skew
 
     async def handle(self, batch: Sequence[Received]) -> int:
         started = time.perf_counter()
@@ -55,7 +59,9 @@ class ConversionHandler:
         poison: list[tuple[Received, UndecodableEvent]] = []
         for message in batch:
             try:
-                parsed = parse_request(message.value, message.timestamp_ms, max_amount=self.max_amount)
+                parsed = parse_request(
+                    message.value, message.timestamp_ms, max_amount=self.max_amount, max_clock_skew=self.max_clock_skew
+                )
             except UndecodableEvent as exc:
                 poison.append((message, exc))
                 continue

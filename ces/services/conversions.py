@@ -8,11 +8,12 @@ The decision for a request is either a `ConversionAudited` or a `ConversionRejec
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from uuid import UUID
 
-from ces.domain.conversion import Rejection, RejectionReason, check_fresh, convert
+from ces.domain.conversion import Rejection, RejectionReason, ValidRequest, check_fresh, convert
+from ces.domain.rates import DerivedRate
 from ces.events.base import printable, utc_now
 from ces.events.conversions import (
     ConversionAudited,
@@ -23,6 +24,15 @@ from ces.events.conversions import (
 )
 from ces.events.requests import ParsedRequest
 from ces.services.rate_lookup import RateLookup
+
+
+@dataclass(frozen=True)
+class Priced:
+    """What a conversion (or a quote) of `amount` comes to: the rate used, with its rows, and the margin."""
+
+    rate: DerivedRate
+    margin: Decimal
+    output_amount: Decimal
 
 
 class ConversionDecider:
@@ -42,29 +52,58 @@ class ConversionDecider:
     def margin(self, base: str, target: str) -> Decimal:
         return self.margin_overrides.get(f"{base}:{target}", self.default_margin)
 
+    def price(
+        self, valid: ValidRequest, rate: DerivedRate | None, when: datetime, *, as_of: bool = False
+    ) -> Priced | Rejection:
+        """The one rule for conversions and quotes: a rate fresh at `when` (now, or `as_of`), margin, rounding."""
+        if rate is None:
+            message = f"no rate for {valid.base.code}->{valid.target.code}"
+            if as_of:
+                message += f" published at or before {when.isoformat()}"
+            return Rejection(RejectionReason.NO_RATE, message)
+        stale = check_fresh(rate, when, self.max_rate_age)
+        if stale is not None:
+            if as_of:
+                return Rejection(stale.reason, f"{stale.message}, counted back from as_of {when.isoformat()}")
+            return stale
+        margin = self.margin(valid.base.code, valid.target.code)
+        return Priced(rate, margin, convert(valid.amount, rate.rate_value, margin, valid.target))
+
+    async def quote(self, valid: ValidRequest, as_of: datetime | None) -> Priced | Rejection:
+        """Price one request without deciding it (`GET /v1/quote`): the same lookup and rules as `decide`."""
+        pair = (valid.base.code, valid.target.code)
+        if as_of is None:
+            rate = (await self.lookup.latest_many([pair]))[pair]
+            return self.price(valid, rate, utc_now())
+        rate = (await self.lookup.at_many([(*pair, as_of)]))[(*pair, as_of)]
+        return self.price(valid, rate, as_of, as_of=True)
+
     async def decide(self, requests: Sequence[ParsedRequest]) -> list[Decision]:
-        pairs = sorted({(r.valid.base.code, r.valid.target.code) for r in requests if r.valid is not None})
+        current = [r.valid for r in requests if r.valid is not None and r.as_of is None]
+        pairs = sorted({(v.base.code, v.target.code) for v in current})
         rates = await self.lookup.latest_many(pairs)
+        # Past instants: one query for the batch, from PostgreSQL (the cache holds only the latest rates).
+        past = sorted(
+            {(r.valid.base.code, r.valid.target.code, r.as_of) for r in requests if r.valid and r.as_of is not None}
+        )
+        rates_then = await self.lookup.at_many(past) if past else {}
         now = utc_now()
         decisions: list[Decision] = []
         for request in requests:
             if request.valid is None:
                 assert request.rejection is not None
-                decisions.append(rejected(request.request_id, request.rejection, now, request.requested_by))
+                decisions.append(rejected(request, request.rejection, now))
                 continue
             valid = request.valid
-            rate = rates[(valid.base.code, valid.target.code)]
-            if rate is None:
-                message = f"no rate for {valid.base.code}->{valid.target.code}"
-                decisions.append(
-                    rejected(request.request_id, Rejection(RejectionReason.NO_RATE, message), now, request.requested_by)
-                )
+            pair = (valid.base.code, valid.target.code)
+            if request.as_of is None:
+                outcome = self.price(valid, rates[pair], now)
+            else:
+                outcome = self.price(valid, rates_then[(*pair, request.as_of)], request.as_of, as_of=True)
+            if isinstance(outcome, Rejection):
+                decisions.append(rejected(request, outcome, now))
                 continue
-            stale = check_fresh(rate, now, self.max_rate_age)
-            if stale is not None:
-                decisions.append(rejected(request.request_id, stale, now, request.requested_by))
-                continue
-            margin = self.margin(valid.base.code, valid.target.code)
+            rate = outcome.rate
             decisions.append(
                 ConversionAudited(
                     event_id=result_event_id("ConversionAudited", request.request_id),
@@ -78,24 +117,24 @@ class ConversionDecider:
                     target_currency=valid.target.code,
                     input_amount=valid.amount,
                     rate_value=rate.rate_value,
-                    margin=margin,
-                    output_amount=convert(valid.amount, rate.rate_value, margin, valid.target),
+                    margin=outcome.margin,
+                    output_amount=outcome.output_amount,
                     converted_at=now,
                     requested_by=request.requested_by,
+                    as_of=request.as_of,
                 )
             )
         return decisions
 
 
-def rejected(
-    request_id: UUID, rejection: Rejection, now: datetime, requested_by: UUID | None = None
-) -> ConversionRejected:
+def rejected(request: ParsedRequest, rejection: Rejection, now: datetime) -> ConversionRejected:
     return ConversionRejected(
-        event_id=result_event_id("ConversionRejected", request_id),
+        event_id=result_event_id("ConversionRejected", request.request_id),
         occurred_at=now,
-        request_id=request_id,
+        request_id=request.request_id,
         reason=rejection.reason.value,
         message=printable(rejection.message)[:1000],
         rejected_at=now,
-        requested_by=requested_by,
+        requested_by=request.requested_by,
+        as_of=request.as_of,
     )

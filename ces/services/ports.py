@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
@@ -66,6 +67,10 @@ class StoredRates(Protocol):
     """The rate rows of record (PostgreSQL), read side; revoked rows are never returned as current."""
 
     def latest(self, base: str, target: str) -> Rate | None: ...
+
+    def latest_at_many(self, keys: Sequence[tuple[str, str, datetime]]) -> list[Rate | None]:
+        """For each (base, target, at): the newest non-revoked row published at or before `at`, or None.
+        One round trip for all of them."""
 
     def latest_per_pair(self, base: str | None = None) -> list[Rate]: ...
 

@@ -1,4 +1,5 @@
-"""The latest rate for any pair: from the Redis cache, or from PostgreSQL on a miss, with provenance.
+"""The rate for any pair, with provenance: the latest from the Redis cache (PostgreSQL on a miss), or the
+one in force at a past instant (PostgreSQL).
 
 Only pairs against the provider's base (`pivot`, EUR for the ECB) are stored; the others are derived at
 lookup: inverse X->EUR from
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 
 from ces.domain.rates import DerivedRate, Rate, derive, legs_needed
 from ces.metrics import CACHE_ERRORS, CACHE_MISSES
@@ -42,6 +44,24 @@ class RateLookup:
             present = [leg for leg in wanted if leg is not None]
             ok = base != target and len(present) == len(wanted)
             result[(base, target)] = derive(base, target, self.pivot, present) if ok else None
+        return result
+
+    async def at_many(
+        self, keys: list[tuple[str, str, datetime]]
+    ) -> dict[tuple[str, str, datetime], DerivedRate | None]:
+        """Rates for many (base, target, at): each leg the newest row published at or before `at`.
+
+        Straight from PostgreSQL, one query for every leg of every key: the cache holds only the latest
+        rate of each pair."""
+        needed = sorted({(*leg, at) for base, target, at in keys for leg in legs_needed(base, target, self.pivot)})
+        found = await asyncio.to_thread(self.repository.latest_at_many, needed) if needed else []
+        legs = dict(zip(needed, found, strict=True))
+        result: dict[tuple[str, str, datetime], DerivedRate | None] = {}
+        for base, target, at in keys:
+            wanted = [legs[(*leg, at)] for leg in legs_needed(base, target, self.pivot)]
+            present = [leg for leg in wanted if leg is not None]
+            ok = base != target and len(present) == len(wanted)
+            result[(base, target, at)] = derive(base, target, self.pivot, present) if ok else None
         return result
 
     async def _rates(self, pairs: list[tuple[str, str]]) -> list[Rate | None]:

@@ -5,6 +5,7 @@ batches, and a refused row failing the whole batch (rows and checkpoint) so the 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, cast
@@ -75,7 +76,9 @@ def test_the_bulk_path_writes_exactly_the_live_rows(
 ) -> None:
     (live, live_schema), (bulk, bulk_name) = pg_schema, bulk_schema
     usd, jpy = rate_event("USD", "1.0892", T0), rate_event("JPY", "161.87", T0)
-    a, b, c, d, e = (uuid.uuid4() for _ in range(5))
+    a, b, c, d, e, f, g = (uuid.uuid4() for _ in range(7))
+    key = uuid.uuid4()
+    then = datetime(2001, 9, 11, 23, 59, 59, 999999, tzinfo=UTC)
     batches: list[list[Decision]] = [
         [
             audited(a, usd.rate_id),
@@ -88,6 +91,9 @@ def test_the_bulk_path_writes_exactly_the_live_rows(
             audited(a, usd.rate_id, output="9.99"),  # re-published later: the stored decision stands
             audited(b, usd.rate_id),  # a rejected request is never audited later
             rejected(e),
+            # Who asked and the past instant priced at are columns of the audit too (a COPY left them out once).
+            audited(f, usd.rate_id).model_copy(update={"requested_by": key, "as_of": then}),
+            rejected(g).model_copy(update={"requested_by": key, "as_of": then}),
         ],
     ]
     for engine in (live, bulk):
@@ -96,7 +102,7 @@ def test_the_bulk_path_writes_exactly_the_live_rows(
         AuditStore(live).record(batch)
         copy_decisions(bulk, batch)
 
-    assert counts(bulk) == counts(live) == (5, 3, 2)
+    assert counts(bulk) == counts(live) == (7, 4, 3)
     with live.begin() as conn:
         results = verify(conn, live_schema, bulk_name, PROJECTION_TABLES["audit"], max_diffs=5)
     assert [(r.table, r.ok, r.diffs) for r in results] == [(r.table, True, []) for r in results]
@@ -109,6 +115,15 @@ def test_the_bulk_path_writes_exactly_the_live_rows(
             {"d": d, "b": b},
         ).one()
     assert (output, message) == ("1.00", awkward(b).message)
+    with bulk.connect() as conn:
+        carried = conn.execute(
+            text(
+                "SELECT (SELECT (requested_by, as_of) FROM conversion_audit WHERE request_id = :f)::text, "
+                "(SELECT (requested_by, as_of) FROM conversion_rejection WHERE request_id = :g)::text"
+            ),
+            {"f": f, "g": g},
+        ).one()
+    assert carried[0] == carried[1] and str(key) in carried[0] and "2001-09-11" in carried[0]
 
 
 def test_a_refused_row_fails_the_bulk_batch_and_the_replay_retries_one_by_one(

@@ -77,23 +77,23 @@ RECORD = text(
     ), audits AS (
         INSERT INTO conversion_audit (id, request_id, rate_used_id, second_rate_id, rate_kind, base_currency,
                                       target_currency, input_amount, rate_value, margin, output_amount, converted_at,
-                                      requested_by)
+                                      requested_by, as_of)
         SELECT a.* FROM unnest(
             CAST(:a_id AS uuid[]), CAST(:a_request_id AS uuid[]), CAST(:a_rate_used_id AS uuid[]),
             CAST(:a_second_rate_id AS uuid[]), CAST(:a_rate_kind AS text[]), CAST(:a_base AS text[]),
             CAST(:a_target AS text[]), CAST(:a_input AS numeric[]), CAST(:a_rate AS numeric[]),
             CAST(:a_margin AS numeric[]), CAST(:a_output AS numeric[]), CAST(:a_converted_at AS timestamptz[]),
-            CAST(:a_requested_by AS uuid[])
+            CAST(:a_requested_by AS uuid[]), CAST(:a_as_of AS timestamptz[])
         ) AS a (id, request_id, rate_used_id, second_rate_id, rate_kind, base_currency, target_currency,
-                input_amount, rate_value, margin, output_amount, converted_at, requested_by)
+                input_amount, rate_value, margin, output_amount, converted_at, requested_by, as_of)
         JOIN claimed USING (request_id)
         RETURNING request_id
     ), rejections AS (
-        INSERT INTO conversion_rejection (request_id, reason, message, rejected_at, requested_by)
+        INSERT INTO conversion_rejection (request_id, reason, message, rejected_at, requested_by, as_of)
         SELECT r.* FROM unnest(
             CAST(:r_request_id AS uuid[]), CAST(:r_reason AS text[]), CAST(:r_message AS text[]),
-            CAST(:r_rejected_at AS timestamptz[]), CAST(:r_requested_by AS uuid[])
-        ) AS r (request_id, reason, message, rejected_at, requested_by)
+            CAST(:r_rejected_at AS timestamptz[]), CAST(:r_requested_by AS uuid[]), CAST(:r_as_of AS timestamptz[])
+        ) AS r (request_id, reason, message, rejected_at, requested_by, as_of)
         JOIN claimed USING (request_id)
         RETURNING request_id
     )
@@ -122,11 +122,13 @@ def _record_params(decisions: Iterable[Decision]) -> dict[str, list[Any]]:
             "a_output",
             "a_converted_at",
             "a_requested_by",
+            "a_as_of",
             "r_request_id",
             "r_reason",
             "r_message",
             "r_rejected_at",
             "r_requested_by",
+            "r_as_of",
         ]
     }
     for d in decisions:
@@ -148,6 +150,7 @@ def _record_params(decisions: Iterable[Decision]) -> dict[str, list[Any]]:
                 ("a_output", d.output_amount),
                 ("a_converted_at", d.converted_at),
                 ("a_requested_by", _text(d.requested_by)),
+                ("a_as_of", d.as_of),
             ):
                 params[name].append(value)
         else:
@@ -157,6 +160,7 @@ def _record_params(decisions: Iterable[Decision]) -> dict[str, list[Any]]:
             params["r_message"].append(d.message)
             params["r_rejected_at"].append(d.rejected_at)
             params["r_requested_by"].append(_text(d.requested_by))
+            params["r_as_of"].append(d.as_of)
     return params
 
 
@@ -182,6 +186,7 @@ def audited_from_row(row: Any) -> ConversionAudited:
         output_amount=row["output_amount"],
         converted_at=row["converted_at"],
         requested_by=row["requested_by"],
+        as_of=row["as_of"],
     )
 
 
@@ -194,4 +199,5 @@ def rejected_from_row(row: Any) -> ConversionRejected:
         message=row["message"],
         rejected_at=row["rejected_at"],
         requested_by=row["requested_by"],
+        as_of=row["as_of"],
     )

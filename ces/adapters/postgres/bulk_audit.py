@@ -27,10 +27,10 @@ CREATE TEMP TABLE IF NOT EXISTS replay_stage_request (
 CREATE TEMP TABLE IF NOT EXISTS replay_stage_audit (
     id uuid, request_id uuid, rate_used_id uuid, second_rate_id uuid, rate_kind text, base_currency text,
     target_currency text, input_amount numeric, rate_value numeric, margin numeric, output_amount numeric,
-    converted_at timestamptz
+    converted_at timestamptz, requested_by uuid, as_of timestamptz
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS replay_stage_rejection (
-    request_id uuid, reason text, message text, rejected_at timestamptz
+    request_id uuid, reason text, message text, rejected_at timestamptz, requested_by uuid, as_of timestamptz
 ) ON COMMIT DELETE ROWS;
 """
 
@@ -44,14 +44,15 @@ WITH claimed AS (
     RETURNING request_id
 ), audits AS (
     INSERT INTO conversion_audit (id, request_id, rate_used_id, second_rate_id, rate_kind, base_currency,
-        target_currency, input_amount, rate_value, margin, output_amount, converted_at)
+        target_currency, input_amount, rate_value, margin, output_amount, converted_at, requested_by, as_of)
     SELECT s.id, s.request_id, s.rate_used_id, s.second_rate_id, s.rate_kind, s.base_currency,
-        s.target_currency, s.input_amount, s.rate_value, s.margin, s.output_amount, s.converted_at
+        s.target_currency, s.input_amount, s.rate_value, s.margin, s.output_amount, s.converted_at,
+        s.requested_by, s.as_of
     FROM pg_temp.replay_stage_audit s JOIN claimed USING (request_id)
     RETURNING 1
 )
-INSERT INTO conversion_rejection (request_id, reason, message, rejected_at)
-SELECT s.request_id, s.reason, s.message, s.rejected_at
+INSERT INTO conversion_rejection (request_id, reason, message, rejected_at, requested_by, as_of)
+SELECT s.request_id, s.reason, s.message, s.rejected_at, s.requested_by, s.as_of
 FROM pg_temp.replay_stage_rejection s JOIN claimed USING (request_id)
 """
 
@@ -62,8 +63,8 @@ def _text(value: str) -> str:
     return value.translate(_ESCAPES)
 
 
-def _at(value: datetime) -> str:
-    return value.isoformat()
+def _at(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def _line(*fields: object) -> str:
@@ -96,11 +97,15 @@ def copy_decisions(engine: Engine, decisions: Sequence[Decision]) -> None:
                     d.margin,
                     d.output_amount,
                     _at(d.converted_at),
+                    d.requested_by,
+                    _at(d.as_of),
                 )
             )
         elif isinstance(d, ConversionRejected):
             requests.write(_line(d.request_id, "rejected", _at(d.occurred_at)))
-            rejections.write(_line(d.request_id, _text(d.reason), _text(d.message), _at(d.rejected_at)))
+            rejections.write(
+                _line(d.request_id, _text(d.reason), _text(d.message), _at(d.rejected_at), d.requested_by, _at(d.as_of))
+            )
     with engine.begin() as conn:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:

@@ -5,6 +5,7 @@ Rows are written by `rate_projector.py`; every lookup here skips revoked rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from sqlalchemy import (
     exists,
     func,
     select,
+    text,
 )
 
 from ces.adapters.postgres.tables import exchange_rate, exchange_rate_revocation
@@ -46,6 +48,24 @@ def latest_query(base: str, target: str, at: datetime | None = None) -> Select[A
     return query.order_by(t.published_at.desc(), t.fetched_at.desc())
 
 
+# Ordered as `latest_query` orders: newest publication, then newest fetch; revoked rows left out.
+LATEST_AT_MANY = text(
+    """
+    SELECT k.i, e.id, e.base_currency, e.target_currency, e.rate_value, e.provider_name, e.published_at,
+           e.fetched_at
+    FROM unnest(CAST(:bases AS text[]), CAST(:targets AS text[]), CAST(:ats AS timestamptz[]))
+         WITH ORDINALITY AS k (base, target, at, i)
+    CROSS JOIN LATERAL (
+        SELECT r.* FROM exchange_rate r
+        WHERE r.base_currency = k.base AND r.target_currency = k.target AND r.published_at <= k.at
+          AND NOT EXISTS (SELECT 1 FROM exchange_rate_revocation v WHERE v.rate_id = r.id)
+        ORDER BY r.published_at DESC, r.fetched_at DESC
+        LIMIT 1
+    ) e
+    """
+)
+
+
 class RateRepository:
     """Read side of `exchange_rate` (blocking; call from a thread). Revoked rows are never answered."""
 
@@ -56,6 +76,24 @@ class RateRepository:
         with self.engine.connect() as conn:
             row = conn.execute(latest_query(base, target, at).limit(1)).mappings().first()
         return rate_from_row(row) if row else None
+
+    def latest_at_many(self, keys: Sequence[tuple[str, str, datetime]]) -> list[Rate | None]:
+        """For each (base, target, at): the newest non-revoked row published at or before `at`, or None.
+
+        One statement for any number of keys: a LATERAL join over the keys, each one descent of the index
+        `exchange_rate_pair_published` (base, target, published_at)."""
+        if not keys:
+            return []
+        params = {
+            "bases": [k[0] for k in keys],
+            "targets": [k[1] for k in keys],
+            "ats": [k[2] for k in keys],
+        }
+        found: list[Rate | None] = [None] * len(keys)
+        with self.engine.connect() as conn:
+            for row in conn.execute(LATEST_AT_MANY, params).mappings():
+                found[row["i"] - 1] = rate_from_row(row)
+        return found
 
     def pair_history(
         self, base: str, target: str, pivot: str, *, start: datetime, end: datetime, after: datetime | None, limit: int

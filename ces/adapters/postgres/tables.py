@@ -57,6 +57,7 @@ conversion_audit = Table(
     Column("converted_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True)),
     Column("requested_by", Uuid),
+    Column("as_of", DateTime(timezone=True)),
 )
 
 conversion_rejection = Table(
@@ -67,6 +68,7 @@ conversion_rejection = Table(
     Column("message", Text, nullable=False),
     Column("rejected_at", DateTime(timezone=True), nullable=False),
     Column("requested_by", Uuid),
+    Column("as_of", DateTime(timezone=True)),
 )
 
 api_key = Table(
