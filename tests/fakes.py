@@ -76,9 +76,31 @@ class FakeRateLookup:
     """
 
     def __init__(self, legs: Iterable[Rate], pivot: str = "EUR") -> None:
-        self.legs = {(leg.base_currency, leg.target_currency): leg for leg in legs}
+        self.history = list(legs)
+        self.legs = {(leg.base_currency, leg.target_currency): leg for leg in self.history}
         self.pivot = pivot
         self.calls: list[list[tuple[str, str]]] = []
+        self.calls_at: list[list[tuple[str, str, datetime]]] = []
+
+    async def at_many(
+        self, keys: list[tuple[str, str, datetime]]
+    ) -> dict[tuple[str, str, datetime], DerivedRate | None]:
+        """Each leg: the newest of the given rows published at or before the key's instant."""
+        self.calls_at.append(list(keys))
+        result: dict[tuple[str, str, datetime], DerivedRate | None] = {}
+        for base, target, at in keys:
+            wanted = [
+                max(
+                    (r for r in self.history if (r.base_currency, r.target_currency) == leg and r.published_at <= at),
+                    key=lambda r: r.published_at,
+                    default=None,
+                )
+                for leg in legs_needed(base, target, self.pivot)
+            ]
+            present = [leg for leg in wanted if leg is not None]
+            ok = base != target and len(present) == len(wanted)
+            result[(base, target, at)] = derive(base, target, self.pivot, present) if ok else None
+        return result
 
     async def latest_many(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], DerivedRate | None]:
         self.calls.append(list(pairs))
@@ -239,12 +261,20 @@ class FakeRequester:
         self.outcome = outcome
         self.calls: list[tuple[uuid.UUID, str, str, Decimal]] = []
         self.requested_by: uuid.UUID | None = None
+        self.as_of: str | None = None
 
     async def convert(
-        self, request_id: uuid.UUID, base: str, target: str, amount: Decimal, requested_by: uuid.UUID | None = None
+        self,
+        request_id: uuid.UUID,
+        base: str,
+        target: str,
+        amount: Decimal,
+        requested_by: uuid.UUID | None = None,
+        as_of: str | None = None,
     ) -> tuple[Any, bool]:
         self.calls.append((request_id, base, target, amount))
         self.requested_by = requested_by
+        self.as_of = as_of
         if isinstance(self.outcome, Exception):
             raise self.outcome
         return self.outcome(request_id, base, target, amount), False

@@ -21,6 +21,7 @@ from ces.adapters.postgres.replay_target import PostgresReplayTarget, bulk_write
 from ces.adapters.redis.rate_cache import RateCache
 from ces.events.topics import TopicSpec
 from ces.projections.replay import ProgressSink, Replay, ReplayOptions
+from ces.services.conversions import ConversionDecider
 from ces.services.rate_lookup import RateLookup
 from ces.settings import Settings
 
@@ -48,6 +49,16 @@ def build_rate_cache(settings: Settings, client: aioredis.Redis) -> RateCache:
 
 def build_rate_lookup(settings: Settings, engine: Engine, redis_client: aioredis.Redis) -> RateLookup:
     return RateLookup(build_rate_cache(settings, redis_client), RateRepository(engine), settings.provider_base)
+
+
+def build_decider(settings: Settings, lookup: RateLookup) -> ConversionDecider:
+    """The conversion rules (margins, staleness) the worker decides with and the gateway quotes with."""
+    return ConversionDecider(
+        lookup,
+        default_margin=settings.default_margin,
+        margin_overrides=settings.margin_overrides,
+        max_rate_age=timedelta(seconds=settings.max_rate_age_seconds),
+    )
 
 
 def build_producer(settings: Settings, *, linger_ms: int = 5) -> AIOKafkaProducer:

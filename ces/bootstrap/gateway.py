@@ -23,7 +23,7 @@ from ces.adapters.postgres.api_keys import PostgresApiKeyStore
 from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.rate_store import RateRepository
 from ces.adapters.redis.rate_limit import RedisRateLimiter
-from ces.bootstrap import build_engine, build_producer, build_rate_lookup, build_redis, kafka_connection
+from ces.bootstrap import build_decider, build_engine, build_producer, build_rate_lookup, build_redis, kafka_connection
 from ces.events.signing import RequestSigner
 from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED
 from ces.http.app import create_app
@@ -61,11 +61,12 @@ async def _open(settings: Settings) -> AsyncIterator[Deps]:
         checks["replies"] = (True, "reading") if router.healthy else (False, "result reader stopped")
         return checks
 
+    lookup = build_rate_lookup(settings, engine, redis_client)
     deps = Deps(
         settings=settings,
         audits=audits,
         rates=RateRepository(engine),
-        lookup=build_rate_lookup(settings, engine, redis_client),
+        lookup=lookup,
         requester=ConversionRequester(
             AckedPublisher(producer, prefix, signer=request_signer(settings)),
             router,
@@ -81,6 +82,7 @@ async def _open(settings: Settings) -> AsyncIterator[Deps]:
             burst=settings.rate_limit_burst,
             key_prefix=settings.redis_key_prefix,
         ),
+        quotes=build_decider(settings, lookup),
     )
     gauge_task = asyncio.create_task(_export_gauges(router))
     try:

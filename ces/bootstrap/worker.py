@@ -22,6 +22,7 @@ from ces.agents.app import FaustSender, create_app, register_metrics_page
 from ces.agents.consumers import ConsumerPolicy, ConsumerSpec, register_consumer
 from ces.agents.rates import register_fetch_timer
 from ces.bootstrap import (
+    build_decider,
     build_engine,
     build_rate_cache,
     build_rate_lookup,
@@ -34,7 +35,6 @@ from ces.events.signing import RequestVerifier
 from ces.metrics import RATE_FETCH_RETRIES, RATE_FETCHES
 from ces.projections.rate_projection import RateEventHandler
 from ces.services.conversion_handler import ConversionHandler
-from ces.services.conversions import ConversionDecider
 from ces.services.rate_fetching import FetchOutcome, RateFetcher
 from ces.services.rate_providers import RateProvider
 from ces.services.retry import RetryPolicy
@@ -123,12 +123,7 @@ def build_worker_app(settings: Settings) -> Worker:
         app, fetcher=fetcher, provider_name=settings.provider, fetch_interval_seconds=settings.fetch_interval_seconds
     )
     projector = RateProjector(engine, max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds))
-    decider = ConversionDecider(
-        build_rate_lookup(settings, engine, redis_client),
-        default_margin=settings.default_margin,
-        margin_overrides=settings.margin_overrides,
-        max_rate_age=timedelta(seconds=settings.max_rate_age_seconds),
-    )
+    decider = build_decider(settings, build_rate_lookup(settings, engine, redis_client))
     store = AuditStore(engine)
     verifier = RequestVerifier(settings.signing_keys)
     if not settings.signing_keys:

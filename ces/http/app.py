@@ -15,6 +15,7 @@ from aiohttp import web
 from ces.http.auth import auth_middleware
 from ces.http.deps import DEPS, Deps
 from ces.http.problems import Handler, problems_middleware
+from ces.http.quotes import QUOTE_ROUTES
 from ces.http.routes import ROUTES
 from ces.metrics import HTTP_REQUESTS
 from ces.settings import Settings
@@ -45,4 +46,5 @@ def create_app(settings: Settings, open_deps: OpenDeps) -> web.Application:
 
     app.cleanup_ctx.append(deps_ctx)
     app.add_routes(ROUTES)
+    app.add_routes(QUOTE_ROUTES)
     return app

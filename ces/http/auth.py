@@ -33,6 +33,7 @@ ROUTE_SCOPES: dict[str, dict[str, Scope]] = {
     "/v1/rates/{base}/{target}": {"GET": Scope.READ},
     "/v1/rates/{base}/{target}/history": {"GET": Scope.READ},
     "/v1/currencies": {"GET": Scope.READ},
+    "/v1/quote": {"GET": Scope.READ},
 }
 METRICS_ROUTE = "/metrics"
 

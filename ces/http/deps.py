@@ -14,9 +14,11 @@ from uuid import UUID
 
 from aiohttp import web
 
+from ces.domain.conversion import Rejection, ValidRequest
 from ces.domain.rates import DerivedRate, Rate
 from ces.events.conversions import ConversionAudited, Decision
 from ces.services.api_keys import KeyVerifier, RateLimiter
+from ces.services.conversions import Priced
 from ces.settings import Settings
 
 Readiness = Callable[[], Awaitable[dict[str, tuple[bool, str]]]]
@@ -38,7 +40,13 @@ class RateReads(Protocol):
 
 class Conversions(Protocol):
     async def convert(
-        self, request_id: UUID, base: str, target: str, amount: Decimal, requested_by: UUID | None = None
+        self,
+        request_id: UUID,
+        base: str,
+        target: str,
+        amount: Decimal,
+        requested_by: UUID | None = None,
+        as_of: str | None = None,
     ) -> tuple[Decision, bool]:
         """The decision for this request, and whether it was decided before (`ConversionRequester`)."""
 
@@ -47,6 +55,11 @@ class LatestRates(Protocol):
     async def latest(self, base: str, target: str) -> DerivedRate | None: ...
 
     async def latest_many(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], DerivedRate | None]: ...
+
+
+class Quotes(Protocol):
+    async def quote(self, valid: ValidRequest, as_of: datetime | None) -> Priced | Rejection:
+        """Price a request as a conversion would be priced (`ConversionDecider.quote`), recording nothing."""
 
 
 @dataclass
@@ -59,6 +72,7 @@ class Deps:
     readiness: Readiness
     keys: KeyVerifier | None = None  # None: keys not required (CES_API_KEYS_REQUIRED=false)
     limiter: RateLimiter | None = None
+    quotes: Quotes | None = None  # GET /v1/quote answers 503 unavailable without it
 
 
 DEPS = web.AppKey("deps", Deps)

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from ces.domain.as_of import AS_OF_DESCRIPTION, AS_OF_SCHEMA_PATTERN
+from ces.domain.money import DECIMAL_SCHEMA_PATTERN
 from ces.http.auth import ROUTE_SCOPES
 from ces.http.problems import PROBLEMS, Problem
 from ces.http.schemas import (
@@ -18,6 +20,7 @@ from ces.http.schemas import (
     Currencies,
     RateHistory,
     RateOut,
+    Quote,
     RatesTable,
     Rejection,
     Status,
@@ -126,6 +129,32 @@ def _paths() -> dict[str, Any]:
                     _param("after", "query", {"type": "string", "format": "date-time"}),
                 ],
                 "responses": {**_ok(200, _ref(RateHistory), "One page"), **_problems(422)},
+            }
+        },
+        "/v1/quote": {
+            "get": {
+                "summary": "What a conversion would come to, now or as of a past moment; not a conversion of record",
+                "description": "Priced exactly as POST /v1/conversions prices (lookup, staleness rule, margin, "
+                "rounding) and names the rate rows used, but records nothing: no audit, no request id, "
+                "`conversion_of_record` is always false. 422 invalid_as_of / as_of_in_future for a bad as_of; "
+                "404 no_rate, 409 stale_rate as for a conversion.",
+                "parameters": [
+                    _param("base", "query", SUPPORTED_CODE, required=True),
+                    _param("target", "query", SUPPORTED_CODE, required=True),
+                    _param(
+                        "amount",
+                        "query",
+                        {"type": "string", "pattern": DECIMAL_SCHEMA_PATTERN, "examples": ["100.00"]},
+                        required=True,
+                    ),
+                    _param(
+                        "as_of",
+                        "query",
+                        {"type": "string", "pattern": AS_OF_SCHEMA_PATTERN, "examples": ["2008-09-15"]},
+                        description=AS_OF_DESCRIPTION,
+                    ),
+                ],
+                "responses": {**_ok(200, _ref(Quote), "The quote"), **_problems(404, 409, 422, 503)},
             }
         },
         "/v1/currencies": {

@@ -24,6 +24,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "invalid_amount": (422, "The amount is not valid"),
     "unknown_currency": (422, "Unknown currency"),
     "unsupported_pair": (422, "Unsupported currency pair"),
+    "invalid_as_of": (422, "as_of is not a date or an RFC 3339 instant"),
+    "as_of_in_future": (422, "as_of is in the future"),
     "idempotency_key_mismatch": (422, "request_id and Idempotency-Key differ"),
     "unauthorized": (401, "A valid API key is required"),
     "forbidden": (403, "The API key lacks the scope for this request"),

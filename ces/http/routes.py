@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from ces.domain.as_of import AsOfError, parse_as_of
 from ces.domain.conversion import Rejection, validate
 from ces.domain.money import currencies, is_currency_code
 from ces.events.base import rfc3339, utc_now
@@ -78,10 +79,20 @@ async def post_conversion(request: web.Request) -> web.Response:
     )
     if isinstance(checked, Rejection):
         return problem(checked.reason.value, checked.message, request_id=str(request_id))
+    if body.as_of is not None:
+        try:
+            parse_as_of(body.as_of, utc_now(), timedelta(seconds=deps.settings.max_clock_skew_seconds))
+        except AsOfError as exc:
+            return problem(exc.reason, exc.message, request_id=str(request_id))
     try:
         caller = request.get(API_KEY)
         decision, replayed = await deps.requester.convert(
-            request_id, checked.base.code, checked.target.code, checked.amount, caller.id if caller else None
+            request_id,
+            checked.base.code,
+            checked.target.code,
+            checked.amount,
+            caller.id if caller else None,
+            body.as_of,
         )
     except TooManyPending:
         return problem("overloaded", f"more than {deps.settings.gateway_max_pending} conversions in flight")

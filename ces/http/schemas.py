@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar, cast
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
+from ces.domain.as_of import AS_OF_DESCRIPTION, AS_OF_SCHEMA_PATTERN
 from ces.domain.money import DECIMAL_SCHEMA_PATTERN, currencies
 from ces.domain.rates import DerivedRate, Rate
 from ces.events.base import CurrencyCode, DecimalStr, UtcDatetime
@@ -29,6 +31,17 @@ AmountIn = Annotated[
         }
     ),
 ]
+AsOfIn = Annotated[
+    StrictStr,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": AS_OF_SCHEMA_PATTERN,
+            "examples": ["2008-09-15", "2008-09-15T12:00:00+02:00"],
+            "description": AS_OF_DESCRIPTION,
+        }
+    ),
+]
 Kind = Literal["direct", "inverse", "cross"]
 
 
@@ -46,6 +59,7 @@ class ConversionBody(BaseModel):
     request_id: UUID | SkipJsonSchema[None] = Field(
         default=None, description="idempotency key; or send the Idempotency-Key header (one of them is required)"
     )
+    as_of: AsOfIn | SkipJsonSchema[None] = Field(default=None, description=AS_OF_DESCRIPTION)
 
 
 class Out(BaseModel):
@@ -69,6 +83,9 @@ class Conversion(Out):
     margin: DecimalStr
     output_amount: DecimalStr
     converted_at: UtcDatetime
+    as_of: UtcDatetime | SkipJsonSchema[None] = Field(
+        default=None, description="the past instant priced at (a date is the end of that day, UTC); absent: now"
+    )
 
 
 class Rejection(Out):
@@ -77,6 +94,7 @@ class Rejection(Out):
     reason: str
     message: str
     rejected_at: UtcDatetime
+    as_of: UtcDatetime | SkipJsonSchema[None] = Field(default=None, description="the past instant asked for")
 
 
 class RateLeg(Out):
@@ -128,6 +146,29 @@ class RateHistory(Out):
         return self.model_dump(mode="json")
 
 
+class Quote(Out):
+    """GET /v1/quote: what a conversion would come to, computed as one is, recorded nowhere."""
+
+    conversion_of_record: Literal[False] = Field(
+        description="always false: a quote is not audited and converts nothing; POST /v1/conversions does"
+    )
+    base_currency: CurrencyCode
+    target_currency: CurrencyCode
+    input_amount: DecimalStr
+    rate_value: DecimalStr = Field(description="the rate applied, before margin")
+    margin: DecimalStr
+    output_amount: DecimalStr = Field(description="input * rate * (1 - margin), rounded half-even to minor units")
+    rate_kind: Kind
+    rate_id: UUID
+    rate_ids: list[UUID] = Field(min_length=1, max_length=2, description="every exchange_rate row used")
+    legs: list[RateLeg]
+    published_at: UtcDatetime = Field(description="the oldest leg's publication")
+    priced_at: UtcDatetime = Field(description="when this quote was computed")
+    as_of: UtcDatetime | SkipJsonSchema[None] = Field(
+        default=None, description="the past instant priced at (a date is the end of that day, UTC); absent: now"
+    )
+
+
 class CurrencyOut(Out):
     code: CurrencyCode
     name: str
@@ -143,7 +184,16 @@ class Status(Out):
     checks: dict[str, str] | SkipJsonSchema[None] = Field(default=None, description="readyz: each dependency")
 
 
-RESPONSE_MODELS: list[type[Out]] = [Conversion, Rejection, RateOut, RatesTable, RateHistory, Currencies, Status]
+RESPONSE_MODELS: list[type[Out]] = [
+    Conversion,
+    Rejection,
+    RateOut,
+    RatesTable,
+    RateHistory,
+    Quote,
+    Currencies,
+    Status,
+]
 
 
 M = TypeVar("M", bound=Out)
@@ -185,3 +235,24 @@ def rate_out(rate: DerivedRate, now: datetime) -> RateOut:
 
 def rate_json(rate: DerivedRate, now: datetime) -> dict[str, Any]:
     return rate_out(rate, now).json_body()
+
+
+def quote_json(
+    rate: DerivedRate, amount: Decimal, margin: Decimal, output: Decimal, now: datetime, as_of: datetime | None
+) -> dict[str, Any]:
+    return Quote.model_construct(
+        conversion_of_record=False,
+        base_currency=rate.base_currency,
+        target_currency=rate.target_currency,
+        input_amount=amount,
+        rate_value=rate.rate_value,
+        margin=margin,
+        output_amount=output,
+        rate_kind=rate.kind.value,
+        rate_id=rate.rate_ids[0],
+        rate_ids=list(rate.rate_ids),
+        legs=[leg_out(leg) for leg in rate.legs],
+        published_at=rate.published_at,
+        priced_at=now,
+        as_of=as_of,
+    ).json_body()

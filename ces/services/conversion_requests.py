@@ -14,6 +14,7 @@ import asyncio
 from decimal import Decimal
 from uuid import UUID
 
+from ces.domain.as_of import read_as_of
 from ces.events.conversions import ConversionAudited, ConversionRejected, ConversionRequested, Decision
 from ces.services.ports import EventPublisher, Replies
 
@@ -37,7 +38,13 @@ class ConversionRequester:
         self.timeout = timeout
 
     async def convert(
-        self, request_id: UUID, base: str, target: str, amount: Decimal, requested_by: UUID | None = None
+        self,
+        request_id: UUID,
+        base: str,
+        target: str,
+        amount: Decimal,
+        requested_by: UUID | None = None,
+        as_of: str | None = None,
     ) -> tuple[Decision, bool]:
         """The decision for this request, and whether it was decided before (an idempotent replay).
 
@@ -56,6 +63,7 @@ class ConversionRequester:
                         target_currency=target,
                         amount=amount,
                         requested_by=requested_by,
+                        as_of=as_of,
                     )
                     await self.publisher.publish([request])
                     published = True
@@ -67,15 +75,19 @@ class ConversionRequester:
                 raise ResultTimeout from None
             raise BackendUnavailable("the broker did not acknowledge the request within the deadline") from None
         assert isinstance(decision, ConversionAudited | ConversionRejected)
-        self._check_same(decision, base, target, amount)
+        self._check_same(decision, base, target, amount, as_of)
         return decision, replayed
 
     @staticmethod
-    def _check_same(decision: Decision, base: str, target: str, amount: Decimal) -> None:
+    def _check_same(decision: Decision, base: str, target: str, amount: Decimal, as_of: str | None) -> None:
         if isinstance(decision, ConversionAudited) and (
-            decision.base_currency != base or decision.target_currency != target or decision.input_amount != amount
+            decision.base_currency != base
+            or decision.target_currency != target
+            or decision.input_amount != amount
+            or decision.as_of != (None if as_of is None else read_as_of(as_of)[0])
         ):
+            then = "" if decision.as_of is None else f" as of {decision.as_of.isoformat()}"
             raise IdempotencyConflict(
                 f"request_id {decision.request_id} converted {decision.input_amount} "
-                f"{decision.base_currency}->{decision.target_currency}"
+                f"{decision.base_currency}->{decision.target_currency}{then}"
             )

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from uuid import UUID
 
 from ces.domain.conversion import Rejection, RejectionReason, ValidRequest, check_fresh, convert
 from ces.domain.rates import DerivedRate
@@ -92,7 +93,9 @@ class ConversionDecider:
         for request in requests:
             if request.valid is None:
                 assert request.rejection is not None
-                decisions.append(rejected(request, request.rejection, now))
+                decisions.append(
+                    rejected(request.request_id, request.rejection, now, request.requested_by, request.as_of)
+                )
                 continue
             valid = request.valid
             pair = (valid.base.code, valid.target.code)
@@ -101,7 +104,7 @@ class ConversionDecider:
             else:
                 outcome = self.price(valid, rates_then[(*pair, request.as_of)], request.as_of, as_of=True)
             if isinstance(outcome, Rejection):
-                decisions.append(rejected(request, outcome, now))
+                decisions.append(rejected(request.request_id, outcome, now, request.requested_by, request.as_of))
                 continue
             rate = outcome.rate
             decisions.append(
@@ -127,14 +130,20 @@ class ConversionDecider:
         return decisions
 
 
-def rejected(request: ParsedRequest, rejection: Rejection, now: datetime) -> ConversionRejected:
+def rejected(
+    request_id: UUID,
+    rejection: Rejection,
+    now: datetime,
+    requested_by: UUID | None = None,
+    as_of: datetime | None = None,
+) -> ConversionRejected:
     return ConversionRejected(
-        event_id=result_event_id("ConversionRejected", request.request_id),
+        event_id=result_event_id("ConversionRejected", request_id),
         occurred_at=now,
-        request_id=request.request_id,
+        request_id=request_id,
         reason=rejection.reason.value,
         message=printable(rejection.message)[:1000],
         rejected_at=now,
-        requested_by=request.requested_by,
-        as_of=request.as_of,
+        requested_by=requested_by,
+        as_of=as_of,
     )

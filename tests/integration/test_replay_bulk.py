@@ -5,8 +5,8 @@ batches, and a refused row failing the whole batch (rows and checkpoint) so the 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ces.domain.as_of import AS_OF_SCHEMA_PATTERN, read_as_of
 from ces.domain.money import DECIMAL_PATTERN, currencies, parse_decimal
 from ces.http.openapi import docs_html, openapi_document
 from ces.http.problems import PROBLEMS, Problem
+from ces.http.quotes import QUOTE_ROUTES
 from ces.http.routes import ROUTES
 from ces.http.schemas import ConversionBody
 
@@ -20,7 +22,11 @@ def _schemas() -> dict[str, Any]:
 
 
 def test_every_route_is_in_the_openapi_document_and_nothing_else() -> None:
-    served = {(r.method.lower(), r.path) for r in ROUTES if r.path not in UNDOCUMENTED}  # type: ignore[attr-defined]
+    served = {
+        (r.method.lower(), r.path)  # type: ignore[attr-defined]
+        for r in [*ROUTES, *QUOTE_ROUTES]
+        if r.path not in UNDOCUMENTED  # type: ignore[attr-defined]
+    }
     documented = {(m, p) for p, ops in openapi_document()["paths"].items() for m in ops}
     assert served == documented
 
@@ -46,7 +52,13 @@ def test_the_schemas_are_the_models_json_schemas() -> None:
 
 def test_every_decimal_pattern_is_the_parsers_pattern() -> None:
     patterns = set(re.findall(r"'pattern': '([^']*)'", str(openapi_document())))
-    assert patterns == {f"^(?:{DECIMAL_PATTERN})$".replace("\\", "\\\\")}
+    # The other pattern is as_of's (a date or an RFC 3339 instant), checked below.
+    assert patterns == {f"^(?:{DECIMAL_PATTERN})$".replace("\\", "\\\\"), AS_OF_SCHEMA_PATTERN.replace("\\", "\\\\")}
+    as_of = re.compile(_schemas()["ConversionBody"]["properties"]["as_of"]["pattern"])
+    for text in ["2008-09-15", "2008-09-15T12:00:00Z", "2008-09-15T12:00:00.5+02:00"]:
+        assert as_of.search(text) and read_as_of(text)
+    for text in ["2008-09-15T12:00:00", "15/09/2008", "2008-09-15 ", "yesterday"]:
+        assert not as_of.search(text)
     pattern = re.compile(_schemas()["ConversionBody"]["properties"]["amount"]["pattern"])
     for text in ["1", "-1.5", ".5", "5.", "0.00000012"]:
         assert pattern.search(text) and parse_decimal(text) is not None
