@@ -53,7 +53,7 @@ LATEST_AT_MANY = text(
     """
     SELECT k.i, e.id, e.base_currency, e.target_currency, e.rate_value, e.provider_name, e.published_at,
            e.fetched_at
-    FROM unnest(CAST(:bases AS text[]), CAST(:targets AS text[]), CAST(:ats AS timestamptz[]))
+    FROM unnest(CAST(:bases AS char(3)[]), CAST(:targets AS char(3)[]), CAST(:ats AS timestamptz[]))
          WITH ORDINALITY AS k (base, target, at, i)
     CROSS JOIN LATERAL (
         SELECT r.* FROM exchange_rate r
