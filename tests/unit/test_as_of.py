@@ -1,0 +1,223 @@
+"""`as_of`: reading it (date, instant, malformed, future), carrying it through the request reader, the events
+(v3, upcast from v2) and the decider (the rate in force then, staleness counted back from it), and the
+quote endpoint that prices the same way and records nothing."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from ces.domain.as_of import AsOfError, parse_as_of
+from ces.events.base import utc_now
+from ces.events.conversions import ConversionAudited, ConversionRejected
+from ces.events.registry import decode
+from ces.events.requests import parse_request
+from ces.http.app import create_app
+from ces.http.deps import Deps
+from ces.services.conversions import ConversionDecider
+from ces.settings import Settings
+from tests.fakes import FakeAuditStore, FakeRateLookup, FakeRateReads, FakeRequester, all_ready, audited, stored_rate
+
+SKEW = timedelta(seconds=300)
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
+# Two publications of each leg: 2008-09-12 (Friday) and 2008-09-15 (Monday), 14:00 UTC; and one today.
+FRI, MON = datetime(2008, 9, 12, 14, tzinfo=UTC), datetime(2008, 9, 15, 14, tzinfo=UTC)
+LEGS = [
+    stored_rate("USD", "1.4158", FRI),
+    stored_rate("USD", "1.4222", MON),
+    stored_rate("JPY", "150.73", FRI),
+    stored_rate("JPY", "149.75", MON),
+    stored_rate("USD", "1.1000", utc_now() - timedelta(minutes=5)),
+    stored_rate("JPY", "170.00", utc_now() - timedelta(minutes=5)),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "instant"),
+    [
+        ("2008-09-15", datetime(2008, 9, 15, 23, 59, 59, 999999, tzinfo=UTC)),
+        ("2008-09-15T16:00:00+02:00", datetime(2008, 9, 15, 14, tzinfo=UTC)),
+        ("2008-09-15t14:00:00.25z", datetime(2008, 9, 15, 14, 0, 0, 250000, tzinfo=UTC)),
+        ("2026-11-25", datetime(2026, 11, 25, 23, 59, 59, 999999, tzinfo=UTC)),  # today: allowed
+        ("2026-11-25T12:04:59Z", datetime(2026, 11, 25, 12, 4, 59, tzinfo=UTC)),  # within the clock skew
+    ],
+)
+def test_a_date_is_the_end_of_that_day_utc_and_an_instant_keeps_its_offset(text: str, instant: datetime) -> None:
+    assert parse_as_of(text, NOW, SKEW) == instant
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("2026-11-26", "as_of_in_future"),
+        ("2026-11-25T12:05:01Z", "as_of_in_future"),
+        ("2008-02-30", "invalid_as_of"),
+        ("2008-09-15T14:00:00", "invalid_as_of"),  # no offset: which instant is meant?
+        ("15/09/2008", "invalid_as_of"),
+        ("2008-09-15T24:00:00Z", "invalid_as_of"),
+        ("2008-09-15T14:00:00.1234567Z", "invalid_as_of"),  # finer than PostgreSQL keeps
+        (20080915, "invalid_as_of"),
+        ("２００８-09-15", "invalid_as_of"),
+    ],
+)
+def test_a_malformed_or_future_as_of_is_refused_with_a_stable_reason(value: object, reason: str) -> None:
+    with pytest.raises(AsOfError) as caught:
+        parse_as_of(value, NOW, SKEW)
+    assert caught.value.reason == reason and caught.value.message
+
+
+def raw(**fields: Any) -> bytes:
+    body = {"request_id": str(uuid.uuid4()), "base_currency": "USD", "target_currency": "JPY", "amount": "100.00"}
+    return json.dumps({**body, **fields}).encode()
+
+
+def test_the_reader_turns_a_bad_as_of_into_a_rejection_never_a_dead_letter() -> None:
+    parsed = parse_request(raw(as_of="yesterday"), None, max_amount=Decimal(10**9))
+    assert parsed.rejection is not None and parsed.rejection.reason == "invalid_as_of" and parsed.as_of is None
+    future = parse_request(raw(as_of="2999-01-01", requested_by=str(uuid.uuid4())), None, max_amount=Decimal(10**9))
+    assert future.rejection is not None and future.rejection.reason == "as_of_in_future"
+    assert future.as_of == datetime(2999, 1, 1, 23, 59, 59, 999999, tzinfo=UTC) and future.requested_by
+    fine = parse_request(raw(as_of="2008-09-15", schema_version=3), None, max_amount=Decimal(10**9))
+    assert fine.valid is not None and fine.as_of == datetime(2008, 9, 15, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+def test_a_v2_decision_upcasts_to_v3_without_as_of() -> None:
+    rid = uuid.uuid4()
+    v2 = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "ConversionRejected",
+        "schema_version": 2,
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "request_id": str(rid),
+        "reason": "no_rate",
+        "message": "no rate",
+        "rejected_at": "2026-01-01T00:00:00Z",
+        "requested_by": None,
+    }
+    event = decode(json.dumps(v2).encode())
+    assert isinstance(event, ConversionRejected) and event.schema_version == 3 and event.as_of is None
+
+
+def decider(max_age: timedelta = timedelta(days=6)) -> tuple[ConversionDecider, FakeRateLookup]:
+    lookup = FakeRateLookup(LEGS)
+    return (
+        ConversionDecider(
+            lookup,  # type: ignore[arg-type]  # RateLookup is a class; the fake is structural
+            default_margin=Decimal("0.01"),
+            margin_overrides={},
+            max_rate_age=max_age,
+        ),
+        lookup,
+    )
+
+
+async def test_as_of_uses_each_legs_newest_row_at_or_before_it_and_says_so() -> None:
+    d, lookup = decider()
+    saturday = parse_request(raw(as_of="2008-09-13"), None, max_amount=Decimal(10**9))
+    monday_morning = parse_request(raw(as_of="2008-09-15T10:00:00+02:00"), None, max_amount=Decimal(10**9))
+    monday = parse_request(raw(as_of="2008-09-15"), None, max_amount=Decimal(10**9))
+    now = parse_request(raw(), None, max_amount=Decimal(10**9))
+    decisions = await d.decide([saturday, monday_morning, monday, now])
+    assert all(isinstance(x, ConversionAudited) for x in decisions)
+    sat, morning, mon, current = (x for x in decisions if isinstance(x, ConversionAudited))
+    assert [x.rate_ids for x in (sat, morning)] == [[LEGS[0].rate_id, LEGS[2].rate_id]] * 2  # Friday's rows
+    assert mon.rate_ids == [LEGS[1].rate_id, LEGS[3].rate_id]
+    assert sat.rate_value == Decimal("106.4627772284221") and sat.output_amount == Decimal("10540")
+    assert mon.as_of == datetime(2008, 9, 15, 23, 59, 59, 999999, tzinfo=UTC) and current.as_of is None
+    assert current.rate_ids == [LEGS[4].rate_id, LEGS[5].rate_id]
+    # The current rates come from the usual lookup; the past ones from one call for the whole batch.
+    assert lookup.calls == [[("USD", "JPY")]] and len(lookup.calls_at) == 1
+
+
+async def test_staleness_is_counted_back_from_as_of() -> None:
+    d, _ = decider(max_age=timedelta(days=2))
+    sunday = parse_request(raw(as_of="2008-09-14T14:00:01Z"), None, max_amount=Decimal(10**9))
+    too_early = parse_request(raw(as_of="2008-09-12T13:59:59Z"), None, max_amount=Decimal(10**9))
+    stale, missing = await d.decide([sunday, too_early])
+    assert isinstance(stale, ConversionRejected) and stale.reason == "stale_rate" and "as_of" in stale.message
+    assert isinstance(missing, ConversionRejected) and missing.reason == "no_rate"
+    assert missing.as_of == datetime(2008, 9, 12, 13, 59, 59, tzinfo=UTC)
+
+
+async def test_without_as_of_nothing_reads_the_past() -> None:
+    d, lookup = decider()
+    (decision,) = await d.decide([parse_request(raw(), None, max_amount=Decimal(10**9))])
+    assert isinstance(decision, ConversionAudited) and decision.as_of is None and lookup.calls_at == []
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[tuple[TestClient[web.Request, web.Application], FakeRequester]]:
+    settings = Settings(gateway_max_body_bytes=16 * 1024)
+    requester = FakeRequester(audited)
+
+    @asynccontextmanager
+    async def open_deps() -> AsyncIterator[Deps]:
+        yield Deps(
+            settings=settings,
+            audits=FakeAuditStore(),
+            rates=FakeRateReads(),
+            lookup=FakeRateLookup([]),
+            requester=requester,
+            readiness=all_ready,
+            quotes=decider()[0],
+        )
+
+    test_client: TestClient[web.Request, web.Application] = TestClient(TestServer(create_app(settings, open_deps)))
+    await test_client.start_server()
+    yield test_client, requester
+    await test_client.close()
+
+
+async def test_a_quote_names_its_rows_and_is_not_a_conversion_of_record(client: Any) -> None:
+    http, requester = client
+    response = await http.get(
+        "/v1/quote", params={"base": "usd", "target": "JPY", "amount": "100", "as_of": "2008-09-13"}
+    )
+    body = await response.json()
+    assert response.status == 200 and body["conversion_of_record"] is False
+    assert (body["output_amount"], body["rate_kind"]) == ("10540", "cross")
+    assert body["rate_ids"] == [str(LEGS[0].rate_id), str(LEGS[2].rate_id)] and len(body["legs"]) == 2
+    assert body["as_of"] == "2008-09-13T23:59:59.999999Z" and requester.calls == []
+    now = await (await http.get("/v1/quote", params={"base": "EUR", "target": "USD", "amount": "10"})).json()
+    assert (now["output_amount"], now["rate_ids"], "as_of" in now) == ("10.89", [str(LEGS[4].rate_id)], False)
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "code"),
+    [
+        ({"base": "USD", "target": "JPY"}, 422, "invalid_request"),
+        ({"base": "USD", "target": "XXX", "amount": "1"}, 422, "unknown_currency"),
+        ({"base": "USD", "target": "JPY", "amount": "1.001"}, 422, "invalid_amount"),
+        ({"base": "USD", "target": "JPY", "amount": "1", "as_of": "last week"}, 422, "invalid_as_of"),
+        ({"base": "USD", "target": "JPY", "amount": "1", "as_of": "2999-01-01"}, 422, "as_of_in_future"),
+        ({"base": "USD", "target": "JPY", "amount": "1", "as_of": "2008-09-11"}, 404, "no_rate"),
+        ({"base": "USD", "target": "JPY", "amount": "1", "as_of": "2009-01-01"}, 409, "stale_rate"),
+    ],
+)
+async def test_a_quote_that_cannot_be_given_is_a_problem(
+    client: Any, params: dict[str, str], status: int, code: str
+) -> None:
+    http, _ = client
+    response = await http.get("/v1/quote", params=params)
+    assert response.status == status and response.content_type == "application/problem+json"
+    assert (await response.json())["code"] == code
+
+
+async def test_post_conversions_takes_as_of_and_refuses_a_bad_one_with_422(client: Any) -> None:
+    http, requester = client
+    body = {"base_currency": "USD", "target_currency": "JPY", "amount": "1.00", "request_id": str(uuid.uuid4())}
+    bad = await http.post("/v1/conversions", json={**body, "as_of": "2008-09-15T14:00"})
+    assert bad.status == 422 and (await bad.json())["code"] == "invalid_as_of" and requester.calls == []
+    future = await http.post("/v1/conversions", json={**body, "as_of": "2999-01-01"})
+    assert future.status == 422 and (await future.json())["code"] == "as_of_in_future"
+    ok = await http.post("/v1/conversions", json={**body, "as_of": "2008-09-15"})
+    assert ok.status == 201 and requester.as_of == "2008-09-15"
