@@ -13,6 +13,7 @@ from ces.adapters.postgres.rate_projector import RateProjector
 from ces.adapters.postgres.rate_store import RateRepository
 from ces.adapters.redis.rate_cache import RateCache
 from ces.domain.rates import RateKind
+from ces.events.rates import RateRevoked
 from ces.services.cache_rebuild import rebuild_from_database
 from ces.services.rate_lookup import RateLookup
 from tests.integration.test_rate_projection import T0, rate_event
@@ -65,3 +66,33 @@ async def test_rebuilt_cache_answers_like_the_database_and_redis_down_falls_back
     finally:
         await unreachable.aclose()
     assert from_cache is not None and from_cache == from_database
+
+
+async def test_rates_at_past_instants_in_one_query_skip_revoked_rows(
+    seeded: tuple[Engine, dict[str, object]],
+) -> None:
+    engine, events = seeded
+    usd, old, ngn = (events[k] for k in ("USD", "USD-old", "NGN"))
+    repository = RateRepository(engine)
+    lookup = RateLookup(None, repository, "EUR")
+    before_t0, at_t0 = T0 - timedelta(seconds=1), T0
+    found = await lookup.at_many(
+        [("EUR", "USD", before_t0), ("EUR", "USD", at_t0), ("USD", "NGN", before_t0), ("USD", "NGN", at_t0)]
+    )
+    assert found[("EUR", "USD", before_t0)].rate_ids == (old.rate_id,)  # type: ignore[union-attr, attr-defined]
+    assert found[("EUR", "USD", at_t0)].rate_ids == (usd.rate_id,)  # type: ignore[union-attr, attr-defined]
+    assert found[("USD", "NGN", before_t0)] is None  # NGN's only row is later: no leg, no rate
+    assert found[("USD", "NGN", at_t0)].rate_ids == (usd.rate_id, ngn.rate_id)  # type: ignore[union-attr, attr-defined]
+    # A revoked row is never used, at any instant: the pair falls back to the row before it.
+    revocation = RateRevoked.for_rate(
+        rate_id=usd.rate_id,  # type: ignore[attr-defined]
+        base_currency="EUR",
+        target_currency="USD",
+        reason="test",
+        revoked_by="test",
+        at=T0 + timedelta(hours=1),
+    )
+    RateProjector(engine).project([revocation])
+    (again,) = repository.latest_at_many([("EUR", "USD", at_t0 + timedelta(days=1))])
+    assert again is not None and again.rate_id == old.rate_id  # type: ignore[attr-defined]
+    assert repository.latest_at_many([]) == []
