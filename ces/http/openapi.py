@@ -136,7 +136,9 @@ def _paths() -> dict[str, Any]:
                 "summary": "What a conversion would come to, now or as of a past moment; not a conversion of record",
                 "description": "Priced exactly as POST /v1/conversions prices (lookup, staleness rule, margin, "
                 "rounding) and names the rate rows used, but records nothing: no audit, no request id, "
-                "`conversion_of_record` is always false. 422 invalid_as_of / as_of_in_future for a bad as_of; "
+                "`conversion_of_record` is always false. 422 as for a conversion (unsupported_pair when base and "
+                "target are the same, invalid_amount for the amount's sign, decimals and maximum), and "
+                "invalid_as_of / as_of_in_future for an as_of that is not a real date or lies after today; "
                 "404 no_rate, 409 stale_rate as for a conversion.",
                 "parameters": [
                     _param("base", "query", SUPPORTED_CODE, required=True),
