@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
 from ces.adapters.kafka.connection import KafkaConnection
 from ces.adapters.kafka.replies import ReplyRouter
+from ces.domain.as_of import read_as_of
 from ces.events.base import Event
 from ces.events.conversions import ConversionAudited, ConversionRequested
 from ces.services.conversion_requests import (
@@ -136,6 +138,25 @@ async def test_a_request_id_reused_with_another_amount_or_pair_is_a_conflict(rou
     with pytest.raises(IdempotencyConflict):
         await requester(worker, router).convert(rid, "EUR", "JPY", AMOUNT)
     assert worker.started == 3
+
+
+async def test_a_request_id_reused_with_another_as_of_is_a_conflict(router: ReplyRouter) -> None:
+    def priced_then(request: ConversionRequested) -> Decision:
+        then = None if request.as_of is None else read_as_of(request.as_of)[0]
+        return as_decided(request).model_copy(update={"as_of": then})
+
+    rid = uuid.uuid4()
+    worker = FakeWorker(router, priced_then)
+    first, _ = await requester(worker, router).convert(rid, "EUR", "USD", AMOUNT, as_of="2010-05-07")
+    assert (worker.published[0].as_of, first.as_of) == ("2010-05-07", datetime(2010, 5, 7, 23, 59, 59, 999999, UTC))
+    # The same instant however it is written is the same request; another instant, or none, is not.
+    same, replayed = await requester(worker, router).convert(
+        rid, "EUR", "USD", AMOUNT, as_of="2010-05-08T01:59:59.999999+02:00"
+    )
+    assert same == first and replayed
+    for other in ("2010-05-08", None):
+        with pytest.raises(IdempotencyConflict):
+            await requester(worker, router).convert(rid, "EUR", "USD", AMOUNT, as_of=other)
 
 
 async def test_a_hung_publish_is_backend_unavailable(router: ReplyRouter) -> None:
