@@ -318,7 +318,7 @@ def test_conversions_as_of_any_day_of_the_history_match_an_independent_computati
     standing = AuditStore(engine).record(decisions)
     assert standing == decisions
     again = AuditStore(engine).get([d.request_id for d in decisions[:50]])
-    assert [again[d.request_id] for d in decisions[:50]] == decisions[:50]
+    assert [again[d.request_id].to_json() for d in decisions[:50]] == [d.to_json() for d in decisions[:50]]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
