@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     # conversion's round trip when traffic is light (docs/http.md, "Where a round trip's time goes").
     gateway_linger_ms: int = Field(default=1, ge=0, le=100)
     gateway_processes: int = Field(default=1, ge=1, le=64)  # `ces gateway --processes N` overrides
+    # POST /v1/conversions/batch (docs/http.md, "Batches"): its own body limit, item limit and a deadline
+    # that grows with the batch (gateway_timeout_seconds + items * gateway_batch_seconds_per_item).
+    gateway_max_batch_items: int = Field(default=10_000, ge=1, le=100_000)
+    gateway_max_batch_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    gateway_batch_seconds_per_item: float = Field(default=0.002, ge=0)
 
     @model_validator(mode="after")
     def _passwords_out_of_urls(self) -> Settings:

@@ -16,7 +16,7 @@ from uuid import UUID, uuid4
 from ces.adapters.kafka.dead_letters import Headers
 from ces.domain.rates import DerivedRate, Rate, derive, legs_needed
 from ces.events.base import Event
-from ces.events.conversions import ConversionAudited, ConversionRejected, audit_id_for
+from ces.events.conversions import ConversionAudited, ConversionRejected, ConversionRequested, audit_id_for
 from ces.services.api_keys import ApiKey, KeyNameTaken, Scope
 from ces.services.ports import CacheUnavailable
 
@@ -243,10 +243,10 @@ class FakeRateLimiter:
         self.down = down
         self.taken: dict[UUID, int] = {}
 
-    async def take(self, key_id: UUID) -> float:
+    async def take(self, key_id: UUID, cost: int = 1) -> float:
         if self.down:
             raise CacheUnavailable("limiter down")
-        self.taken[key_id] = self.taken.get(key_id, 0) + 1
+        self.taken[key_id] = self.taken.get(key_id, 0) + cost
         return 0.0 if self.taken[key_id] <= self.allow else self.wait
 
 
@@ -262,22 +262,28 @@ class FakeRequester:
         self.calls: list[tuple[uuid.UUID, str, str, Decimal]] = []
         self.requested_by: uuid.UUID | None = None
         self.as_of: str | None = None
+        self.batches: list[int] = []
 
-    async def convert(
-        self,
-        request_id: uuid.UUID,
-        base: str,
-        target: str,
-        amount: Decimal,
-        requested_by: uuid.UUID | None = None,
-        as_of: str | None = None,
-    ) -> tuple[Any, bool]:
-        self.calls.append((request_id, base, target, amount))
-        self.requested_by = requested_by
-        self.as_of = as_of
+    async def convert(self, request: ConversionRequested) -> tuple[Any, bool]:
+        self.calls.append((request.request_id, request.base_currency, request.target_currency, request.amount))
+        self.requested_by = request.requested_by
+        self.as_of = request.as_of
         if isinstance(self.outcome, Exception):
             raise self.outcome
-        return self.outcome(request_id, base, target, amount), False
+        return self.outcome(request.request_id, request.base_currency, request.target_currency, request.amount), False
+
+    async def convert_many(
+        self, requests: Sequence[ConversionRequested], *, timeout: float, leave_room: int = 0
+    ) -> list[Any]:
+        """Each as `convert` answers it; an exception outcome is that item's outcome (never raised)."""
+        self.batches.append(len(requests))
+        outcomes: list[Any] = []
+        for request in requests:
+            try:
+                outcomes.append(await self.convert(request))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
 
 
 def audited(request_id: uuid.UUID, base: str, target: str, amount: Decimal) -> ConversionAudited:

@@ -7,6 +7,8 @@ asks the builders here for what each of its commands needs. Unit tests build the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import redis.asyncio as aioredis
@@ -15,12 +17,15 @@ from sqlalchemy import Engine, create_engine
 
 from ces.adapters.kafka.admin import ensure_topics
 from ces.adapters.kafka.connection import KafkaConnection
+from ces.adapters.kafka.producer import AckedPublisher
+from ces.adapters.kafka.replies import ReplyRouter
 from ces.adapters.kafka.topic_source import KafkaTopicSource
 from ces.adapters.postgres.rate_store import RateRepository
 from ces.adapters.postgres.replay_target import PostgresReplayTarget, bulk_writers
 from ces.adapters.redis.rate_cache import RateCache
-from ces.events.topics import TopicSpec
+from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED, TopicSpec
 from ces.projections.replay import ProgressSink, Replay, ReplayOptions
+from ces.services.conversion_requests import ConversionRequester
 from ces.services.conversions import ConversionDecider
 from ces.services.rate_lookup import RateLookup
 from ces.settings import Settings
@@ -95,3 +100,28 @@ def build_replay(settings: Settings, options: ReplayOptions, progress: ProgressS
         writers=bulk_writers(timedelta(seconds=settings.max_clock_skew_seconds)),
     )
     return Replay(options, source, target, progress, topic_prefix=settings.topic_prefix)
+
+
+@asynccontextmanager
+async def conversion_requester(settings: Settings, *, max_pending: int) -> AsyncIterator[ConversionRequester]:
+    """`ces convert`: produce requests and read their decisions as this process's principal (an outside
+    producer: `ces-producer`). Decisions are read like the gateway reads them, from the end of the decision
+    topics with manually assigned partitions: no consumer group, so no group ACL is needed."""
+    producer = build_producer(settings, linger_ms=20)
+    await producer.start()
+    try:
+        prefix = settings.topic_prefix
+        router = ReplyRouter(
+            kafka_connection(settings),
+            [prefix + CONVERSIONS_AUDITED.name, prefix + CONVERSIONS_REJECTED.name],
+            max_pending=max_pending,
+        )
+        await router.start(producer.partitions_for)
+        try:
+            yield ConversionRequester(
+                AckedPublisher(producer, prefix), router, timeout=settings.gateway_timeout_seconds
+            )
+        finally:
+            await router.stop()
+    finally:
+        await producer.stop()

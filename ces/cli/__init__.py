@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from aiokafka.errors import KafkaError
 from sqlalchemy.exc import OperationalError
 
-from ces.cli import keys, operations, rates, reconcile, replay
+from ces.cli import convert, keys, operations, rates, reconcile, replay
 from ces.settings import Settings, get_settings, mask_secrets
 
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_parsers(sub)
     reconcile.add_parsers(sub)
     keys.add_parsers(sub)
+    convert.add_parsers(sub)
     return parser
 
 

@@ -27,6 +27,7 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ces"'}
 # Canonical route -> (method -> scope). Routes not listed are open.
 ROUTE_SCOPES: dict[str, dict[str, Scope]] = {
     "/v1/conversions": {"POST": Scope.CONVERT},
+    "/v1/conversions/batch": {"POST": Scope.CONVERT},
     "/v1/conversions/{audit_id}": {"GET": Scope.READ},
     "/v1/conversion-requests/{request_id}": {"GET": Scope.READ},
     "/v1/rates": {"GET": Scope.READ},
@@ -36,6 +37,8 @@ ROUTE_SCOPES: dict[str, dict[str, Scope]] = {
     "/v1/quote": {"GET": Scope.READ},
 }
 METRICS_ROUTE = "/metrics"
+# Routes that charge the rate limit themselves, once they know what a request costs (a batch: its items).
+SELF_CHARGED = frozenset({"/v1/conversions/batch"})
 
 
 def required_scope(request: web.Request, *, metrics_require_key: bool) -> Scope | None:
@@ -92,7 +95,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if scope not in key.scopes:
         AUTH_REFUSALS.labels("scope").inc()
         return problem("forbidden", f"this API key lacks the `{scope.value}` scope")
-    if deps.limiter is not None:
+    resource = request.match_info.route.resource
+    if deps.limiter is not None and (resource is None or resource.canonical not in SELF_CHARGED):
         try:
             wait = await deps.limiter.take(key.id)
         except CacheUnavailable as exc:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Protocol
 from uuid import UUID
 
@@ -16,8 +15,9 @@ from aiohttp import web
 
 from ces.domain.conversion import Rejection, ValidRequest
 from ces.domain.rates import DerivedRate, Rate
-from ces.events.conversions import ConversionAudited, Decision
+from ces.events.conversions import ConversionAudited, ConversionRequested, Decision
 from ces.services.api_keys import KeyVerifier, RateLimiter
+from ces.services.conversion_requests import Outcome
 from ces.services.conversions import Priced
 from ces.settings import Settings
 
@@ -39,16 +39,13 @@ class RateReads(Protocol):
 
 
 class Conversions(Protocol):
-    async def convert(
-        self,
-        request_id: UUID,
-        base: str,
-        target: str,
-        amount: Decimal,
-        requested_by: UUID | None = None,
-        as_of: str | None = None,
-    ) -> tuple[Decision, bool]:
+    async def convert(self, request: ConversionRequested) -> tuple[Decision, bool]:
         """The decision for this request, and whether it was decided before (`ConversionRequester`)."""
+
+    async def convert_many(
+        self, requests: Sequence[ConversionRequested], *, timeout: float, leave_room: int = 0
+    ) -> list[Outcome]:
+        """Each request's outcome, in order, within one deadline (`ConversionRequester.convert_many`)."""
 
 
 class LatestRates(Protocol):

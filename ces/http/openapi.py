@@ -15,6 +15,8 @@ from ces.http.problems import PROBLEMS, Problem
 from ces.http.schemas import (
     RESPONSE_MODELS,
     SUPPORTED_CODE,
+    BatchBody,
+    BatchResults,
     Conversion,
     ConversionBody,
     Currencies,
@@ -73,6 +75,23 @@ def _paths() -> dict[str, Any]:
                         headers={"Location": {"schema": {"type": "string"}}},
                     ),
                     **_problems(400, 404, 409, 413, 415, 422, 503, 504),
+                },
+            }
+        },
+        "/v1/conversions/batch": {
+            "post": {
+                "summary": "Convert many amounts in one request: one result per item, in order",
+                "description": "Each item has the fields and rules of POST /v1/conversions and its own request_id "
+                "(idempotent per item). An item that breaks them gets that endpoint's problem in its slot "
+                "(outcome `refused`) and is not converted. The whole batch is refused, nothing converted, when an "
+                "item is not a JSON object (422), a request_id appears twice (422 duplicate_request_id), it has "
+                "too many items (413 too_many_items) or too many bytes (413). Charged one rate-limit token per "
+                "item. Items undecided within the batch's deadline (CES_GATEWAY_TIMEOUT_SECONDS + items x "
+                "CES_GATEWAY_BATCH_SECONDS_PER_ITEM) are `undecided` with a 504 result_timeout problem.",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(BatchBody)}}},
+                "responses": {
+                    **_ok(200, _ref(BatchResults), "One result per item"),
+                    **_problems(400, 413, 415, 422),
                 },
             }
         },
@@ -182,7 +201,11 @@ def _paths() -> dict[str, Any]:
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    models = [(ConversionBody, "validation"), *((m, "serialization") for m in [*RESPONSE_MODELS, Problem])]
+    models = [
+        (ConversionBody, "validation"),
+        (BatchBody, "validation"),
+        *((m, "serialization") for m in [*RESPONSE_MODELS, Problem]),
+    ]
     _, definitions = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]
     return {
         "openapi": "3.1.0",

@@ -36,6 +36,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "idempotency_conflict": (409, "This request_id was used for a different conversion"),
     "method_not_allowed": (405, "Method not allowed"),
     "payload_too_large": (413, "The body is too large"),
+    "too_many_items": (413, "The batch has more items than allowed"),
+    "duplicate_request_id": (422, "A request_id appears more than once in the batch"),
     "unsupported_media_type": (415, "Send application/json"),
     "overloaded": (503, "Too many conversions in flight; retry later"),
     "not_ready": (503, "A dependency is unavailable"),
@@ -69,13 +71,22 @@ class Problem(BaseModel):
     checks: dict[str, str] | SkipJsonSchema[None] = Field(
         default=None, description="not_ready: each failing dependency"
     )
+    duplicates: list[UuidText] | SkipJsonSchema[None] = Field(
+        default=None, description="duplicate_request_id: the request ids repeated in the batch (at most 100)"
+    )
+
+
+def problem_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """The problem's JSON object, as a response body or as one item's result in a batch."""
+    status, title = PROBLEMS[code]
+    return Problem.model_construct(
+        type=f"/problems/{code}", title=title, status=status, detail=detail, code=code, **extra
+    ).model_dump(mode="json", exclude_unset=True)
 
 
 def problem(code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
-    status, title = PROBLEMS[code]
-    body = Problem.model_construct(
-        type=f"/problems/{code}", title=title, status=status, detail=detail, code=code, **extra
-    ).model_dump(mode="json", exclude_unset=True)
+    body = problem_body(code, detail, **extra)
+    status = body["status"]
     if status == 503:
         headers = {**(headers or {}), "Retry-After": "1"}
     return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_JSON, headers=headers)

@@ -10,20 +10,18 @@ from uuid import UUID
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
 
-from ces.domain.as_of import AsOfError, parse_as_of
-from ces.domain.conversion import Rejection, validate
 from ces.domain.money import currencies, is_currency_code
 from ces.events.base import rfc3339, utc_now
 from ces.events.conversions import ConversionAudited
-from ces.events.registry import UndecodableEvent, parse_json_object, validation_detail
+from ces.events.registry import UndecodableEvent, parse_json_object
 from ces.http.auth import API_KEY
+from ces.http.batch import BATCH_ROUTES
+from ces.http.conversion_input import Refusal, read_request
 from ces.http.deps import DEPS, Deps
 from ces.http.openapi import docs_html, openapi_document
 from ces.http.problems import problem
 from ces.http.schemas import (
-    ConversionBody,
     Currencies,
     CurrencyOut,
     HistoryItem,
@@ -54,46 +52,19 @@ async def post_conversion(request: web.Request) -> web.Response:
         payload = parse_json_object(await request.read())
     except UndecodableEvent as exc:
         return problem("malformed_json", f"the body must be a JSON object ({exc.detail})")
-    try:
-        body = ConversionBody.model_validate(payload)
-    except ValidationError as exc:
-        amount_only = all(e["loc"][:1] == ("amount",) for e in exc.errors())
-        code = "invalid_amount" if amount_only else "invalid_request"
-        return problem(code, validation_detail(exc) + (" (send a decimal string)" if amount_only else ""))
-    request_id = body.request_id
-    header = request.headers.get("Idempotency-Key")
-    if header is not None:
-        try:
-            key = UUID(header)
-        except ValueError:
-            return problem("invalid_request", "Idempotency-Key must be a UUID")
-        if request_id is not None and request_id != key:
-            return problem(
-                "idempotency_key_mismatch", "request_id and Idempotency-Key must be equal when both are sent"
-            )
-        request_id = key
-    if request_id is None:
-        return problem("invalid_request", "send a request_id (UUID) in the body or an Idempotency-Key header")
-    checked = validate(
-        body.base_currency.upper(), body.target_currency.upper(), body.amount, max_amount=deps.settings.max_amount
+    caller = request.get(API_KEY)
+    wanted = read_request(
+        payload,
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        max_amount=deps.settings.max_amount,
+        max_clock_skew=timedelta(seconds=deps.settings.max_clock_skew_seconds),
+        requested_by=caller.id if caller else None,
     )
-    if isinstance(checked, Rejection):
-        return problem(checked.reason.value, checked.message, request_id=str(request_id))
-    if body.as_of is not None:
-        try:
-            parse_as_of(body.as_of, utc_now(), timedelta(seconds=deps.settings.max_clock_skew_seconds))
-        except AsOfError as exc:
-            return problem(exc.reason, exc.message, request_id=str(request_id))
+    if isinstance(wanted, Refusal):
+        return problem(wanted.code, wanted.detail, **wanted.extra)
+    request_id = str(wanted.request_id)
     try:
-        caller = request.get(API_KEY)
-        decision, replayed = await deps.requester.convert(
-            request_id,
-            checked.base.code,
-            checked.target.code,
-            checked.amount,
-            caller.id if caller else None,
-            body.as_of,
-        )
+        decision, replayed = await deps.requester.convert(wanted)
     except TooManyPending:
         return problem("overloaded", f"more than {deps.settings.gateway_max_pending} conversions in flight")
     except BackendUnavailable as exc:
@@ -102,16 +73,16 @@ async def post_conversion(request: web.Request) -> web.Response:
         return problem(
             "result_timeout",
             f"no result within {deps.settings.gateway_timeout_seconds:g}s; retry with the same request_id",
-            request_id=str(request_id),
+            request_id=request_id,
         )
     except IdempotencyConflict as exc:
-        return problem("idempotency_conflict", str(exc), request_id=str(request_id))
+        return problem("idempotency_conflict", str(exc), request_id=request_id)
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
     if isinstance(decision, ConversionAudited):
         headers["Location"] = f"/v1/conversions/{decision.audit_id}"
         return _json(audit_json(decision), status=201, headers=headers)
     code = decision.reason.value
-    return problem(code, decision.message, request_id=str(request_id), rejected_at=rfc3339(decision.rejected_at))
+    return problem(code, decision.message, request_id=request_id, rejected_at=rfc3339(decision.rejected_at))
 
 
 async def get_conversion(request: web.Request) -> web.Response:
@@ -290,8 +261,10 @@ async def docs(request: web.Request) -> web.Response:
 
 
 ROUTES = [
+    *BATCH_ROUTES,  # before /v1/conversions/{audit_id}
     web.post("/v1/conversions", post_conversion),
-    web.get("/v1/conversions/{audit_id}", get_conversion),
+    # Not "batch": that path is the batch route's alone (a 405 there must say `Allow: POST`, not GET too).
+    web.get("/v1/conversions/{audit_id:(?!batch$)[^/]+}", get_conversion),
     web.get("/v1/conversion-requests/{request_id}", get_conversion_request),
     web.get("/v1/rates", get_rates_table),
     web.get("/v1/rates/{base}/{target}", get_rate),

@@ -128,5 +128,8 @@ class KeyVerifier:
 
 
 class RateLimiter(Protocol):
-    async def take(self, key_id: UUID) -> float:
-        """Take one token from the key's bucket: 0 when allowed, else the seconds until one is available."""
+    async def take(self, key_id: UUID, cost: int = 1) -> float:
+        """Take `cost` tokens from the key's bucket: 0 when allowed, else the seconds until they are available.
+
+        A cost above the burst is allowed when the bucket is full and leaves it in debt (negative): the
+        key then waits until the debt is paid off, so over time every token is paid for."""

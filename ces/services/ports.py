@@ -100,4 +100,14 @@ class Replies(Protocol):
     def expect(self, request_id: UUID) -> asyncio.Future[Reply]:
         """Register interest before publishing; raises `TooManyPending` when too many callers wait."""
 
+    def expect_many(self, request_ids: Sequence[UUID]) -> list[asyncio.Future[Reply]]:
+        """`expect` for each id, all or none (`TooManyPending` if they do not all fit)."""
+
+    @property
+    def room(self) -> int:
+        """How many more waiters fit now."""
+
+    async def wait_for_room(self) -> None:
+        """Return once some waiter was resolved or forgotten."""
+
     def forget(self, request_id: UUID, fut: asyncio.Future[Reply]) -> None: ...

@@ -68,3 +68,17 @@ async def test_an_unreachable_redis_is_cache_unavailable() -> None:
             await RedisRateLimiter(client, rate=1, burst=1).take(uuid.uuid4())
     finally:
         await client.aclose()
+
+
+async def test_a_batch_takes_one_token_per_item_and_one_bigger_than_the_burst_leaves_a_debt(
+    redis_client: aioredis.Redis, unique: str
+) -> None:
+    limiter = RedisRateLimiter(redis_client, rate=100, burst=10, key_prefix=f"limit-{unique}:")
+    key = uuid.uuid4()
+    assert await limiter.take(key, 4) == 0
+    assert await limiter.take(key, 7) > 0  # 6 left: a batch of 7 must wait, and takes nothing
+    assert await limiter.take(key, 6) == 0
+    other = uuid.uuid4()
+    assert await limiter.take(other, 60) == 0  # a full bucket pays for a batch above its burst ...
+    wait = await limiter.take(other)
+    assert 0.2 <= wait <= 0.52  # ... and is 50 tokens in debt: 0.5 s at 100/s before the next request

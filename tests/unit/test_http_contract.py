@@ -22,11 +22,12 @@ def _schemas() -> dict[str, Any]:
 
 
 def test_every_route_is_in_the_openapi_document_and_nothing_else() -> None:
-    served = {
-        (r.method.lower(), r.path)  # type: ignore[attr-defined]
+    # A path parameter's pattern (`{audit_id:regex}`) is the router's business: the contract names the parameter.
+    routes = [
+        (r.method.lower(), re.sub(r"\{(\w+):[^}]*\}", r"{\1}", r.path))  # type: ignore[attr-defined]
         for r in [*ROUTES, *QUOTE_ROUTES]
-        if r.path not in UNDOCUMENTED  # type: ignore[attr-defined]
-    }
+    ]
+    served = {(method, path) for method, path in routes if path not in UNDOCUMENTED}
     documented = {(m, p) for p, ops in openapi_document()["paths"].items() for m in ops}
     assert served == documented
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -10,7 +11,7 @@ import pytest
 from ces.adapters.kafka.connection import KafkaConnection
 from ces.adapters.kafka.replies import ReplyRouter
 from ces.events.conversions import ConversionRejected
-from ces.services.ports import REPUBLISHED_HEADER
+from ces.services.ports import REPUBLISHED_HEADER, TooManyPending
 
 NASTY: list[bytes | None] = [
     None,  # a tombstone
@@ -49,3 +50,39 @@ async def test_the_republished_header_marks_the_result_as_a_replay() -> None:
     router._route(str(repeated).encode(), results[repeated].to_json(), [(REPUBLISHED_HEADER, b"1")])
     assert waiters[fresh].result() == (results[fresh], False)
     assert waiters[repeated].result() == (results[repeated], True)
+
+
+def rejection(request_id: uuid.UUID) -> bytes:
+    return ConversionRejected(
+        request_id=request_id, reason="no_rate", message="none", rejected_at=datetime.now(UTC)
+    ).to_json()
+
+
+async def test_expect_many_is_all_or_nothing_and_room_follows_resolved_and_forgotten_waiters() -> None:
+    router = ReplyRouter(KafkaConnection("127.0.0.1:9"), ["results"], max_pending=5)
+    ids = [uuid.uuid4() for _ in range(4)]
+    futures = router.expect_many(ids)
+    assert (router.pending, router.room) == (4, 1)
+    with pytest.raises(TooManyPending):
+        router.expect_many([uuid.uuid4(), uuid.uuid4()])
+    assert router.pending == 4  # the refused ones took nothing
+    router._route(str(ids[0]).encode(), rejection(ids[0]))
+    router.forget(ids[0], futures[0])  # after its result: no double count
+    router.forget(ids[1], futures[1])
+    router.forget(ids[1], futures[1])  # twice: still one
+    assert (router.pending, router.room) == (2, 3)
+    shared = router.expect_many([ids[2]])  # a second waiter for the same id
+    router._route(str(ids[2]).encode(), rejection(ids[2]))
+    assert futures[2].done() and shared[0].done() and router.pending == 1
+
+
+async def test_wait_for_room_returns_once_a_waiter_is_released() -> None:
+    router = ReplyRouter(KafkaConnection("127.0.0.1:9"), ["results"], max_pending=1)
+    request_id = uuid.uuid4()
+    router.expect(request_id)
+    waiting = asyncio.create_task(router.wait_for_room())
+    await asyncio.sleep(0)  # let it start waiting (ordering, not timing)
+    assert not waiting.done()
+    router._route(str(request_id).encode(), rejection(request_id))
+    await asyncio.wait_for(waiting, timeout=5)
+    assert router.room == 1

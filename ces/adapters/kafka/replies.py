@@ -37,13 +37,21 @@ class ReplyRouter:
         self.topics = topics
         self.max_pending = max_pending
         self._waiters: dict[UUID, list[asyncio.Future[Reply]]] = {}
+        # Kept as a count (not summed over the waiters): `expect` checks it on every request.
+        self._pending = 0
+        self._freed = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self.seen = 0
 
     @property
     def pending(self) -> int:
-        return sum(len(w) for w in self._waiters.values())
+        return self._pending
+
+    @property
+    def room(self) -> int:
+        """How many more waiters `expect_many` accepts now."""
+        return max(0, self.max_pending - self._pending)
 
     async def start(self, partitions_for: Callable[[str], Awaitable[set[int]]]) -> None:
         """`partitions_for`: the producer's metadata lookup (it waits for the topic's metadata)."""
@@ -76,20 +84,41 @@ class ReplyRouter:
 
     def expect(self, request_id: UUID) -> asyncio.Future[Reply]:
         """Register interest before publishing; await the future (with a timeout), then `forget`."""
-        if self.pending >= self.max_pending:
+        return self.expect_many([request_id])[0]
+
+    def expect_many(self, request_ids: Sequence[UUID]) -> list[asyncio.Future[Reply]]:
+        """`expect` for each id, all or none: `TooManyPending` if they do not all fit under `max_pending`."""
+        if self._pending + len(request_ids) > self.max_pending:
             raise TooManyPending
-        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(request_id, []).append(fut)
-        return fut
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Reply]] = []
+        for request_id in request_ids:
+            fut: asyncio.Future[Reply] = loop.create_future()
+            self._waiters.setdefault(request_id, []).append(fut)
+            futures.append(fut)
+        self._pending += len(futures)
+        return futures
+
+    async def wait_for_room(self) -> None:
+        """Return once a waiter was resolved or forgotten (there may be room for more)."""
+        self._freed.clear()
+        await self._freed.wait()
 
     def forget(self, request_id: UUID, fut: asyncio.Future[Reply]) -> None:
         waiters = self._waiters.get(request_id)
         if waiters is None:
             return
-        with contextlib.suppress(ValueError):
+        try:
             waiters.remove(fut)
+        except ValueError:
+            return
+        self._released(1)
         if not waiters:
             del self._waiters[request_id]
+
+    def _released(self, count: int) -> None:
+        self._pending -= count
+        self._freed.set()
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         while True:
@@ -132,6 +161,8 @@ class ReplyRouter:
             return
         if not isinstance(event, ConversionAudited | ConversionRejected):
             return
-        for fut in self._waiters.pop(request_id, []):
+        waiters = self._waiters.pop(request_id, [])
+        self._released(len(waiters))
+        for fut in waiters:
             if not fut.done():
                 fut.set_result((event, republished))

@@ -13,11 +13,15 @@ from redis.exceptions import RedisError
 
 from ces.services.ports import CacheUnavailable
 
-# KEYS: the bucket. ARGV: rate (tokens/s), burst (bucket size). Returns 0 when a token was taken, else the
-# milliseconds until one is available. The bucket expires once it would be full again.
+# KEYS: the bucket. ARGV: rate (tokens/s), burst (bucket size), cost (tokens). Returns 0 when the cost was
+# taken, else the milliseconds until it can be. A cost above the burst is taken from a full bucket and leaves
+# it in debt (negative tokens), so a 10,000-item batch is possible but paid for in full before the next one.
+# The bucket expires once it would be full again.
 _TAKE = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local need = math.min(cost, burst)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
@@ -25,13 +29,13 @@ local tokens = tonumber(state[1]) or burst
 local at = tonumber(state[2]) or now
 tokens = math.min(burst, tokens + (now - at) * rate / 1000)
 local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
+if tokens >= need then
+  tokens = tokens - cost
 else
-  wait = math.ceil((1 - tokens) * 1000 / rate)
+  wait = math.ceil((need - tokens) * 1000 / rate)
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - math.min(tokens, 0)) * 1000 / rate) + 1000)
 return wait
 """
 
@@ -45,9 +49,10 @@ class RedisRateLimiter:
         self.key_prefix = key_prefix
         self._take = client.register_script(_TAKE)
 
-    async def take(self, key_id: UUID) -> float:
+    async def take(self, key_id: UUID, cost: int = 1) -> float:
+        key = f"{self.key_prefix}ces:rate-limit:{key_id}"
         try:
-            wait_ms = await self._take(keys=[f"{self.key_prefix}ces:rate-limit:{key_id}"], args=[self.rate, self.burst])
+            wait_ms = await self._take(keys=[key], args=[self.rate, self.burst, max(1, cost)])
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(f"{type(exc).__name__}: {exc}") from exc
         return int(wait_ms) / 1000
