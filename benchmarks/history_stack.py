@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from secrets import token_hex
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -70,6 +71,7 @@ def history_stack() -> Iterator[HistoryStack]:
         "CES_WORKER_WEB_PORT": str(_free_port()),
         "CES_GATEWAY_PORT": str(port),
         "CES_LOG_LEVEL": "WARNING",
+        "CES_REQUEST_SIGNING_KEY": token_hex(32),  # the stack's own key (role_env) wins when it has one
     }
     processes: list[subprocess.Popen[bytes]] = []
     owner = create_engine(_in_schema(settings.migration_database_dsn, schema))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import subprocess
 import uuid
@@ -29,7 +30,7 @@ from ces.adapters.providers.ecb_history import load_history
 from ces.services.api_keys import Scope, create_key
 from ces.settings import Settings
 from tests.e2e.conftest import RunningProcess, free_port, in_schema, poll
-from tests.support import cli, drop_schema, grant_acls, role_env
+from tests.support import cli, drop_schema, grant_acls, revoke_acls, role_env
 
 pytestmark = pytest.mark.browser
 
@@ -84,6 +85,8 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         "CES_FETCH_MAX_ATTEMPTS": "1",
         "CES_WORKER_WEB_PORT": str(free_port()),
         "PYTHONUNBUFFERED": "1",
+        # The gateway signs requests and the worker checks them (the stack's own key wins when it has one).
+        "CES_REQUEST_SIGNING_KEY": secrets.token_hex(32),
     }
     connection = KafkaConnection.from_settings(settings)
     asyncio.run(ensure_topics(connection, partitions=settings.topic_partitions, prefix=prefix))
@@ -127,6 +130,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         engine.dispose()
         owner.dispose()
         drop_schema(settings.migration_database_dsn, schema)
+        asyncio.run(revoke_acls(settings, prefix=prefix, app_id=app_id))
 
 
 @pytest.fixture(scope="session")
