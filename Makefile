@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PHASE := scripts/phase
 
-.PHONY: install run up down status test lint typecheck unit integration e2e faults clean
+.PHONY: install run up down status test lint typecheck unit integration e2e browser faults clean
 
 $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,13 @@ test: install
 	@$(PHASE) unit $(BIN)/pytest tests/unit -q
 	@$(PHASE) integration $(BIN)/pytest tests/integration -q
 	@$(PHASE) e2e $(BIN)/pytest tests/e2e -q
+	@$(PHASE) browser $(BIN)/pytest tests/browser -q
 	@$(PHASE) faults $(BIN)/pytest tests/faults -q
+
+# The dashboard in headless Chromium (Debian's `chromium`, driven by Playwright; needs the stack). Skipped
+# when chromium is missing, except in CI (CI=true) where that fails.
+browser: install
+	@$(PHASE) browser $(BIN)/pytest tests/browser -q
 
 # The fault suite alone. It starts its own private Kafka, PostgreSQL and Redis on free ports (never the
 # shared stack) and stops and kills them under load; about 12 minutes on 2 cores.

@@ -7,8 +7,8 @@ PostgreSQL store by the same assertions (tests/contracts/audit_store.py).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
@@ -57,6 +57,11 @@ class FakeAuditStore:
             if isinstance(decision, ConversionAudited) and decision.audit_id == audit_id:
                 return decision
         return None
+
+    def recent(self, limit: int) -> list[ConversionAudited]:
+        self._check_up()
+        audits = [d for d in self.decisions.values() if isinstance(d, ConversionAudited)]
+        return sorted(audits, key=lambda a: a.converted_at, reverse=True)[:limit]
 
     def _check_up(self) -> None:
         if self.down:
@@ -305,8 +310,38 @@ def audited(request_id: uuid.UUID, base: str, target: str, amount: Decimal) -> C
 
 
 class FakeRateReads:
+    """Stored rows in memory (`rows`), answered like `RateRepository` answers them."""
+
+    def __init__(self, rows: Iterable[Rate] = ()) -> None:
+        self.rows = list(rows)
+
     def latest_per_pair(self, base: str | None = None) -> list[Rate]:
-        return []
+        newest: dict[tuple[str, str], Rate] = {}
+        for row in sorted(self.rows, key=lambda r: (r.published_at, r.fetched_at)):
+            if base is None or row.base_currency == base:
+                newest[(row.base_currency, row.target_currency)] = row
+        return list(newest.values())
+
+    def spans(self, pivot: str, targets: set[str], start: date, end: date) -> dict[str, tuple[date, date]]:
+        found: dict[str, tuple[date, date]] = {}
+        for day, rows in self.daily(pivot, targets, start, end):
+            for row in rows:
+                first = found.get(row.target_currency, (day, day))[0]
+                found[row.target_currency] = (first, day)
+        return found
+
+    def find(self, rate_id: UUID) -> tuple[Rate, object | None] | None:
+        return next(((r, None) for r in self.rows if r.rate_id == rate_id), None)
+
+    def daily(
+        self, pivot: str, targets: set[str], start: date, end: date, *, newest_first: bool = False
+    ) -> Iterator[tuple[date, list[Rate]]]:
+        by_day: dict[date, list[Rate]] = {}
+        for row in sorted(self.rows, key=lambda r: (r.published_at, r.fetched_at)):
+            day = row.published_at.astimezone(UTC).date()
+            if row.base_currency == pivot and row.target_currency in targets and start <= day <= end:
+                by_day.setdefault(day, []).append(row)
+        yield from sorted(by_day.items(), reverse=newest_first)
 
     def pair_history(
         self, base: str, target: str, pivot: str, *, start: datetime, end: datetime, after: datetime | None, limit: int

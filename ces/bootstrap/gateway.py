@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import Engine, text
 
 from ces.adapters.kafka.producer import AckedPublisher
+from ces.adapters.kafka.rate_feed import RateFeed
 from ces.adapters.kafka.replies import ReplyRouter
 from ces.adapters.postgres.api_keys import PostgresApiKeyStore
 from ces.adapters.postgres.audit_store import AuditStore
@@ -25,13 +26,14 @@ from ces.adapters.postgres.rate_store import RateRepository
 from ces.adapters.redis.rate_limit import RedisRateLimiter
 from ces.bootstrap import build_decider, build_engine, build_producer, build_rate_lookup, build_redis, kafka_connection
 from ces.events.signing import RequestSigner
-from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED
+from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED, RATES_FETCHED
 from ces.http.app import create_app
 from ces.http.auth import QuietBadRequests
 from ces.http.deps import Deps
 from ces.metrics import GATEWAY_PENDING, GATEWAY_RESULTS_SEEN
 from ces.services.api_keys import KeyVerifier
 from ces.services.conversion_requests import ConversionRequester
+from ces.services.live_rates import RateBroadcast
 from ces.settings import Settings
 
 
@@ -48,6 +50,9 @@ async def _open(settings: Settings) -> AsyncIterator[Deps]:
         max_pending=settings.gateway_max_pending,
     )
     await router.start(producer.partitions_for)
+    broadcast = RateBroadcast()
+    feed = RateFeed(kafka_connection(settings), prefix + RATES_FETCHED.name, broadcast)
+    await feed.start(producer.partitions_for)
     audits = AuditStore(engine)  # the read endpoints' store; POST /v1/conversions reads no database
 
     async def readiness() -> dict[str, tuple[bool, str]]:
@@ -59,6 +64,7 @@ async def _open(settings: Settings) -> AsyncIterator[Deps]:
             )
         )
         checks["replies"] = (True, "reading") if router.healthy else (False, "result reader stopped")
+        checks["live_rates"] = (True, "reading") if feed.healthy else (False, "rate feed stopped")
         return checks
 
     lookup = build_rate_lookup(settings, engine, redis_client)
@@ -83,12 +89,14 @@ async def _open(settings: Settings) -> AsyncIterator[Deps]:
             key_prefix=settings.redis_key_prefix,
         ),
         quotes=build_decider(settings, lookup),
+        live=broadcast,
     )
     gauge_task = asyncio.create_task(_export_gauges(router))
     try:
         yield deps
     finally:
         gauge_task.cancel()
+        await feed.stop()
         await router.stop()
         await producer.stop()
         await redis_client.aclose()

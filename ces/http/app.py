@@ -13,14 +13,18 @@ from contextlib import AbstractAsyncContextManager
 from aiohttp import web
 
 from ces.http.auth import auth_middleware
+from ces.http.dashboard import DASHBOARD_ROUTES
 from ces.http.deps import DEPS, Deps
+from ces.http.live import LIVE_ROUTES
 from ces.http.problems import Handler, problems_middleware
 from ces.http.quotes import QUOTE_ROUTES
 from ces.http.routes import ROUTES
+from ces.http.series import SERIES_ROUTES
 from ces.metrics import HTTP_REQUESTS
 from ces.settings import Settings
 
 OpenDeps = Callable[[], AbstractAsyncContextManager[Deps]]
+ALL_ROUTES = [*ROUTES, *QUOTE_ROUTES, *SERIES_ROUTES, *LIVE_ROUTES, *DASHBOARD_ROUTES]
 
 
 @web.middleware
@@ -45,6 +49,5 @@ def create_app(settings: Settings, open_deps: OpenDeps) -> web.Application:
             yield
 
     app.cleanup_ctx.append(deps_ctx)
-    app.add_routes(ROUTES)
-    app.add_routes(QUOTE_ROUTES)
+    app.add_routes(ALL_ROUTES)
     return app

@@ -1,6 +1,7 @@
 """Who may call what: API keys (`Authorization: Bearer <key>`), their scopes, and the per-key rate limit.
 
-Open without a key: `/healthz`, `/readyz`, `/docs`, `/openapi.json`, and `/metrics` unless
+Open without a key: `/healthz`, `/readyz`, `/docs`, `/openapi.json`, `/` and `/dashboard` (the page and its
+static files; every data call it makes sends a key), and `/metrics` unless
 `CES_METRICS_REQUIRE_KEY` is set. Everything else needs a key with the route's scope: 401 without a valid
 key, 403 with a key that lacks the scope, 429 with `Retry-After` once the key's bucket is empty.
 """
@@ -26,7 +27,7 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ces"'}
 
 # Canonical route -> (method -> scope). Routes not listed are open.
 ROUTE_SCOPES: dict[str, dict[str, Scope]] = {
-    "/v1/conversions": {"POST": Scope.CONVERT},
+    "/v1/conversions": {"POST": Scope.CONVERT, "GET": Scope.READ},
     "/v1/conversions/batch": {"POST": Scope.CONVERT},
     "/v1/conversions/{audit_id}": {"GET": Scope.READ},
     "/v1/conversion-requests/{request_id}": {"GET": Scope.READ},
@@ -35,6 +36,10 @@ ROUTE_SCOPES: dict[str, dict[str, Scope]] = {
     "/v1/rates/{base}/{target}/history": {"GET": Scope.READ},
     "/v1/currencies": {"GET": Scope.READ},
     "/v1/quote": {"GET": Scope.READ},
+    "/v1/timeseries": {"GET": Scope.READ},
+    "/v1/fluctuation": {"GET": Scope.READ},
+    "/v1/rates/stream": {"GET": Scope.READ},
+    "/v1/rate-rows/{rate_id}": {"GET": Scope.READ},
 }
 METRICS_ROUTE = "/metrics"
 # Routes that charge the rate limit themselves, once they know what a request costs (a batch: its items).

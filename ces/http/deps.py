@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 from uuid import UUID
 
@@ -19,6 +19,7 @@ from ces.events.conversions import ConversionAudited, ConversionRequested, Decis
 from ces.services.api_keys import KeyVerifier, RateLimiter
 from ces.services.conversion_requests import Outcome
 from ces.services.conversions import Priced
+from ces.services.live_rates import RateBroadcast
 from ces.settings import Settings
 
 Readiness = Callable[[], Awaitable[dict[str, tuple[bool, str]]]]
@@ -29,6 +30,8 @@ class DecisionReads(Protocol):
 
     def get_audit(self, audit_id: UUID) -> ConversionAudited | None: ...
 
+    def recent(self, limit: int) -> list[ConversionAudited]: ...
+
 
 class RateReads(Protocol):
     def latest_per_pair(self, base: str | None = None) -> list[Rate]: ...
@@ -36,6 +39,14 @@ class RateReads(Protocol):
     def pair_history(
         self, base: str, target: str, pivot: str, *, start: datetime, end: datetime, after: datetime | None, limit: int
     ) -> list[DerivedRate]: ...
+
+    def find(self, rate_id: UUID) -> tuple[Rate, object | None] | None: ...
+
+    def daily(
+        self, pivot: str, targets: set[str], start: date, end: date, *, newest_first: bool = False
+    ) -> Iterator[tuple[date, list[Rate]]]: ...
+
+    def spans(self, pivot: str, targets: set[str], start: date, end: date) -> dict[str, tuple[date, date]]: ...
 
 
 class Conversions(Protocol):
@@ -70,6 +81,7 @@ class Deps:
     keys: KeyVerifier | None = None  # None: keys not required (CES_API_KEYS_REQUIRED=false)
     limiter: RateLimiter | None = None
     quotes: Quotes | None = None  # GET /v1/quote answers 503 unavailable without it
+    live: RateBroadcast | None = None  # None: no live rate stream (GET /v1/rates/stream answers 503)
 
 
 DEPS = web.AppKey("deps", Deps)

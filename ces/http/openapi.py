@@ -20,12 +20,16 @@ from ces.http.schemas import (
     Conversion,
     ConversionBody,
     Currencies,
+    FluctuationOut,
     Quote,
     RateHistory,
     RateOut,
+    RateRow,
     RatesTable,
+    RecentConversions,
     Rejection,
     Status,
+    TimeSeries,
 )
 
 REF = "#/components/schemas/{model}"
@@ -55,6 +59,58 @@ def _problems(*statuses: int) -> dict[str, Any]:
 
 
 PAIR = [_param("base", "path", SUPPORTED_CODE), _param("target", "path", SUPPORTED_CODE)]
+DAY = {"type": "string", "format": "date"}
+RANGE = [
+    _param("base", "query", SUPPORTED_CODE),
+    _param(
+        "symbols", "query", {"type": "array", "items": SUPPORTED_CODE, "maxItems": 200}, style="form", explode=False
+    ),
+    _param("start", "query", DAY, required=True),
+    _param("end", "query", DAY, required=True),
+]
+RANGE_422 = "422 invalid_range when start is after end or a date is outside 1900-01-01..9998-12-31."
+
+
+def _series_paths() -> dict[str, Any]:
+    return {
+        "/v1/timeseries": {
+            "get": {
+                "summary": "One rate per day per symbol over a range (Fixer's shape), with the rows behind each",
+                "description": f"Streamed (chunked) for long ranges. {RANGE_422}",
+                "parameters": [*RANGE, _param("provenance", "query", {"type": "boolean", "default": True})],
+                "responses": {**_ok(200, _ref(TimeSeries), "The series"), **_problems(422)},
+            }
+        },
+        "/v1/fluctuation": {
+            "get": {
+                "summary": "First and last rate of each symbol in a range, the change and the change in percent",
+                "description": RANGE_422,
+                "parameters": RANGE,
+                "responses": {**_ok(200, _ref(FluctuationOut), "Per symbol"), **_problems(422)},
+            }
+        },
+        "/v1/rates/stream": {
+            "get": {
+                "summary": "New rates as server-sent events (ready, rates, dropped, heartbeat)",
+                "responses": {
+                    "200": {
+                        "description": "text/event-stream; each `rates` event's data is {rates: [RateLeg], dropped}",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_problems(503),
+                },
+            }
+        },
+        "/v1/rate-rows/{rate_id}": {
+            "get": {
+                "summary": "One stored rate row by id (revoked or not)",
+                "parameters": [_param("rate_id", "path", {"type": "string"})],
+                "responses": {**_ok(200, _ref(RateRow), "The row"), **_problems(404)},
+            }
+        },
+    }
+
+
 PAIR_422 = "422 unsupported_pair when base and target are the same currency (JSON Schema cannot say so)"
 
 
@@ -76,7 +132,12 @@ def _paths() -> dict[str, Any]:
                     ),
                     **_problems(400, 404, 409, 413, 415, 422, 503, 504),
                 },
-            }
+            },
+            "get": {
+                "summary": "The newest audited conversions, newest first",
+                "parameters": [_param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100})],
+                "responses": {**_ok(200, _ref(RecentConversions), "Newest first"), **_problems(422)},
+            },
         },
         "/v1/conversions/batch": {
             "post": {
@@ -215,7 +276,7 @@ def openapi_document() -> dict[str, Any]:
             "description": "Currency conversions over HTTP. Money and rates are decimal strings. Errors are "
             "application/problem+json (RFC 9457) with a stable `code`.",
         },
-        "paths": _secured(_paths()),
+        "paths": _secured({**_paths(), **_series_paths()}),
         "components": {
             "schemas": definitions["$defs"],
             "securitySchemes": {

@@ -26,6 +26,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "unsupported_pair": (422, "Unsupported currency pair"),
     "invalid_as_of": (422, "as_of is not a date or an RFC 3339 instant"),
     "as_of_in_future": (422, "as_of is in the future"),
+    "invalid_range": (422, "The date range is not valid"),
     "idempotency_key_mismatch": (422, "request_id and Idempotency-Key differ"),
     "unauthorized": (401, "A valid API key is required"),
     "forbidden": (403, "The API key lacks the scope for this request"),

@@ -220,6 +220,51 @@ class BatchResults(Out):
     counts: dict[Outcome, int]
 
 
+class TimeSeries(Out):
+    """GET /v1/timeseries (Fixer's shape plus provenance); streamed, built by `ces.http.series`."""
+
+    base: CurrencyCode
+    start_date: str = Field(description="YYYY-MM-DD")
+    end_date: str = Field(description="YYYY-MM-DD")
+    rates: dict[str, dict[str, DecimalStr]] = Field(description="day (YYYY-MM-DD) -> symbol -> rate")
+    rate_ids: dict[str, dict[str, list[UUID]]] | SkipJsonSchema[None] = Field(
+        default=None, description="day -> symbol -> the rows behind the value (absent with provenance=false)"
+    )
+
+
+class FluctuationLegs(Out):
+    start: list[RateLeg]
+    end: list[RateLeg]
+
+
+class SymbolFluctuation(Out):
+    start_date: str
+    end_date: str
+    start_rate: DecimalStr
+    end_rate: DecimalStr
+    change: DecimalStr = Field(description="end_rate - start_rate, exact")
+    change_pct: DecimalStr = Field(description="change / start_rate * 100, 4 decimals, half-even")
+    start_rate_ids: list[UUID]
+    end_rate_ids: list[UUID]
+    legs: FluctuationLegs
+
+
+class FluctuationOut(Out):
+    base: CurrencyCode
+    start_date: str
+    end_date: str
+    rates: dict[str, SymbolFluctuation]
+    missing: list[CurrencyCode] = Field(description="symbols with no rate in the range")
+
+
+class RecentConversions(Out):
+    conversions: list[Conversion]
+
+
+class RateRow(RateLeg):
+    revoked: bool
+
+
 RESPONSE_MODELS: list[type[Out]] = [
     Conversion,
     Rejection,
@@ -230,6 +275,10 @@ RESPONSE_MODELS: list[type[Out]] = [
     Currencies,
     Status,
     BatchResults,
+    TimeSeries,
+    FluctuationOut,
+    RecentConversions,
+    RateRow,
 ]
 
 

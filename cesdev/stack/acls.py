@@ -41,7 +41,8 @@ def ces_acls(prefix: str, app_id: str, producer_group_prefix: str = f"{KAFKA_PRO
 
     worker:   reads requests and rates; writes decisions, rates, fetch failures, dead letters; may create its
               topics (a fresh cluster); its groups `<app_id>*`; Faust's own topics `<app_id>-*`.
-    gateway:  writes requests; reads decisions (manually assigned partitions, no group).
+    gateway:  writes requests; reads decisions and new rates (for the live stream), both from manually assigned
+              partitions, no group.
     producer: writes requests; reads decisions with groups `ces-producer-*`.
     Nobody but the worker (and the admin super user) can write `conversions-audited` or `rates-fetched`.
     """
@@ -68,6 +69,7 @@ def ces_acls(prefix: str, app_id: str, producer_group_prefix: str = f"{KAFKA_PRO
         acls.append(Acl(principal, TOPIC, requests, LITERAL, WRITE))
         acls += [Acl(principal, TOPIC, name, LITERAL, READ) for name in decisions]
         acls.append(Acl(principal, CLUSTER, "kafka-cluster", LITERAL, IDEMPOTENT_WRITE))
+    acls.append(Acl(KAFKA_GATEWAY, TOPIC, t[topics.RATES_FETCHED.name], LITERAL, READ))
     acls += [
         Acl(KAFKA_PRODUCER, GROUP, producer_group_prefix, PREFIXED, READ),
         Acl(KAFKA_PRODUCER, GROUP, producer_group_prefix, PREFIXED, DESCRIBE),

@@ -116,6 +116,36 @@ async def test_only_the_worker_writes_decisions_and_rates(settings: Settings, de
     await send(worker, deployment + topics.RATES_FETCHED.name)
 
 
+async def read_from_end(connection: KafkaConnection, topic: str, timeout: float = 15) -> int:
+    """What the gateway's rate feed does: assign partition 0 without a group and find the end offset."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(**connection.kwargs(), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partition = TopicPartition(topic, 0)
+        consumer.assign([partition])
+        await consumer.seek_to_end(partition)
+        position = await asyncio.wait_for(consumer.position(partition), timeout=timeout)
+        await asyncio.wait_for(consumer.getmany(partition, timeout_ms=500), timeout=timeout)
+        return int(position)
+    finally:
+        await consumer.stop()
+
+
+@stack_secrets
+async def test_the_gateway_reads_new_rates_and_the_producer_may_not(settings: Settings, deployment: str) -> None:
+    rates = deployment + topics.RATES_FETCHED.name
+    worker = KafkaConnection.from_settings(settings_as("worker", settings))
+    await send(worker, rates)
+    gateway = KafkaConnection.from_settings(settings_as("gateway", settings))
+    assert await read_from_end(gateway, rates) == 1
+    producer = KafkaConnection.from_settings(settings_as("producer", settings))
+    # aiokafka keeps asking for the metadata it is refused (logging "not authorized") instead of raising.
+    with pytest.raises((TopicAuthorizationFailedError, TimeoutError)):
+        await read_from_end(producer, rates, timeout=8)
+
+
 @stack_secrets
 async def test_an_anonymous_or_wrongly_authenticated_client_is_refused(settings: Settings, deployment: str) -> None:
     anonymous = KafkaConnection(bootstrap=settings.kafka_bootstrap)  # PLAINTEXT on a SASL listener

@@ -47,6 +47,13 @@ class AuditStore:
             row = conn.execute(select(conversion_audit).where(conversion_audit.c.id == audit_id)).mappings().first()
         return audited_from_row(row) if row else None
 
+    def recent(self, limit: int) -> list[ConversionAudited]:
+        """The newest audits, newest first (index `conversion_audit_converted_at`)."""
+        a = conversion_audit.c
+        query = select(conversion_audit).order_by(a.converted_at.desc(), a.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [audited_from_row(row) for row in conn.execute(query).mappings()]
+
     @staticmethod
     def _load(conn: Connection, request_ids: list[UUID]) -> dict[UUID, Decision]:
         found: dict[UUID, Decision] = {}

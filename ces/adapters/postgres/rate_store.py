@@ -1,13 +1,13 @@
-"""Reading stored rates: the newest non-revoked row of a pair, a pair's history, one row by id.
+"""Reading stored rates: the newest non-revoked row of a pair, a pair's history, a range day by day, one row by id.
 
 Rows are written by `rate_projector.py`; every lookup here skips revoked rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -99,6 +99,32 @@ class RateRepository:
         self, base: str, target: str, pivot: str, *, start: datetime, end: datetime, after: datetime | None, limit: int
     ) -> list[DerivedRate]:
         return pair_history(self.engine, base, target, pivot, start=start, end=end, after=after, limit=limit)
+
+    def daily(
+        self, pivot: str, targets: set[str], start: date, end: date, *, newest_first: bool = False
+    ) -> Iterator[tuple[date, list[Rate]]]:
+        """The stored `pivot -> X` rows of [start, end], one UTC day at a time (`daily_rows`)."""
+        return daily_rows(self.engine, pivot, targets, start, end, newest_first=newest_first)
+
+    def spans(self, pivot: str, targets: set[str], start: date, end: date) -> dict[str, tuple[date, date]]:
+        """The first and last UTC day with a non-revoked `pivot -> X` row in [start, end], per X that has one."""
+        t = exchange_rate.c
+        query = (
+            select(t.target_currency, func.min(t.published_at), func.max(t.published_at))
+            .where(
+                t.base_currency == pivot,
+                t.target_currency.in_(sorted(targets)),
+                t.published_at >= _instant(start),
+                t.published_at < _instant(end + timedelta(days=1)),
+                not_revoked(t.id),
+            )
+            .group_by(t.target_currency)
+        )
+        with self.engine.connect() as conn:
+            return {
+                target: (first.astimezone(UTC).date(), last.astimezone(UTC).date())
+                for target, first, last in conn.execute(query)
+            }
 
     def latest_per_pair(self, base: str | None = None) -> list[Rate]:
         """The newest non-revoked row of every stored pair (of every pair `base -> *` when `base` is given)."""
@@ -219,3 +245,50 @@ def pair_history(
             else:
                 result.append(derive(base, target, pivot, [rate_from_row(row)]))
     return result
+
+
+# Rows fetched per round trip of the server-side cursor: bounds the memory of one long read.
+FETCH_ROWS = 5000
+
+
+def _instant(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
+
+
+def daily_rows(
+    engine: Engine, pivot: str, targets: set[str], start: date, end: date, *, newest_first: bool = False
+) -> Iterator[tuple[date, list[Rate]]]:
+    """Every non-revoked `pivot -> X` row (X in `targets`) published on the UTC days [start, end], one day at
+    a time, oldest day first (or newest first). Blocking: iterate it in a thread; close it to stop early."""
+    t = exchange_rate.c
+    order = t.published_at.desc() if newest_first else t.published_at
+    # Columns in `Rate`'s field order: rows become Rates positionally (this loop runs once per stored row).
+    columns = (t.id, t.base_currency, t.target_currency, t.rate_value, t.provider_name, t.published_at, t.fetched_at)
+    query = (
+        select(*columns)
+        .where(
+            t.base_currency == pivot,
+            t.target_currency.in_(sorted(targets)),
+            t.published_at >= _instant(start),
+            t.published_at < _instant(end + timedelta(days=1)),
+            not_revoked(t.id),
+        )
+        .order_by(order, t.fetched_at)
+    )
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=FETCH_ROWS).execute(query)
+        day: date | None = None
+        instant: datetime | None = None
+        rows: list[Rate] = []
+        for row in result:
+            rate = Rate(*row)
+            if rate.published_at != instant:  # a publication's rows are adjacent: one date conversion each
+                instant = rate.published_at
+                published = instant.astimezone(UTC).date()
+                if published != day:
+                    if day is not None:
+                        yield day, rows
+                    day, rows = published, []
+            rows.append(rate)
+        if day is not None:
+            yield day, rows
