@@ -2,8 +2,8 @@
 
 Rules (docs/conversions.md, "Converting a file"):
 - a line is a physical line (`\\n`, an optional `\\r` before it); blank lines are no requests and get no result;
-  a line that is not UTF-8, longer than `MAX_LINE_BYTES`, not a JSON object (NDJSON) or has the wrong number
-  of cells (CSV) is refused; reading never raises on any content.
+  a line that is not UTF-8, longer than `MAX_LINE_BYTES`, not a JSON object (NDJSON), not a complete CSV row
+  (a quoted cell left open, as one holding a newline is) or with the wrong number of cells (CSV) is refused; reading never raises on any content.
 - each request is read exactly as the body of `POST /v1/conversions` (`read_request`: same fields, same
   rules, codes upper-cased): a CSV header names the fields (`request_id,base_currency,target_currency,amount`
   and any other field the body accepts); an empty cell is an absent field.
@@ -96,7 +96,7 @@ def read_lines(
 
 def _csv_header(raw: bytes) -> list[str]:
     try:
-        header = [cell.strip() for cell in next(csv.reader([raw.decode("utf-8")]))]
+        header = [cell.strip() for cell in next(csv.reader([raw.decode("utf-8")], strict=True))]
     except (UnicodeDecodeError, csv.Error, StopIteration) as exc:
         raise UnreadableFile(f"the CSV header cannot be read ({type(exc).__name__})") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -117,7 +117,9 @@ def _fields(raw: bytes, header: list[str] | None) -> dict[str, Any] | Refusal:
         except UndecodableEvent as exc:
             return Refusal("malformed_json", f"the line must be a JSON object ({exc.detail})")
     try:
-        cells = next(csv.reader([raw.decode("utf-8")]))
+        # strict: a quote left open (a cell that goes on past the physical line) is an error, not a cell
+        # silently cut at the newline ("10\n0" read as 10).
+        cells = next(csv.reader([raw.decode("utf-8")], strict=True))
     except UnicodeDecodeError:
         return Refusal("malformed_json", "the line is not UTF-8")
     except (csv.Error, StopIteration) as exc:

@@ -137,3 +137,10 @@ def test_an_as_of_column_is_a_field_of_the_request() -> None:
     assert isinstance(read[0], ConversionRequested) and read[0].as_of == "2010-05-07"
     assert isinstance(read[1], ConversionRequested) and read[1].as_of is None  # an empty cell: priced now
     assert isinstance(read[2], Refusal) and read[2].code == "as_of_in_future"
+
+
+def test_a_quoted_cell_cut_by_a_newline_is_refused_never_read_as_its_first_half() -> None:
+    # `"10\n0"` is one RFC 4180 cell spanning two physical lines; lines are physical, so both halves must be
+    # refused. Read leniently, the first half was the request "convert 10" the file never asked for.
+    data = HEADER + b',USD,EUR,"10\n0"\n,USD,EUR,"1"x\n,USD,EUR,"2"\n'
+    assert codes(data) == ["invalid_request", "invalid_request", "invalid_request", "ok"]
