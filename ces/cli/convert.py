@@ -45,13 +45,16 @@ def cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
         data = args.file.read_bytes()
         skew = timedelta(seconds=settings.max_clock_skew_seconds)
         lines = read_lines(data, fmt, args.file.name, max_amount=settings.max_amount, max_clock_skew=skew)
+        # Opened before anything is produced: an --out that cannot be written (a directory, a missing folder)
+        # must not be found only after every request was converted and its results have nowhere to go.
+        out = args.out.open("w", encoding="utf-8")
     except (UnreadableFile, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    started = time.perf_counter()
-    results = asyncio.run(_convert(lines, settings, args.timeout))
-    elapsed = time.perf_counter() - started
-    with args.out.open("w", encoding="utf-8") as out:
+    with out:
+        started = time.perf_counter()
+        results = asyncio.run(_convert(lines, settings, args.timeout))
+        elapsed = time.perf_counter() - started
         for line, result in zip(lines, results, strict=True):
             out.write(result_line(line.number, result) + "\n")
     counts = Counter(r["outcome"] for r in results)
