@@ -7,8 +7,9 @@ Rules (docs/http.md, "Batches"):
   or a request id given to two items, refuses the whole batch (422): nothing is published.
 - an item that breaks the single endpoint's rules gets that endpoint's problem in its slot and is not
   published; the valid ones are published together (`ConversionRequester.convert_many`).
-- the API key's rate limit is charged one token per item (the bucket may go into debt for a batch bigger
-  than its burst, so batching is no way around the limit).
+- the API key's rate limit is charged one token per item once the body is a well-formed list of objects,
+  before the items are read, so a batch refused for an item (a duplicated id) is charged too (the bucket
+  may go into debt for a batch bigger than its burst, so batching is no way around the limit).
 - one deadline for the batch: `CES_GATEWAY_TIMEOUT_SECONDS + items * CES_GATEWAY_BATCH_SECONDS_PER_ITEM`;
   an item undecided by then is `result_timeout` (504) in its slot, the others keep their decisions.
 """
@@ -71,6 +72,11 @@ async def post_conversion_batch(request: web.Request) -> web.StreamResponse:
         return problem("invalid_request", f"every item must be a JSON object; items {named} are not")
     caller = request.get(API_KEY)
     requested_by = caller.id if caller else None
+    # Charged before the items are read (the route's dearest work), so a batch refused for its items
+    # (a duplicated id) costs them too and a caller out of tokens cannot have batches read for free.
+    refused = await _charge(deps, requested_by, len(items))
+    if refused is not None:
+        return refused
     skew = timedelta(seconds=settings.max_clock_skew_seconds)
     read = await _in_slices(
         items,
@@ -85,9 +91,6 @@ async def post_conversion_batch(request: web.Request) -> web.StreamResponse:
             f"{len(duplicates)} request ids appear more than once; send each request once",
             duplicates=duplicates[:MAX_NAMED],
         )
-    refused = await _charge(deps, caller.id if caller else None, len(items))
-    if refused is not None:
-        return refused
     wanted = [r for r in read if isinstance(r, ConversionRequested)]
     timeout = settings.gateway_timeout_seconds + len(items) * settings.gateway_batch_seconds_per_item
     # A fifth of the pending bound stays free for single requests however many batches run.

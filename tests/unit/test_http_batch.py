@@ -239,3 +239,22 @@ async def test_as_of_flows_into_batch_items_as_into_single_requests(client_for: 
     assert status == 200 and requester.as_of == "2010-05-07"
     assert [r["outcome"] for r in answer["results"]] == ["audited", "refused", "refused"]
     assert [r["problem"]["code"] for r in answer["results"][1:]] == ["as_of_in_future", "invalid_as_of"]
+
+
+async def test_a_batch_is_charged_before_its_items_are_read_so_a_refused_one_costs_its_items_too(
+    client_for: Any,
+) -> None:
+    # Reading 10,000 items is the gateway's dearest work on this route; uncharged, a caller out of tokens
+    # could make it do that again and again with batches it knows will be refused (a duplicated id).
+    keys = FakeApiKeyStore()
+    key, secret = create_key(keys, "batcher", frozenset({Scope.CONVERT}))
+    limiter = FakeRateLimiter(allow=30)
+    requester = FakeRequester(audited)
+    client = await client_for(requester, limiter=limiter, keys=keys)
+    auth = {"Authorization": f"Bearer {secret}"}
+    same = item()
+    status, answer = await post(client, {"items": [same] * 20}, **auth)
+    assert (status, answer["code"], limiter.taken[key.id]) == (422, "duplicate_request_id", 20)
+    status, answer = await post(client, {"items": [same] * 20}, **auth)
+    assert (status, answer["code"]) == (429, "rate_limited")
+    assert requester.batches == []
