@@ -3,7 +3,8 @@
 Rules (docs/conversions.md, "Converting a file"):
 - a line is a physical line (`\\n`, an optional `\\r` before it); blank lines are no requests and get no result;
   a line that is not UTF-8, longer than `MAX_LINE_BYTES`, not a JSON object (NDJSON), not a complete CSV row
-  (a quoted cell left open, as one holding a newline is) or with the wrong number of cells (CSV) is refused; reading never raises on any content.
+  (a quoted cell left open, as one holding a newline is) or with the wrong number of cells (CSV) is refused;
+  reading never raises on any content.
 - each request is read exactly as the body of `POST /v1/conversions` (`read_request`: same fields, same
   rules, codes upper-cased): a CSV header names the fields (`request_id,base_currency,target_currency,amount`
   and any other field the body accepts); an empty cell is an absent field.

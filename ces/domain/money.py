@@ -55,6 +55,12 @@ def currencies() -> dict[str, Currency]:
     return result
 
 
+def code_as_typed(text: str) -> str:
+    """A currency code as a caller typed it, upper-cased ("usd" -> "USD") only when it is ASCII: Unicode
+    upper-casing maps other letters onto A-Z ("\u017f".upper() == "S"), and "u\u017fd" is no spelling of USD."""
+    return text.upper() if text.isascii() else text
+
+
 def currency(code: str) -> Currency:
     if not isinstance(code, str) or not _CODE.fullmatch(code):
         raise UnknownCurrency(str(code))

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from ces.domain.as_of import AsOfError, parse_as_of
 from ces.domain.conversion import Rejection, validate
+from ces.domain.money import code_as_typed
 from ces.events.base import utc_now
 from ces.events.conversions import ConversionRequested
 from ces.events.registry import validation_detail
@@ -61,7 +62,8 @@ def read_request(
         request_id = key
     if request_id is None:
         return Refusal("invalid_request", "send a request_id (UUID) in the body or an Idempotency-Key header")
-    checked = validate(body.base_currency.upper(), body.target_currency.upper(), body.amount, max_amount=max_amount)
+    base, target = code_as_typed(body.base_currency), code_as_typed(body.target_currency)
+    checked = validate(base, target, body.amount, max_amount=max_amount)
     if isinstance(checked, Rejection):
         return Refusal(checked.reason.value, checked.message, {"request_id": str(request_id)})
     if body.as_of is not None:

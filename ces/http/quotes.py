@@ -9,12 +9,14 @@ from aiohttp import web
 
 from ces.domain.as_of import AsOfError, parse_as_of
 from ces.domain.conversion import Rejection, validate
+from ces.domain.money import code_as_typed
 from ces.events.base import utc_now
 from ces.http.deps import DEPS
 from ces.http.problems import problem
 from ces.http.schemas import quote_json
 
 REQUIRED = ("base", "target", "amount")
+ALLOWED = frozenset((*REQUIRED, "as_of"))
 
 
 async def get_quote(request: web.Request) -> web.Response:
@@ -22,11 +24,21 @@ async def get_quote(request: web.Request) -> web.Response:
     (`ConversionDecider.quote`): a quote and a conversion decided at the same instant agree to the digit."""
     deps = request.app[DEPS]
     query = request.query
+    # Refused rather than guessed: which of two values to price, or a misspelt `as_of` quietly quoting today.
+    unknown = sorted(set(query) - ALLOWED)
+    if unknown:
+        return problem("invalid_request", f"unknown query parameter(s): {', '.join(unknown)[:200]}")
+    repeated = sorted(name for name in set(query) if len(query.getall(name)) > 1)
+    if repeated:
+        return problem("invalid_request", f"query parameter(s) given more than once: {', '.join(repeated)}")
     missing = [name for name in REQUIRED if not query.get(name)]
     if missing:
         return problem("invalid_request", f"missing query parameter(s): {', '.join(missing)}")
     checked = validate(
-        query["base"].upper(), query["target"].upper(), query["amount"], max_amount=deps.settings.max_amount
+        code_as_typed(query["base"]),
+        code_as_typed(query["target"]),
+        query["amount"],
+        max_amount=deps.settings.max_amount,
     )
     if isinstance(checked, Rejection):
         return problem(checked.reason.value, checked.message)

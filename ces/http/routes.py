@@ -11,7 +11,7 @@ from uuid import UUID
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ces.domain.money import currencies, is_currency_code
+from ces.domain.money import code_as_typed, currencies, is_currency_code
 from ces.events.base import rfc3339, utc_now
 from ces.events.conversions import ConversionAudited
 from ces.events.registry import UndecodableEvent, parse_json_object
@@ -112,7 +112,7 @@ async def get_conversion_request(request: web.Request) -> web.Response:
 
 
 def _pair(request: web.Request) -> tuple[str, str] | web.Response:
-    base, target = request.match_info["base"].upper(), request.match_info["target"].upper()
+    base, target = code_as_typed(request.match_info["base"]), code_as_typed(request.match_info["target"])
     for code in (base, target):
         if not is_currency_code(code):
             return problem("unknown_currency", f"{code[:16]!r} is not an ISO 4217 currency CES converts")
@@ -134,12 +134,12 @@ async def get_rate(request: web.Request) -> web.Response:
 
 async def get_rates_table(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    base = request.query.get("base", deps.settings.provider_base).upper()
+    base = code_as_typed(request.query.get("base", deps.settings.provider_base))
     if not is_currency_code(base):
         return problem("unknown_currency", f"{base[:16]!r} is not an ISO 4217 currency CES converts")
     symbols_param = request.query.get("symbols")
     if symbols_param:
-        symbols = [s.strip().upper() for s in symbols_param.split(",") if s.strip()]
+        symbols = [code_as_typed(s.strip()) for s in symbols_param.split(",") if s.strip()]
         unknown = [s for s in symbols if not is_currency_code(s)]
         if unknown or len(symbols) > 200:
             return problem("unknown_currency", f"unknown currencies: {', '.join(unknown)[:200]}")

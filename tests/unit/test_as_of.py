@@ -221,3 +221,32 @@ async def test_post_conversions_takes_as_of_and_refuses_a_bad_one_with_422(clien
     assert future.status == 422 and (await future.json())["code"] == "as_of_in_future"
     ok = await http.post("/v1/conversions", json={**body, "as_of": "2008-09-15"})
     assert ok.status == 201 and requester.as_of == "2008-09-15"
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        # Which of two values would be priced is a guess; a misspelt as_of would quote today's rates.
+        ([("base", "USD"), ("base", "EUR"), ("target", "JPY"), ("amount", "1")], "invalid_request"),
+        (
+            [("base", "USD"), ("target", "JPY"), ("amount", "1"), ("as_of", "2008-09-13"), ("as_of", "2999-01-01")],
+            "invalid_request",
+        ),
+        ([("base", "USD"), ("target", "JPY"), ("amount", "1"), ("asOf", "2008-09-13")], "invalid_request"),
+        # "ſ".upper() == "S": a non-ASCII spelling must not become a currency code.
+        ([("base", "u\u017fd"), ("target", "JPY"), ("amount", "1")], "unknown_currency"),
+    ],
+)
+async def test_a_quote_with_an_ambiguous_query_is_refused(client: Any, query: list[tuple[str, str]], code: str) -> None:
+    http, _ = client
+    response = await http.get("/v1/quote", params=query)
+    assert response.status == 422 and response.content_type == "application/problem+json"
+    assert (await response.json())["code"] == code
+
+
+async def test_a_non_ascii_code_is_not_upper_cased_into_a_currency(client: Any) -> None:
+    http, requester = client
+    body = {"base_currency": "u\u017fd", "target_currency": "JPY", "amount": "1.00", "request_id": str(uuid.uuid4())}
+    response = await http.post("/v1/conversions", json=body)
+    assert response.status == 422 and (await response.json())["code"] == "unknown_currency"
+    assert requester.calls == []
