@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
+from uuid import UUID
 
 from aiohttp import web
 
@@ -84,7 +85,7 @@ async def post_conversion_batch(request: web.Request) -> web.StreamResponse:
             item, idempotency_key=None, max_amount=settings.max_amount, max_clock_skew=skew, requested_by=requested_by
         ),
     )
-    duplicates = _duplicates(read)
+    duplicates = _duplicates(items, read)
     if duplicates:
         return problem(
             "duplicate_request_id",
@@ -118,9 +119,22 @@ async def _in_slices(items: Sequence[T], work: Callable[[int, T], R]) -> list[R]
     return done
 
 
-def _duplicates(read: list[ConversionRequested | Refusal]) -> list[str]:
-    ids = [str(r.request_id) if isinstance(r, ConversionRequested) else r.extra.get("request_id") for r in read]
+def _duplicates(items: list[dict[str, Any]], read: list[ConversionRequested | Refusal]) -> list[str]:
+    """Request ids given to more than one item, refused or not: the id is taken from the item itself, since an
+    item the body's schema refuses (a JSON-number amount) has a refusal without one."""
+    pairs = zip(items, read, strict=True)
+    ids = [str(r.request_id) if isinstance(r, ConversionRequested) else _item_id(item) for item, r in pairs]
     return [rid for rid, n in Counter(i for i in ids if i is not None).items() if n > 1]
+
+
+def _item_id(item: dict[str, Any]) -> str | None:
+    value = item.get("request_id")
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return str(UUID(value))
+    except ValueError:
+        return None
 
 
 async def _charge(deps: Deps, key_id: Any, cost: int) -> web.Response | None:

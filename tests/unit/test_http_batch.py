@@ -258,3 +258,20 @@ async def test_a_batch_is_charged_before_its_items_are_read_so_a_refused_one_cos
     status, answer = await post(client, {"items": [same] * 20}, **auth)
     assert (status, answer["code"]) == (429, "rate_limited")
     assert requester.batches == []
+
+
+async def test_a_request_id_shared_with_an_item_refused_by_the_schema_is_a_duplicate_too(client_for: Any) -> None:
+    # The refusal of a JSON-number amount carries no request_id; the id is in the item all the same, and one
+    # id must not be both refused and converted in one batch.
+    requester = FakeRequester(audited)
+    client = await client_for(requester)
+    valid = item()
+    for spelling in (valid["request_id"], valid["request_id"].upper()):
+        bad = {**valid, "request_id": spelling, "amount": 100}
+        status, answer = await post(client, {"items": [bad, valid]})
+        assert (status, answer["code"], answer.get("duplicates")) == (
+            422,
+            "duplicate_request_id",
+            [valid["request_id"]],
+        )
+    assert requester.calls == []
