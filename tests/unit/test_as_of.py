@@ -250,3 +250,55 @@ async def test_a_non_ascii_code_is_not_upper_cased_into_a_currency(client: Any) 
     response = await http.post("/v1/conversions", json=body)
     assert response.status == 422 and (await response.json())["code"] == "unknown_currency"
     assert requester.calls == []
+
+
+NASTY_AS_OF: list[tuple[object, str | None]] = [
+    ("0000-01-01", "invalid_as_of"),  # no year 0 in the proleptic Gregorian calendar
+    ("9999-12-31", "as_of_in_future"),
+    ("9999-12-31T23:59:59-01:00", "invalid_as_of"),  # past datetime's range once in UTC
+    ("0001-01-01T00:00:00+01:00", "invalid_as_of"),  # before it
+    ("2016-12-31T23:59:60Z", "invalid_as_of"),  # a leap second: no rate was ever published in one
+    ("2024-02-30", "invalid_as_of"),
+    ("\u0662\u0660\u0662\u0664-01-01", "invalid_as_of"),  # Arabic-Indic digits
+    ("2008-09-15T14:00:00+24:00", "invalid_as_of"),
+    ("2008-09-15T14:00:00.123456789012Z", "invalid_as_of"),
+    ("2008-09-15\n", "invalid_as_of"),
+    ("", "invalid_as_of"),
+    (["2008-09-15"], "invalid_as_of"),
+    (1221487200, "invalid_as_of"),
+    ("2008-09-15t14:00:00z", None),
+    ("2008-09-15 14:00:00+23:59", None),
+    (None, None),  # null is absent: the current rates
+]
+
+
+@pytest.mark.parametrize(("value", "reason"), NASTY_AS_OF)
+def test_the_kafka_reader_never_raises_on_a_nasty_as_of(value: object, reason: str | None) -> None:
+    parsed = parse_request(raw(as_of=value), None, max_amount=Decimal(10**9))
+    assert (parsed.rejection.reason if parsed.rejection else None) == reason
+
+
+@pytest.mark.parametrize(("value", "reason"), [(v, r) for v, r in NASTY_AS_OF if r is not None])
+async def test_a_nasty_as_of_over_http_is_a_422_problem_naming_it(client: Any, value: object, reason: str) -> None:
+    http, requester = client
+    body = {"base_currency": "USD", "target_currency": "JPY", "amount": "1.00", "request_id": str(uuid.uuid4())}
+    posted = await http.post("/v1/conversions", json={**body, "as_of": value})
+    assert (posted.status, posted.content_type) == (422, "application/problem+json")
+    problem = await posted.json()
+    assert problem["code"] == reason and "as_of" in problem["detail"], problem
+    if isinstance(value, str):
+        params = {"base": "USD", "target": "JPY", "amount": "1", "as_of": value}
+        quoted = await http.get("/v1/quote", params=params)
+        assert (quoted.status, (await quoted.json())["code"]) == (422, reason)
+    assert requester.calls == []
+
+
+async def test_as_of_before_the_first_rate_or_today_is_a_readable_answer(client: Any) -> None:
+    http, _ = client
+    params = {"base": "USD", "target": "JPY", "amount": "1"}
+    before = await http.get("/v1/quote", params={**params, "as_of": "1999-01-03"})
+    assert (before.status, (await before.json())["code"]) == (404, "no_rate")
+    year_one = await http.get("/v1/quote", params={**params, "as_of": "0001-01-01"})
+    assert (year_one.status, (await year_one.json())["code"]) == (404, "no_rate")
+    today = await http.get("/v1/quote", params={**params, "as_of": utc_now().date().isoformat()})
+    assert today.status == 200 and (await today.json())["rate_ids"] == [str(LEGS[4].rate_id), str(LEGS[5].rate_id)]
