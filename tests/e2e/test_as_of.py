@@ -5,6 +5,7 @@ through the running gateway that agrees with the conversion and records nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
@@ -129,3 +130,28 @@ def test_as_of_conversions_through_kafka_and_http_use_that_days_rows(
     with isolation.engine.connect() as conn:
         audits = conn.execute(text("SELECT count(*) FROM conversion_audit")).scalar_one()
     assert audits == 5  # four through Kafka, one through HTTP: the quote and the refused POST recorded nothing
+
+
+def test_nasty_as_of_bytes_from_an_outside_producer_are_each_answered_never_dead_lettered(
+    start_ces: StartCes, isolation: Isolation, settings: Settings
+) -> None:
+    from tests.unit.test_as_of import NASTY_AS_OF
+
+    env = {**isolation.env, "CES_PROVIDER_URL": "http://127.0.0.1:9", "CES_FETCH_MAX_ATTEMPTS": "1"}
+    worker = start_ces("worker", env=env)
+    worker.wait_for_output("ces worker ready")
+    seed_rates(settings, isolation)
+    cases = [*NASTY_AS_OF, ("9999-12-31T23:59:59Z", "as_of_in_future"), ("1999-01-03", "no_rate")]
+    messages, expected = [], {}
+    for value, reason in cases:
+        key, body = request("USD", "JPY", "1000.00")
+        # Raw bytes, as any producer may write them: json.dumps of the value, whatever its JSON type.
+        messages.append((key, body[:-1] + b', "as_of": ' + json.dumps(value).encode() + b"}"))
+        # A well-formed past as_of finds no row: only today's rates were published here.
+        expected[key.decode()] = reason or ("audited" if value is None else "no_rate")
+    prefix = isolation.topic_prefix
+    asyncio.run(produce(settings, f"{prefix}conversion-requests", messages))
+    topics = [f"{prefix}conversions-audited", f"{prefix}conversions-rejected"]
+    results = asyncio.run(collect(settings, topics, len(messages)))
+    got = {r["request_id"]: r.get("reason", "audited") for r in results}
+    assert got == expected
