@@ -42,9 +42,9 @@ def cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         fmt = format_of(args.file, args.format)
-        data = args.file.read_bytes()
         skew = timedelta(seconds=settings.max_clock_skew_seconds)
-        lines = read_lines(data, fmt, args.file.name, max_amount=settings.max_amount, max_clock_skew=skew)
+        with args.file.open("rb") as source:  # read a bounded line at a time (request_files.physical_lines)
+            lines = read_lines(source, fmt, args.file.name, max_amount=settings.max_amount, max_clock_skew=skew)
         # Opened before anything is produced: an --out that cannot be written (a directory, a missing folder)
         # must not be found only after every request was converted and its results have nowhere to go.
         out = args.out.open("w", encoding="utf-8")

@@ -16,12 +16,13 @@ Rules (docs/conversions.md, "Converting a file"):
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 from uuid import UUID, uuid5
 
 from ces.events.conversions import ConversionRequested
@@ -30,6 +31,8 @@ from ces.http.conversion_input import Refusal, read_request
 
 Format = Literal["csv", "ndjson"]
 MAX_LINE_BYTES = 16 * 1024  # the single endpoint's body limit
+SKIP_PIECE = 1024 * 1024  # the rest of a line too long to read is skipped this much at a time
+BOM = b"\xef\xbb\xbf"
 FILE_NAMESPACE = UUID("5d0f3c4e-9a51-4b8e-8f7a-1c2d3e4f5a6b")
 REQUIRED_COLUMNS = ("base_currency", "target_currency", "amount")
 
@@ -57,20 +60,38 @@ def default_request_id(file_name: str, number: int, raw: bytes) -> UUID:
     return uuid5(FILE_NAMESPACE, f"{file_name}|{number}|{raw.hex()}")
 
 
-def physical_lines(data: bytes) -> list[tuple[int, bytes]]:
-    """(number, bytes) of every non-blank line; a UTF-8 byte order mark at the start is dropped."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+def physical_lines(data: bytes | BinaryIO) -> list[tuple[int, bytes]]:
+    """(number, bytes) of every non-blank line; a UTF-8 byte order mark at the start is dropped.
+
+    Read a bounded piece at a time: a line longer than `MAX_LINE_BYTES` (refused anyway) is kept only as its
+    first `MAX_LINE_BYTES + 1` bytes and the rest skipped, so a 1 GB line costs no 1 GB of memory."""
+    stream = io.BytesIO(data) if isinstance(data, bytes) else data
     lines = []
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        raw = raw.removesuffix(b"\r")
-        if raw.strip():
+    number = 0
+    while raw := stream.readline(MAX_LINE_BYTES + 3):  # the line, "\r\n", and one byte to see it is too long
+        number += 1
+        if number == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
+        blank = not raw.strip()
+        if not raw.endswith(b"\n") and len(raw) > MAX_LINE_BYTES:
+            raw = raw[: MAX_LINE_BYTES + 1]
+            while rest := stream.readline(SKIP_PIECE):
+                blank = blank and not rest.strip()
+                if rest.endswith(b"\n"):
+                    break
+        raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+        if not blank:
             lines.append((number, raw))
     return lines
 
 
 def read_lines(
-    data: bytes, fmt: Format, file_name: str, *, max_amount: Decimal, max_clock_skew: timedelta = timedelta(0)
+    data: bytes | BinaryIO,
+    fmt: Format,
+    file_name: str,
+    *,
+    max_amount: Decimal,
+    max_clock_skew: timedelta = timedelta(0),
 ) -> list[Line]:
     """Every non-blank line of the file (a CSV header excepted) as a request or a refusal, in file order."""
     lines = physical_lines(data)
@@ -111,7 +132,7 @@ def _csv_header(raw: bytes) -> list[str]:
 
 def _fields(raw: bytes, header: list[str] | None) -> dict[str, Any] | Refusal:
     if len(raw) > MAX_LINE_BYTES:
-        return Refusal("payload_too_large", f"the line has {len(raw)} bytes, more than {MAX_LINE_BYTES}")
+        return Refusal("payload_too_large", f"the line has more than {MAX_LINE_BYTES} bytes")
     if header is None:
         try:
             return parse_json_object(raw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from decimal import Decimal
@@ -144,3 +145,36 @@ def test_a_quoted_cell_cut_by_a_newline_is_refused_never_read_as_its_first_half(
     # refused. Read leniently, the first half was the request "convert 10" the file never asked for.
     data = HEADER + b',USD,EUR,"10\n0"\n,USD,EUR,"1"x\n,USD,EUR,"2"\n'
     assert codes(data) == ["invalid_request", "invalid_request", "invalid_request", "ok"]
+
+
+class Chunked(io.BytesIO):
+    """A file that records the largest piece any single read took out of it."""
+
+    largest = 0
+
+    def readline(self, size: int | None = -1) -> bytes:
+        got = super().readline(size)
+        self.largest = max(self.largest, len(got))
+        return got
+
+    def read(self, size: int | None = -1) -> bytes:
+        got = super().read(size)
+        self.largest = max(self.largest, len(got))
+        return got
+
+
+def test_a_file_is_read_a_bounded_line_at_a_time_and_a_huge_line_is_refused_without_being_held() -> None:
+    # A 1 GB line must cost neither 1 GB of memory nor the lines after it; 8 MiB stands in for it here.
+    huge = b'{"amount": "' + b"9" * (8 * 1024 * 1024) + b'"}'
+    data = Chunked(
+        b'{"base_currency": "EUR", "target_currency": "USD", "amount": "1"}\n'
+        + huge
+        + b"\n  \n"
+        + b" " * (2 * MAX_LINE_BYTES)
+        + b'\n{"base_currency": "EUR", "target_currency": "USD", "amount": "2"}'
+    )
+    lines = read_lines(data, "ndjson", "f.ndjson", max_amount=MAX)
+    assert [line.number for line in lines] == [1, 2, 5]
+    assert isinstance(lines[1].request, Refusal) and lines[1].request.code == "payload_too_large"
+    assert all(isinstance(lines[i].request, ConversionRequested) for i in (0, 2))
+    assert data.largest <= 1024 * 1024
