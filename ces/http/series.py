@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ces.domain.money import is_currency_code
+from ces.domain.money import code_as_typed, is_currency_code
 from ces.domain.series import Fluctuation, day_values, stored_targets
 from ces.events.base import decimal_text
 from ces.http.deps import DEPS, Deps
@@ -56,7 +56,7 @@ def _day(request: web.Request, name: str) -> date | web.Response:
 
 
 async def _parse(request: web.Request, deps: Deps) -> SeriesQuery | web.Response:
-    base = request.query.get("base", deps.settings.provider_base).upper()
+    base = code_as_typed(request.query.get("base", deps.settings.provider_base))
     if not is_currency_code(base):
         return problem("unknown_currency", f"{base[:16]!r} is not an ISO 4217 currency CES converts")
     start, end = _day(request, "start"), _day(request, "end")
@@ -68,7 +68,7 @@ async def _parse(request: web.Request, deps: Deps) -> SeriesQuery | web.Response
         return problem("invalid_range", f"start {start} is after end {end}")
     param = request.query.get("symbols")
     if param:
-        symbols = list(dict.fromkeys(s.strip().upper() for s in param.split(",") if s.strip()))
+        symbols = list(dict.fromkeys(code_as_typed(s.strip()) for s in param.split(",") if s.strip()))
         unknown = [s for s in symbols if not is_currency_code(s)]
         if unknown:
             return problem("unknown_currency", f"unknown currencies: {', '.join(unknown)[:200]}")

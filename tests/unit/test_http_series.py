@@ -141,6 +141,8 @@ async def test_fluctuation_per_symbol_with_the_rows_used(client: Client) -> None
         ("symbols=USD&end=2024-03-01", "invalid_request"),
         ("symbols=XXX,USD&start=2024-03-01&end=2024-03-02", "unknown_currency"),
         ("base=ABC&start=2024-03-01&end=2024-03-02", "unknown_currency"),
+        ("base=u%C5%BFd&start=2024-03-01&end=2024-03-02", "unknown_currency"),  # "\u017f".upper() == "S"
+        ("symbols=%C5%BFek&start=2024-03-01&end=2024-03-02", "unknown_currency"),
     ],
 )
 @pytest.mark.parametrize("path", ["/v1/timeseries", "/v1/fluctuation"])
