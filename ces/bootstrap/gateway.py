@@ -30,6 +30,7 @@ from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED, RATES_F
 from ces.http.app import create_app
 from ces.http.auth import QuietBadRequests
 from ces.http.deps import Deps
+from ces.http.protocol_errors import answer_protocol_errors_with_problems
 from ces.metrics import GATEWAY_PENDING, GATEWAY_RESULTS_SEEN
 from ces.services.api_keys import KeyVerifier
 from ces.services.conversion_requests import ConversionRequester
@@ -167,6 +168,7 @@ def run_gateway(settings: Settings, *, reuse_port: bool = False) -> None:
     """One gateway process. `reuse_port`: share the port with sibling processes (SO_REUSEPORT)."""
     logging.basicConfig(level=settings.log_level.upper(), format="[%(asctime)s] [%(levelname)s] %(name)s: %(message)s")
     logging.getLogger("aiohttp.server").addFilter(QuietBadRequests())
+    answer_protocol_errors_with_problems()
     web.run_app(
         build_gateway_app(settings),
         host=settings.gateway_host,

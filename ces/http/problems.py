@@ -20,6 +20,7 @@ PROBLEM_JSON = "application/problem+json"
 # code -> (HTTP status, title). The `type` of a problem is `/problems/<code>`, documented in docs/http.md.
 PROBLEMS: dict[str, tuple[int, str]] = {
     "malformed_json": (400, "The body is not a JSON object"),
+    "malformed_http_request": (400, "The HTTP request could not be parsed"),
     "invalid_request": (422, "The request is not valid"),
     "invalid_amount": (422, "The amount is not valid"),
     "unknown_currency": (422, "Unknown currency"),
