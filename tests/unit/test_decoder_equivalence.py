@@ -410,8 +410,24 @@ json_documents = st.recursive(
 )
 
 
+framed_documents = st.tuples(
+    st.sampled_from([b"", b" ", b"\n\t", b"\xef\xbb\xbf", b"\x00", b"\xa0"]),
+    json_documents.map(lambda v: _dumps(v, False)),
+    st.sampled_from([b"", b" ", b"\r\n", b"x", b"\x00", b"{}", b"]"]),
+).map(b"".join)
+
+
 @settings(max_examples=300, deadline=None)
-@given(raw=st.one_of(st.binary(max_size=200), json_documents.map(lambda v: _dumps(v, False))))
+@given(
+    raw=st.one_of(
+        st.binary(max_size=200),
+        json_documents.map(lambda v: _dumps(v, False)),
+        framed_documents,
+        st.tuples(json_documents, st.sampled_from(["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"])).map(
+            lambda t: json.dumps(t[0]).encode(t[1])
+        ),
+    )
+)
 def test_decode_agrees_on_arbitrary_bytes(raw: bytes) -> None:
     assert_same_decoding(raw)
     assert_same_decoding(raw, ConversionAudited)
@@ -458,6 +474,25 @@ NASTY_BYTES = [
     b"[" * (sys.getrecursionlimit() + 10) + b"]" * (sys.getrecursionlimit() + 10),
     b'{"event_type": "ConversionAudited", "x": ' + b"[" * 500 + b"]" * 500 + b"}",
     b'{"a": ' * 2000 + b"1" + b"}" * 2000,
+    # whitespace and text around the object, and the encoding decided by the first bytes
+    b" " + _valid_text(ConversionAudited).encode() + b"\r\n\t ",
+    _valid_text(ConversionAudited).encode() + b" x",
+    _valid_text(ConversionAudited).encode() + b"{}",
+    _valid_text(ConversionAudited).encode() + b"\x00",
+    _valid_text(ConversionAudited).encode() + b"\xa0",
+    b"\xc2\xa0" + _valid_text(ConversionAudited).encode(),
+    b"{",
+    b"{\x00",
+    b"{\x00\x00\x00",
+    b"{\x00}",
+    b"\x00{}",
+    b"{}",
+    b"{} ",
+    b"  ",
+    b"1 2",
+    b'{"a": }',
+    b'{"a": [1, }',
+    b"{\xff}",
     # a huge string and a huge amount
     _valid_text(ConversionAudited).replace("0.01", "1" * 1_000_000).encode(),
     _valid_text(ConversionAudited).replace("0.01", "0." + "1" * 62).encode(),
