@@ -1,11 +1,11 @@
 """Benchmark: CPU per event of `ces.events.registry.decode`, against the previous decoder, in one process.
 
-"previous" is `decode` itself with the previous event classes (all-Python validators for decimals and
-currency codes, the oracle kept in tests/unit/test_decoder_equivalence.py) swapped into the registry
-for its rounds, so only the validation differs. The variants run alternately, `--rounds` times `--events` decodes
-each, and the script prints the best and the median round per variant in microseconds of CPU
-(`time.thread_time`) per event: on a shared machine the best round is the least disturbed one. Also the
-JSON step and the pydantic step alone.
+"previous" is `decode` itself with, for its rounds, the previous event classes (all-Python validators for
+decimals and currency codes, the oracle kept in tests/unit/test_decoder_equivalence.py) in the registry
+and the previous JSON step (`JSONDecoder.decode` after `json.detect_encoding`). The variants run
+alternately, `--rounds` times `--events` decodes each; the script prints the best and the median round
+of each in microseconds of CPU (`time.thread_time`) per event: on a shared machine the best round is
+the least disturbed one. Also the JSON step and the pydantic step alone.
 
     python benchmarks/decode.py [--events 5000] [--rounds 15]
 """
@@ -13,6 +13,7 @@ JSON step and the pydantic step alone.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 import uuid
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from ces.events import registry
 from ces.events.base import utc_now
 from ces.events.conversions import ConversionAudited
 from ces.events.rates import RateFetched
@@ -28,6 +30,18 @@ from tests.unit.test_decoder_equivalence import ORACLES, old_decode
 
 CURRENT = dict(EVENT_TYPES)
 PREVIOUS = {event_type: oracle for event_type, (oracle, _) in ORACLES.items()}
+_CURRENT_LOADS = registry._loads
+_PREVIOUS_DECODER = json.JSONDecoder(object_pairs_hook=registry._unique_keys)
+
+
+def _previous_loads(raw: bytes | bytearray) -> Any:
+    """The JSON step before: `json.loads` with the decoder built once."""
+    return _PREVIOUS_DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+
+
+def use(previous: bool) -> None:
+    EVENT_TYPES.update(PREVIOUS if previous else CURRENT)
+    registry._loads = _previous_loads if previous else _CURRENT_LOADS
 
 
 def audit() -> bytes:
@@ -76,27 +90,28 @@ def main() -> None:
     raw_audit, raw_rate = audit(), rate()
     payload = parse_json_object(raw_audit)
     old_audit_class = ORACLES["ConversionAudited"][0]
-    # name -> (what runs, the event classes in the registry meanwhile)
-    variants: dict[str, tuple[Callable[[], Any], dict[str, Any]]] = {
-        "decode ConversionAudited (now)": (lambda: decode(raw_audit), CURRENT),
-        "decode ConversionAudited (previous)": (lambda: decode(raw_audit), PREVIOUS),
-        "decode RateFetched (now)": (lambda: decode(raw_rate), CURRENT),
-        "decode RateFetched (previous)": (lambda: decode(raw_rate), PREVIOUS),
-        "  JSON step (parse_json_object)": (lambda: parse_json_object(raw_audit), CURRENT),
-        "  ConversionAudited.model_validate (now)": (lambda: ConversionAudited.model_validate(payload), CURRENT),
-        "  ConversionAudited.model_validate (previous)": (lambda: old_audit_class.model_validate(payload), CURRENT),
+    # name -> (what runs, with the previous decoder in place)
+    variants: dict[str, tuple[Callable[[], Any], bool]] = {
+        "decode ConversionAudited (now)": (lambda: decode(raw_audit), False),
+        "decode ConversionAudited (previous)": (lambda: decode(raw_audit), True),
+        "decode RateFetched (now)": (lambda: decode(raw_rate), False),
+        "decode RateFetched (previous)": (lambda: decode(raw_rate), True),
+        "  JSON step, parse_json_object (now)": (lambda: parse_json_object(raw_audit), False),
+        "  JSON step, parse_json_object (previous)": (lambda: parse_json_object(raw_audit), True),
+        "  ConversionAudited.model_validate (now)": (lambda: ConversionAudited.model_validate(payload), False),
+        "  ConversionAudited.model_validate (previous)": (lambda: old_audit_class.model_validate(payload), False),
     }
     for raw in (raw_audit, raw_rate):  # both decoders agree on these inputs
         assert decode(raw).model_dump() == old_decode(raw).model_dump()
-    EVENT_TYPES.update(PREVIOUS)
-    assert type(decode(raw_audit)) is old_audit_class
-    EVENT_TYPES.update(CURRENT)
+    use(previous=True)
+    assert type(decode(raw_audit)) is old_audit_class and parse_json_object(raw_audit) == payload
+    use(previous=False)
     results: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.rounds):
-        for name, (fn, classes) in variants.items():
-            EVENT_TYPES.update(classes)
+        for name, (fn, previous) in variants.items():
+            use(previous)
             results[name].append(timed(fn, args.events))
-    EVENT_TYPES.update(CURRENT)
+    use(previous=False)
     print(f"us of CPU per event, {args.rounds} alternating rounds of {args.events:,} (best / median):")
     for name, values in results.items():
         print(f"  {name:48s} {min(values):6.2f} / {statistics.median(values):6.2f}")
