@@ -17,6 +17,8 @@ _CODE = re.compile(r"[A-Z]{3}")
 # a trailing newline through.
 DECIMAL_PATTERN = r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 _DECIMAL_TEXT = re.compile(DECIMAL_PATTERN)
+# Longer decimal text is refused (no rate or amount needs it; it bounds the work of a hostile value).
+MAX_DECIMAL_TEXT = 64
 # The same text as a JSON Schema pattern (ECMA 262, searched, so anchored; ECMA `$` is the end of input).
 DECIMAL_SCHEMA_PATTERN = f"^(?:{DECIMAL_PATTERN})$"
 
@@ -78,7 +80,7 @@ def is_currency_code(code: str) -> bool:
     return True
 
 
-def parse_decimal(text: str, *, max_length: int = 64) -> Decimal:
+def parse_decimal(text: str, *, max_length: int = MAX_DECIMAL_TEXT) -> Decimal:
     """Exact Decimal from plain decimal text ("1.0712"); anything else raises InvalidDecimal."""
     if not isinstance(text, str):
         raise InvalidDecimal(f"expected a decimal string, got {type(text).__name__}")

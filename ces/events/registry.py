@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -48,12 +50,37 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 # Built once: `json.loads(raw, object_pairs_hook=...)` builds a new decoder on every call (a tenth of the
 # replay's decoding time). `_loads` is `json.loads` step for step: the same encoding detection, the same
-# `surrogatepass` decoding, the same decoder, so it accepts and refuses exactly the same bytes.
+# `surrogatepass` decoding, the same scanner and the same errors around it, so it accepts and refuses
+# exactly the same bytes (tests/unit/test_decoder_equivalence.py compares it with `json.loads`).
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]  # untyped
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # json.decoder.WHITESPACE: JSON's four whitespace characters
+
+
+def _after_whitespace(text: str, at: int) -> int:
+    match = _WHITESPACE.match(text, at)
+    assert match is not None  # `*` matches the empty string too
+    return match.end()
 
 
 def _loads(raw: bytes | bytearray) -> Any:
-    return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    # `json.detect_encoding` answers "utf-8" for every text starting `{` and then a non-zero byte (no BOM
+    # starts with `{`; a zero second byte means UTF-16/32): an event, almost always. Asked otherwise.
+    if raw[:1] == b"{" and raw[1:2] != b"\x00":
+        text = raw.decode("utf-8", "surrogatepass")
+    else:
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+    # `JSONDecoder.decode` and `raw_decode` inlined: the same whitespace rule, the same two errors.
+    start = 0 if text[:1] == "{" else _after_whitespace(text, 0)
+    try:
+        value, end = _SCAN(text, start)
+    except StopIteration as err:
+        raise json.JSONDecodeError("Expecting value", text, err.value) from None
+    if end != len(text):
+        end = _after_whitespace(text, end)
+        if end != len(text):
+            raise json.JSONDecodeError("Extra data", text, end)
+    return value
 
 
 @functools.cache

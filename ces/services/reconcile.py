@@ -90,7 +90,8 @@ def request_id_of(raw: bytes | None) -> UUID | None:
     return UUID(bytes=key) if key is not None else None
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+# re.ASCII: a str pattern's `\d` is any Unicode digit ("١٢h" read as 12 hours); `\s` any Unicode space.
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw])\s*$", re.ASCII)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 

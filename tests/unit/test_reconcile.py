@@ -235,7 +235,8 @@ def test_parse_since() -> None:
     assert parse_since("2026-01-01T00:00:00Z") == datetime(2026, 1, 1, tzinfo=UTC)
     assert parse_since("2026-01-01T02:00:00+02:00") == datetime(2026, 1, 1, tzinfo=UTC)
     assert parse_since("2026-01-01") == datetime(2026, 1, 1, tzinfo=UTC)
-    for bad in ("yesterday", "2026-01-01T00:00:00", "15 minutes", "-2h"):
+    # Unicode digits and spaces are not ASCII ones: "١٢h" (Arabic-Indic) was once read as 12 hours.
+    for bad in ("yesterday", "2026-01-01T00:00:00", "15 minutes", "-2h", "١٢h", "１２m", "2\u2003h", "٢٠٢٦-01-01"):
         with pytest.raises(ValueError, match=r"offset|duration"):
             parse_since(bad)
 
