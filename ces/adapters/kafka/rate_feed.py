@@ -16,24 +16,13 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ces.adapters.kafka.connection import KafkaConnection
-from ces.domain.rates import Rate
+from ces.adapters.kafka.tail import tail_from_now
 from ces.events.rates import RateFetched
 from ces.events.registry import UndecodableEvent, decode
+from ces.projections.rate_rows import rate_of
 from ces.services.live_rates import RateBroadcast
 
 log = logging.getLogger(__name__)
-
-
-def rate_of(event: RateFetched) -> Rate:
-    return Rate(
-        rate_id=event.rate_id,
-        base_currency=event.base_currency,
-        target_currency=event.target_currency,
-        rate_value=event.rate_value,
-        provider_name=event.provider_name,
-        published_at=event.published_at,
-        fetched_at=event.fetched_at,
-    )
 
 
 class RateFeed:
@@ -49,16 +38,7 @@ class RateFeed:
         partitions = [TopicPartition(self.topic, p) for p in sorted(await partitions_for(self.topic))]
         if not partitions:
             raise RuntimeError(f"topic {self.topic} not found; has `cesdev up` or a worker created it?")
-        consumer = AIOKafkaConsumer(**self.kafka.kwargs(), enable_auto_commit=False, group_id=None)
-        await consumer.start()
-        try:
-            consumer.assign(partitions)
-            await consumer.seek_to_end(*partitions)
-            for tp in partitions:  # the end offsets now: a rate landing after start is never missed
-                await consumer.position(tp)
-        except BaseException:
-            await consumer.stop()
-            raise
+        consumer = await tail_from_now(self.kafka, partitions)
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(consumer), name="rate-feed")
 

@@ -24,6 +24,7 @@ from uuid import UUID
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ces.adapters.kafka.connection import KafkaConnection
+from ces.adapters.kafka.tail import tail_from_now
 from ces.events.conversions import ConversionAudited, ConversionRejected
 from ces.events.registry import UndecodableEvent, decode
 from ces.services.ports import REPUBLISHED_HEADER, Reply, TooManyPending
@@ -55,19 +56,14 @@ class ReplyRouter:
 
     async def start(self, partitions_for: Callable[[str], Awaitable[set[int]]]) -> None:
         """`partitions_for`: the producer's metadata lookup (it waits for the topic's metadata)."""
-        consumer = AIOKafkaConsumer(**self.kafka.kwargs(), enable_auto_commit=False, group_id=None)
-        await consumer.start()
         partitions = []
         for topic in self.topics:
             for partition in sorted(await partitions_for(topic)):
                 partitions.append(TopicPartition(topic, partition))
         if not partitions:
-            await consumer.stop()
             raise RuntimeError(f"result topics {self.topics} not found; has `cesdev up` or a worker created them?")
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        for tp in partitions:  # resolve the end offsets now, before any request is accepted
-            await consumer.position(tp)
+        # The end offsets are resolved before any request is accepted: no result can precede its waiter.
+        consumer = await tail_from_now(self.kafka, partitions)
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(consumer), name="reply-router")
 

@@ -39,6 +39,18 @@ def revoked_among(conn: Connection, ids: list[UUID]) -> set[UUID]:
     return set(conn.execute(select(r.rate_id).where(r.rate_id.in_(ids))).scalars())
 
 
+def pivot_rows_in(pivot: str, targets: set[str], start: date, end: date) -> tuple[ColumnElement[bool], ...]:
+    """The conditions "a non-revoked `pivot -> X` row, X in `targets`, published on a UTC day in [start, end]"."""
+    t = exchange_rate.c
+    return (
+        t.base_currency == pivot,
+        t.target_currency.in_(sorted(targets)),
+        t.published_at >= _instant(start),
+        t.published_at < _instant(end + timedelta(days=1)),
+        not_revoked(t.id),
+    )
+
+
 def latest_query(base: str, target: str, at: datetime | None = None) -> Select[Any]:
     """The pair's rows, newest first, revoked rows left out (so a revocation falls back to the previous row)."""
     t = exchange_rate.c
@@ -112,11 +124,7 @@ class RateRepository:
         query = (
             select(t.target_currency, func.min(t.published_at), func.max(t.published_at))
             .where(
-                t.base_currency == pivot,
-                t.target_currency.in_(sorted(targets)),
-                t.published_at >= _instant(start),
-                t.published_at < _instant(end + timedelta(days=1)),
-                not_revoked(t.id),
+                *pivot_rows_in(pivot, targets, start, end),
             )
             .group_by(t.target_currency)
         )
@@ -267,11 +275,7 @@ def daily_rows(
     query = (
         select(*columns)
         .where(
-            t.base_currency == pivot,
-            t.target_currency.in_(sorted(targets)),
-            t.published_at >= _instant(start),
-            t.published_at < _instant(end + timedelta(days=1)),
-            not_revoked(t.id),
+            *pivot_rows_in(pivot, targets, start, end),
         )
         .order_by(order, t.fetched_at)
     )
