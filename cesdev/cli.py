@@ -126,6 +126,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         state = apps.start(settings, app)
         print(f"  {app.name:<9} {state:<16} log: {app.log_file(settings)}")
     print(f"  rates     {_wait_for_rates(settings)}")
+    print(f"  history   {_load_history(settings)}")
     print(f"CES is up in {time.monotonic() - started:.1f}s. Logs: {settings.stack_dir}/logs/. Stop: cesdev down")
     return 0
 
@@ -150,6 +151,31 @@ def _wait_for_rates(settings: Settings, timeout: float = 60.0) -> str:
         return f"none yet after {timeout:.0f}s: see {settings.stack_dir}/logs/worker.log (provider reachable?)"
     finally:
         engine.dispose()
+
+
+# The bundled ECB history holds ~222,000 rows; fewer than this means it was never loaded.
+HISTORY_ROWS = 200_000
+
+
+def _load_history(settings: Settings) -> str:
+    """The 27 years of bundled ECB rates, for conversions at a past date, time series and the dashboard's
+    chart: backfilled through Kafka in the background when the rate table lacks them (about a minute)."""
+    from ces.adapters.postgres.rate_store import RateRepository
+    from ces.bootstrap import build_engine
+    from cesdev.stack import apps, process, secrets
+
+    engine = build_engine(secrets.with_credentials(settings, "admin"))
+    try:
+        count = RateRepository(engine).count()
+    finally:
+        engine.dispose()
+    backfill = apps.history_backfill()
+    if count >= HISTORY_ROWS:
+        return f"{count:,} rate rows: the bundled ECB history (1999 on) is loaded"
+    if process.running_pid(backfill.pid_file(settings)) is None:
+        apps.launch(settings, backfill)
+    log = backfill.log_file(settings)
+    return f"loading the bundled ECB history (1999 on) in the background, about a minute; log: {log}"
 
 
 def _dev_key(settings: Settings) -> str:

@@ -42,12 +42,7 @@ def start(settings: Settings, app: AppProcess, *, timeout: float = 120.0) -> str
         return "already running"
     log = app.log_file(settings)
     offset = log.stat().st_size if log.exists() else 0
-    # Unbuffered, so the ready marker reaches the log file as soon as it is printed.
-    credentials = secrets.process_env(settings, app.role) if app.role else {}
-    # No credential of the calling shell (a developer's admin ones, say) reaches the process: only its role's.
-    inherited = {k: v for k, v in os.environ.items() if not (k.startswith("CES_") and _is_credential(k))}
-    env = {**inherited, **credentials, "PYTHONUNBUFFERED": "1"}
-    process.spawn(app.argv, pid_file=pid_file, log_file=log, env=env)
+    launch(settings, app)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with open(log, "rb") as f:
@@ -58,6 +53,22 @@ def start(settings: Settings, app: AppProcess, *, timeout: float = 120.0) -> str
             raise StackError(f"{app.name} exited during start-up; see {log}")
         time.sleep(0.2)
     raise StackError(f"{app.name} was not ready within {timeout:.0f}s; see {log}")
+
+
+def launch(settings: Settings, app: AppProcess) -> None:
+    """Start `app` in the background with its role's credentials, without waiting for it."""
+    credentials = secrets.process_env(settings, app.role) if app.role else {}
+    # No credential of the calling shell (a developer's admin ones, say) reaches the process: only its role's.
+    inherited = {k: v for k, v in os.environ.items() if not (k.startswith("CES_") and _is_credential(k))}
+    # Unbuffered, so a ready marker reaches the log file as soon as it is printed.
+    env = {**inherited, **credentials, "PYTHONUNBUFFERED": "1"}
+    process.spawn(app.argv, pid_file=app.pid_file(settings), log_file=app.log_file(settings), env=env)
+
+
+def history_backfill() -> AppProcess:
+    """`ces rates backfill` of the bundled ECB history (1999 on), as the worker principal (only it may write
+    `rates-fetched`). One-shot; idempotent (deterministic rate ids), so a rerun adds nothing."""
+    return AppProcess("backfill", (sys.executable, "-m", "ces", "rates", "backfill"), "", role="worker")
 
 
 def _is_credential(name: str) -> bool:
