@@ -172,9 +172,13 @@ def _load_history(settings: Settings) -> str:
     backfill = apps.history_backfill()
     if count >= HISTORY_ROWS:
         return f"{count:,} rate rows: the bundled ECB history (1999 on) is loaded"
+    log = backfill.log_file(settings)
+    if log.exists() and b"RateFetched events produced" in log.read_bytes():
+        # Produced already: the worker is still projecting it. Producing it again would add nothing but a
+        # second copy of 222,000 events to the topic.
+        return f"{count:,} rate rows so far: the worker is projecting the bundled ECB history ({log})"
     if process.running_pid(backfill.pid_file(settings)) is None:
         apps.launch(settings, backfill)
-    log = backfill.log_file(settings)
     return f"loading the bundled ECB history (1999 on) in the background, about a minute; log: {log}"
 
 
