@@ -159,7 +159,7 @@ HISTORY_ROWS = 200_000
 
 def _load_history(settings: Settings) -> str:
     """The 27 years of bundled ECB rates, for conversions at a past date, time series and the dashboard's
-    chart: backfilled through Kafka in the background when the rate table lacks them (about a minute)."""
+    chart: backfilled through Kafka in the background when the rate table lacks them (a few minutes)."""
     from ces.adapters.postgres.rate_store import RateRepository
     from ces.bootstrap import build_engine
     from cesdev.stack import apps, process, secrets
@@ -179,7 +179,7 @@ def _load_history(settings: Settings) -> str:
         return f"{count:,} rate rows so far: the worker is projecting the bundled ECB history ({log})"
     if process.running_pid(backfill.pid_file(settings)) is None:
         apps.launch(settings, backfill)
-    return f"loading the bundled ECB history (1999 on) in the background, about a minute; log: {log}"
+    return f"loading the bundled ECB history (1999 on) in the background (a few minutes); log: {log}"
 
 
 def _dev_key(settings: Settings) -> str:
