@@ -16,15 +16,15 @@ shorter wait bought no latency and cost idle CPU (measured, docs/http.md).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from ces.adapters.kafka.connection import KafkaConnection
-from ces.adapters.kafka.tail import tail_from_now
+from ces.adapters.kafka.tail import TailReader
 from ces.events.conversions import ConversionAudited, ConversionRejected
 from ces.events.registry import UndecodableEvent, decode
 from ces.services.ports import REPUBLISHED_HEADER, Reply, TooManyPending
@@ -32,17 +32,17 @@ from ces.services.ports import REPUBLISHED_HEADER, Reply, TooManyPending
 log = logging.getLogger(__name__)
 
 
-class ReplyRouter:
+class ReplyRouter(TailReader):
+    task_name = "reply-router"
+
     def __init__(self, kafka: KafkaConnection, topics: list[str], *, max_pending: int) -> None:
-        self.kafka = kafka
+        super().__init__(kafka)
         self.topics = topics
         self.max_pending = max_pending
         self._waiters: dict[UUID, list[asyncio.Future[Reply]]] = {}
         # Kept as a count (not summed over the waiters): `expect` checks it on every request.
         self._pending = 0
         self._freed = asyncio.Event()
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
         self.seen = 0
 
     @property
@@ -63,17 +63,10 @@ class ReplyRouter:
         if not partitions:
             raise RuntimeError(f"result topics {self.topics} not found; has `cesdev up` or a worker created them?")
         # The end offsets are resolved before any request is accepted: no result can precede its waiter.
-        consumer = await tail_from_now(self.kafka, partitions)
-        self._consumer = consumer
-        self._task = asyncio.create_task(self._run(consumer), name="reply-router")
+        await self.start_reading(partitions)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
+        await super().stop()
         for waiters in self._waiters.values():
             for fut in waiters:
                 fut.cancel()
@@ -116,28 +109,16 @@ class ReplyRouter:
         self._pending -= count
         self._freed.set()
 
-    async def _run(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
-            try:
-                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-            except Exception:
-                log.exception("reading results failed; retrying")
-                await asyncio.sleep(1)
-                continue
-            for records in batches.values():
-                for record in records:
-                    self.seen += 1
-                    if not self._waiters:
-                        continue
-                    try:
-                        self._route(record.key, record.value, record.headers)
-                    except Exception:  # whatever anyone wrote to a result topic, the reader keeps reading
-                        log.exception("skipping a result the gateway cannot read")
-
-    @property
-    def healthy(self) -> bool:
-        """False once the reading task has ended: no waiter could be resolved any more."""
-        return self._task is not None and not self._task.done()
+    def handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        for records in batches.values():
+            for record in records:
+                self.seen += 1
+                if not self._waiters:
+                    continue
+                try:
+                    self._route(record.key, record.value, record.headers)
+                except Exception:  # whatever anyone wrote to a result topic, the reader keeps reading
+                    log.exception("skipping a result the gateway cannot read")
 
     def _route(self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] = ()) -> None:
         if key is None or len(key) > 64:
