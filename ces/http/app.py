@@ -17,6 +17,7 @@ from ces.http.dashboard import DASHBOARD_ROUTES
 from ces.http.deps import DEPS, Deps
 from ces.http.live import LIVE_ROUTES
 from ces.http.problems import Handler, problems_middleware
+from ces.http.query_params import query_params_middleware
 from ces.http.quotes import QUOTE_ROUTES
 from ces.http.routes import ROUTES
 from ces.http.series import SERIES_ROUTES
@@ -40,7 +41,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 def create_app(settings: Settings, open_deps: OpenDeps) -> web.Application:
     app = web.Application(
         client_max_size=settings.gateway_max_body_bytes,
-        middlewares=[metrics_middleware, problems_middleware, auth_middleware],
+        middlewares=[metrics_middleware, problems_middleware, auth_middleware, query_params_middleware],
     )
 
     async def deps_ctx(app: web.Application) -> AsyncIterator[None]:

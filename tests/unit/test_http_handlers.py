@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from ces.events.conversions import ConversionRejected
 from ces.http.app import create_app
 from ces.http.deps import Deps
+from ces.http.query_params import declared_query_params
 from ces.services.conversion_requests import BackendUnavailable, IdempotencyConflict, ResultTimeout
 from ces.services.ports import TooManyPending
 from ces.settings import Settings
@@ -174,3 +176,35 @@ async def test_a_history_range_past_the_calendar_is_a_problem(client_for: Any) -
     client = await client_for(FakeRequester(audited))
     response = await client.get("/v1/rates/EUR/USD/history?start=9999-12-01&end=9999-12-31")
     assert response.status == 422 and (await response.json(content_type=None))["code"] == "invalid_request"
+
+
+def _concrete(template: str) -> str:
+    """A path of the template, path parameters filled with plausible values."""
+    values = {"base": "EUR", "target": "USD"}
+    return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), str(uuid.uuid4())), template)
+
+
+@pytest.mark.parametrize(
+    ("path", "method"),
+    sorted(k for k in declared_query_params() if k[1] == "GET"),
+)
+async def test_every_api_read_refuses_an_undeclared_or_repeated_query_parameter(
+    client_for: Any, path: str, method: str
+) -> None:
+    client = await client_for(FakeRequester(audited))
+    url = _concrete(path)
+    unknown = await client.get(url, params=[("limt", "10")])
+    assert unknown.status == 422 and unknown.content_type == "application/problem+json"
+    problem = await unknown.json()
+    assert problem["code"] == "invalid_request" and "limt" in problem["detail"]
+    declared = sorted(declared_query_params()[(path, method)])
+    if declared:  # two values for one name: which one would be used is a guess
+        twice = await client.get(url, params=[(declared[0], "a"), (declared[0], "b")])
+        assert twice.status == 422 and declared[0] in (await twice.json())["detail"]
+
+
+async def test_query_strings_outside_the_api_are_left_alone(client_for: Any) -> None:
+    client = await client_for(FakeRequester(audited))
+    for path in ("/healthz?_=1700000000", "/openapi.json?v=2"):
+        response = await client.get(path)
+        assert response.status == 200, path
