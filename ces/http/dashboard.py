@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 from functools import cache
-from uuid import UUID
 
 from aiohttp import web
 
 from ces.http.deps import DEPS
-from ces.http.problems import problem
+from ces.http.problems import path_uuid, problem
 from ces.http.schemas import audit_json, leg_out
 
 MAX_RECENT = 100
@@ -89,10 +88,9 @@ async def recent_conversions(request: web.Request) -> web.Response:
 
 async def get_rate_row(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    try:
-        rate_id = UUID(request.match_info["rate_id"])
-    except ValueError:
-        return problem("not_found", "no rate row with that id")
+    rate_id = path_uuid(request, "rate_id", "rate row")
+    if isinstance(rate_id, web.Response):
+        return rate_id
     found = await asyncio.to_thread(deps.rates.find, rate_id)
     if found is None:
         return problem("not_found", f"no rate row {rate_id}")

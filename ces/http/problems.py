@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
+from uuid import UUID
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
@@ -92,6 +93,14 @@ def problem(code: str, detail: str, headers: dict[str, str] | None = None, **ext
     if status == 503:
         headers = {**(headers or {}), "Retry-After": "1"}
     return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_JSON, headers=headers)
+
+
+def path_uuid(request: web.Request, name: str, what: str) -> UUID | web.Response:
+    """The path's `name` as a UUID, or the 404 for `what`: a malformed id names no resource, like an unknown one."""
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        return problem("not_found", f"no {what} with that id")
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -6,7 +6,6 @@ import asyncio
 import json
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from uuid import UUID
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -20,7 +19,7 @@ from ces.http.batch import BATCH_ROUTES
 from ces.http.conversion_input import Refusal, read_request
 from ces.http.deps import DEPS, Deps
 from ces.http.openapi import docs_html, openapi_document
-from ces.http.problems import problem
+from ces.http.problems import path_uuid, problem
 from ces.http.schemas import (
     Currencies,
     CurrencyOut,
@@ -87,10 +86,9 @@ async def post_conversion(request: web.Request) -> web.Response:
 
 async def get_conversion(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    try:
-        audit_id = UUID(request.match_info["audit_id"])
-    except ValueError:
-        return problem("not_found", "no conversion with that id")
+    audit_id = path_uuid(request, "audit_id", "conversion")
+    if isinstance(audit_id, web.Response):
+        return audit_id
     audit = await asyncio.to_thread(deps.audits.get_audit, audit_id)
     if audit is None:
         return problem("not_found", f"no conversion {audit_id}")
@@ -99,10 +97,9 @@ async def get_conversion(request: web.Request) -> web.Response:
 
 async def get_conversion_request(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    try:
-        request_id = UUID(request.match_info["request_id"])
-    except ValueError:
-        return problem("not_found", "no request with that id")
+    request_id = path_uuid(request, "request_id", "request")
+    if isinstance(request_id, web.Response):
+        return request_id
     decision = (await asyncio.to_thread(deps.audits.get, [request_id])).get(request_id)
     if decision is None:
         return problem("not_found", f"no decision for request {request_id} (yet)")

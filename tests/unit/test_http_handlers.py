@@ -208,3 +208,11 @@ async def test_query_strings_outside_the_api_are_left_alone(client_for: Any) -> 
     for path in ("/healthz?_=1700000000", "/openapi.json?v=2"):
         response = await client.get(path)
         assert response.status == 200, path
+
+
+@pytest.mark.parametrize("path", ["/v1/conversions/not-a-uuid", "/v1/conversion-requests/%E2%82%AC", "/v1/rate-rows/1"])
+async def test_a_malformed_id_in_the_path_is_a_404_problem(client_for: Any, path: str) -> None:
+    client = await client_for(FakeRequester(audited))
+    response = await client.get(path)
+    assert response.status == 404 and response.content_type == "application/problem+json"
+    assert (await response.json())["detail"].endswith("with that id")
