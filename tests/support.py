@@ -91,3 +91,40 @@ def cli(*args: str) -> list[str]:
     """The argv of `ces <args>`, or of `cesdev <args>` for the development commands (stack, simulator)."""
     module = "cesdev" if args and args[0] in DEV_COMMANDS else "ces"
     return [sys.executable, "-m", module, *args]
+
+
+# Everything that makes a schema's shape beyond its columns: constraints (with whether they are validated),
+# indexes and user triggers, each by name and definition, with the schema's own name taken out.
+_CATALOG = """
+SELECT 'constraint', t.relname, c.conname,
+    pg_get_constraintdef(c.oid) || CASE WHEN c.convalidated THEN '' ELSE ' NOT VALID' END
+FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid WHERE t.relnamespace = to_regnamespace(:s)
+UNION ALL
+SELECT 'index', t.relname, i.relname, pg_get_indexdef(i.oid) || CASE WHEN x.indisvalid THEN '' ELSE ' INVALID' END
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
+WHERE t.relnamespace = to_regnamespace(:s)
+UNION ALL
+SELECT 'trigger', t.relname, g.tgname, pg_get_triggerdef(g.oid) || ' ' || g.tgenabled::text
+FROM pg_trigger g JOIN pg_class t ON t.oid = g.tgrelid WHERE t.relnamespace = to_regnamespace(:s) AND NOT g.tgisinternal
+UNION ALL
+SELECT 'column', t.relname, a.attname,
+    format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull::text || ' ' || a.attnum::text
+FROM pg_attribute a JOIN pg_class t ON t.oid = a.attrelid
+WHERE t.relnamespace = to_regnamespace(:s) AND t.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY 1, 2, 3
+"""
+
+
+def schema_catalog(database_url: str, schema: str, *, leave_out: Sequence[str] = ()) -> list[tuple[str, ...]]:
+    """The shape of `schema` from pg_catalog (see `_CATALOG`), without the tables in `leave_out`."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text(_CATALOG), {"s": schema}).all()
+    finally:
+        engine.dispose()
+    return [
+        (kind, table, name, definition.replace(f"{schema}.", "<schema>."))
+        for kind, table, name, definition in rows
+        if table not in leave_out
+    ]

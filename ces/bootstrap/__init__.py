@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 
 import redis.asyncio as aioredis
@@ -24,7 +25,7 @@ from ces.adapters.postgres.rate_store import RateRepository
 from ces.adapters.postgres.replay_target import PostgresReplayTarget, bulk_writers
 from ces.adapters.redis.rate_cache import RateCache
 from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED, TopicSpec
-from ces.projections.replay import ProgressSink, Replay, ReplayOptions
+from ces.projections.replay import EventSource, ProgressSink, Replay, ReplayOptions, ReplayTarget
 from ces.services.conversion_requests import ConversionRequester
 from ces.services.conversions import ConversionDecider
 from ces.services.rate_lookup import RateLookup
@@ -88,8 +89,7 @@ def ensure_all_topics(settings: Settings) -> list[str]:
     )
 
 
-def build_replay(settings: Settings, options: ReplayOptions, progress: ProgressSink) -> Replay:
-    """`ces replay` on the real Kafka and PostgreSQL: audits by COPY, rates with the live worker's clock skew."""
+def _replay_parts(settings: Settings, options: ReplayOptions) -> tuple[KafkaTopicSource, PostgresReplayTarget]:
     source = KafkaTopicSource(
         kafka_connection(settings), batch_size=options.batch_size, topic_prefix=settings.topic_prefix
     )
@@ -99,7 +99,31 @@ def build_replay(settings: Settings, options: ReplayOptions, progress: ProgressS
         options.target_schema,
         writers=bulk_writers(timedelta(seconds=settings.max_clock_skew_seconds)),
     )
-    return Replay(options, source, target, progress, topic_prefix=settings.topic_prefix)
+    return source, target
+
+
+@dataclass(frozen=True)
+class ReplayWorkerParts:
+    """`--jobs`: builds a worker process's own source and target there (picklable: settings and options)."""
+
+    settings: Settings
+    options: ReplayOptions
+
+    def __call__(self) -> tuple[EventSource, ReplayTarget]:
+        return _replay_parts(self.settings, self.options)
+
+
+def build_replay(settings: Settings, options: ReplayOptions, progress: ProgressSink) -> Replay:
+    """`ces replay` on the real Kafka and PostgreSQL: audits by COPY, rates with the live worker's clock skew."""
+    source, target = _replay_parts(settings, options)
+    return Replay(
+        options,
+        source,
+        target,
+        progress,
+        topic_prefix=settings.topic_prefix,
+        workers=ReplayWorkerParts(settings, options),
+    )
 
 
 @asynccontextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 from typing import Any
 
@@ -46,6 +47,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                 restart=args.restart,
                 batch_size=args.batch_size,
                 max_events=args.max_events,
+                jobs=args.jobs if args.jobs is not None else (os.cpu_count() or 1),
             )
             progress: RichProgress | LogProgress = RichProgress(console) if tty else LogProgress()
             with progress:
@@ -99,5 +101,12 @@ def add_parsers(sub: Any) -> None:
     replay.add_argument("--max-diffs", type=int, default=20, help="differing rows to show per table")
     replay.add_argument("--swap", action="store_true", help="promote the target to the live schema's name")
     replay.add_argument("--batch-size", type=int, default=5000, help="events per batch (one transaction)")
+    replay.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="processes for the audit phase, each a group of partitions (default: the CPU count, at most one "
+        "per partition)",
+    )
     replay.add_argument("--max-events", type=int, default=None, help=argparse.SUPPRESS)  # tests: stop early
     replay.set_defaults(func=cmd_replay)

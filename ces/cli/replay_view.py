@@ -134,6 +134,11 @@ def report_lines(report: ReplayReport, topic_prefix: str) -> list[str]:
     if skipped:
         detail = "; ".join(f"{topic} {reason}: {n}" for (topic, reason), n in sorted(skipped.items()))
         lines.append(f"  undecodable messages skipped: {sum(skipped.values())} ({detail})")
+    if report.deferred or report.restored:
+        lines.append(
+            f"  constraints: {report.deferred} foreign keys and indexes deferred for the load, "
+            f"{report.restored} added back and validated in {report.restore_seconds:.1f}s"
+        )
     if report.rows:
         lines.append("  rows in target: " + ", ".join(f"{t} {n:,}" for t, n in report.rows.items()))
     rate = report.events / report.seconds if report.seconds else 0.0

@@ -19,6 +19,7 @@ from ces.adapters.postgres import migrate
 from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.bulk_audit import copy_decisions
 from ces.adapters.postgres.rate_projector import RateProjector
+from ces.adapters.postgres.replay_constraints import defer, restore
 from ces.adapters.postgres.verify import PROJECTION_TABLES, quote_ident
 from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW
 from ces.events.base import Event
@@ -200,6 +201,12 @@ class PostgresReplayTarget:
             create_checkpoint_table(conn, target)
         migrate.upgrade(self.database_url, schema=target)
         return CHECKPOINT_TABLE in tables
+
+    def defer_constraints(self) -> int:
+        return defer(self.engine)
+
+    def restore_constraints(self) -> int:
+        return restore(self.engine)
 
     def has_rates(self) -> bool:
         with self.engine.connect() as conn:

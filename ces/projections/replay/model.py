@@ -72,6 +72,7 @@ class ReplayOptions:
     restart: bool = False
     batch_size: int = 5000
     max_events: int | None = None  # stop after about this many events (tests: a deterministic interruption)
+    jobs: int = 1  # processes for the audit phase, each a group of partitions (parallel.py)
 
 
 @dataclass
@@ -94,6 +95,9 @@ class ReplayReport:
     phases: list[PhaseReport] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    deferred: int = 0  # foreign keys and indexes dropped for the load of a fresh target
+    restored: int = 0  # ... and added back at the end (by this run)
+    restore_seconds: float = 0.0
 
     @property
     def complete(self) -> bool:

@@ -26,6 +26,7 @@ from ces.projections.replay.model import (
     ReplayReport,
     check_schema_name,
 )
+from ces.projections.replay.parallel import WorkerFactory, partition_groups, run_workers
 from ces.projections.replay.ports import EventSource, ProgressSink, ReplayTarget
 
 log = logging.getLogger(LOGGER)
@@ -40,12 +41,14 @@ class Replay:
         progress: ProgressSink,
         *,
         topic_prefix: str = "",
+        workers: WorkerFactory | None = None,
     ) -> None:
         self.options = options
         self.source = source
         self.target = target
         self.progress = progress
         self.prefix = topic_prefix
+        self.workers = workers  # builds a worker process's own source and target (--jobs); None: one process
         self.read = 0
 
     def run(self) -> ReplayReport:
@@ -65,7 +68,15 @@ class Replay:
                         "replay --projection rates (or all) into it first"
                     )
                 report = ReplayReport(target, self.options.live_schema, resumed)
+                if not resumed and "audit" in PROJECTIONS[self.options.projection]:
+                    # A fresh target: no per-row foreign-key work while loading; added back at the end.
+                    report.deferred = self.target.defer_constraints()
                 asyncio.run(self._replay(report))
+                if report.complete:
+                    # Also on a resumed run: whatever an earlier, interrupted run left deferred.
+                    began = time.monotonic()
+                    report.restored = self.target.restore_constraints()
+                    report.restore_seconds = time.monotonic() - began
                 report.rows = self.target.count_rows(self.options.projection)
         finally:
             self.target.close()
@@ -143,7 +154,6 @@ class Replay:
         report: PhaseReport,
     ) -> None:
         started = time.monotonic()
-        expected = {self.prefix + spec.name: cls for spec, cls in phase.sources}
         position = await self._starts(source, phase, tps, ends, saved, report)
         first_time = {tp: offset for tp, offset in position.items() if tp not in saved}
         if first_time:
@@ -152,6 +162,38 @@ class Replay:
             await asyncio.to_thread(self.target.save_checkpoints, first_time)
         pending = [tp for tp in tps if position[tp] < ends[tp]]
         self.progress.begin(phase.name, sum(ends[tp] - position[tp] for tp in pending))
+        groups = partition_groups({tp: ends[tp] - position[tp] for tp in pending}, self._jobs(phase))
+        if len(groups) > 1 and self.workers is not None:
+            work = functools.partial(
+                run_workers, self.workers, self.options, self.prefix, phase.name, groups, position, ends
+            )
+            await asyncio.to_thread(work, report, self.progress)
+            pending = []  # run_workers raised otherwise
+        else:
+            pending = await self.load(source, phase, pending, position, ends, report)
+        report.complete = not pending
+        report.seconds = time.monotonic() - started
+        self.progress.end(phase.name)
+
+    def _jobs(self, phase: Phase) -> int:
+        # --max-events is a test hook with an exact budget: one process keeps it exact.
+        if phase.name != "audit" or self.options.max_events is not None:
+            return 1
+        return self.options.jobs
+
+    async def load(
+        self,
+        source: EventSource,
+        phase: Phase,
+        pending: list[Partition],
+        position: dict[Partition, int],
+        ends: dict[Partition, int],
+        report: PhaseReport,
+    ) -> list[Partition]:
+        """Read `pending` from `position` up to `ends`, writing batches with their checkpoints; returns the
+        partitions not finished (only --max-events stops early)."""
+        expected = {self.prefix + spec.name: cls for spec, cls in phase.sources}
+        pending = list(pending)
         source.seek({tp: position[tp] for tp in pending})  # replaces the previous phase's partitions
         budget = self.options.max_events
         # One batch in flight: while a worker thread writes batch N (the database driver releases the GIL
@@ -197,9 +239,7 @@ class Replay:
         finally:
             if writing is not None and not writing.done():
                 await asyncio.wait([writing])  # leaving early (an error, Ctrl-C): let the batch finish
-        report.complete = not pending
-        report.seconds = time.monotonic() - started
-        self.progress.end(phase.name)
+        return pending
 
     @staticmethod
     def _decode(
