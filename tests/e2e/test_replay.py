@@ -35,11 +35,12 @@ from ces.services.rate_fetching import quote_events
 from ces.services.rate_providers import ProviderQuote
 from ces.settings import Settings
 from tests.e2e.conftest import RunningProcess, free_port, in_schema, poll
-from tests.support import produce, redis_admin_dsn
+from tests.support import produce, redis_admin_dsn, schema_catalog
 
 RATES = {"USD": "1.0892", "JPY": "161.87", "GBP": "0.85713", "KWD": "0.33421", "NGN": "1745.1234"}
 MINOR = {"EUR": 2, "USD": 2, "JPY": 0, "GBP": 2, "KWD": 3, "NGN": 2}
 TABLES = PROJECTION_TABLES["all"]  # the rate projection owns exchange_rate_revocation too
+BOOKKEEPING = ("replay_checkpoint", "replay_deferred")  # a replay target's own tables
 CONVERSIONS = 10_000  # enough audit batches for a SIGKILL to land in the middle of a replay
 REJECTED = {"no_rate": ("USD", "CHF", "1.00"), "unsupported_pair": ("USD", "USD", "1.00")}
 
@@ -264,6 +265,10 @@ def test_replay_rebuilds_the_live_tables_and_verify_passes(deployment: Deploymen
     assert result.returncode == 0, result.stdout + result.stderr
     assert d.counts(target) == live_before
     assert result.stdout.count(" equal ") == len(TABLES), result.stdout
+    # Loaded without the audit tables' foreign keys and secondary index, finished with exactly the migrated
+    # schema: every constraint (validated), index and insert-only trigger, by name and definition.
+    assert "5 foreign keys and indexes deferred for the load, 5 added back" in result.stdout, result.stdout
+    assert schema_catalog(d.settings.migration_database_dsn, target, leave_out=BOOKKEEPING) == live_catalog(d)
     # One bad message on rates-fetched, one on conversions-audited: counted, skipped, reported.
     assert "undecodable messages skipped: 2" in result.stdout, result.stdout
     # The topic holds the duplicate result (and the poison message); the table holds one row per request.
@@ -285,7 +290,8 @@ def test_replaying_again_or_from_scratch_gives_the_same_tables(deployment: Deplo
     assert "audit: 0 events read" in again.stdout
     assert d.summaries(target) == first
 
-    restarted = d.replay("--target-schema", target, "--restart")  # everything again, into a new schema
+    # Everything again, into a new schema, in one process (the default is a process per core).
+    restarted = d.replay("--target-schema", target, "--restart", "--jobs", "1")
     assert restarted.returncode == 0, restarted.stderr
     assert "(fresh;" in restarted.stdout
     assert d.summaries(target) == first
@@ -354,13 +360,24 @@ def test_a_killed_replay_resumes_to_identical_tables(deployment: Deployment, tar
     done = d.checkpoint_progress(target, "conversions-audited")
     assert 0 < done < audited_total  # killed in the middle of the audit phase
     assert 0 < d.counts(target)["conversion_audit"] < d.counts(d.schema)["conversion_audit"]
+    # A fresh target loads without the audit tables' foreign keys and secondary index: not there yet.
+    with d.admin.connect() as conn:
+        deferred = conn.execute(text(f'SELECT count(*) FROM "{target}".replay_deferred')).scalar_one()
+    assert deferred == 5
+    assert schema_catalog(d.settings.migration_database_dsn, target, leave_out=BOOKKEEPING) != live_catalog(d)
 
     resumed = d.replay("--target-schema", target, "--verify")
 
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resumed from its checkpoint" in resumed.stdout
+    assert "5 added back and validated" in resumed.stdout, resumed.stdout
+    assert schema_catalog(d.settings.migration_database_dsn, target, leave_out=BOOKKEEPING) == live_catalog(d)
     assert d.counts(target) == d.counts(d.schema)
     assert d.summaries(target) == d.summaries(d.schema)
+
+
+def live_catalog(d: Deployment) -> list[tuple[str, ...]]:
+    return schema_catalog(d.settings.migration_database_dsn, d.schema)
 
 
 def test_max_events_stops_early_and_a_rerun_completes(deployment: Deployment, target: str) -> None:

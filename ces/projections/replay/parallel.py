@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import queue as queues
+import resource
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -109,7 +110,8 @@ def _worker(
         finally:
             target.close()
         report.complete = not left
-        queue.put((worker, "done", report))
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        queue.put((worker, "done", (report, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)))
     except BaseException as exc:  # reported to the parent, which fails the replay with it
         queue.put((worker, "failed", f"{type(exc).__name__}: {exc}"))
         raise SystemExit(1) from None
@@ -161,7 +163,11 @@ def run_workers(
                 progress.advance(phase_name, int(value))
             elif kind == "done":
                 done.add(worker)
-                _merge(report, value)
+                part, cpu, rss = value
+                _merge(report, part)
+                log.info(
+                    "%s worker %d: %d events, CPU %.1fs, peak RSS %.0f MiB", phase_name, worker, part.events, cpu, rss
+                )
             else:
                 failure = f"worker {worker}: {value}"
     finally:
