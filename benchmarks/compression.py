@@ -149,7 +149,9 @@ async def main_async(args: argparse.Namespace) -> None:
     admin = AIOKafkaAdminClient(**kafka_kwargs(settings.kafka_bootstrap))
     await admin.start()
     codecs = args.codecs.split(",")
-    topics = [f"{prefix}{codec}" for codec in codecs] + [f"{prefix}{codec}-trickle" for codec in codecs]
+    # A codec may be listed more than once (alternate rounds): each round has its own topics.
+    names = [f"{prefix}{i}-{codec}" for i, codec in enumerate(codecs)]
+    topics = names + [f"{name}-trickle" for name in names]
     try:
         await admin.create_topics([NewTopic(t, args.partitions, 1) for t in topics])
         print(
@@ -157,8 +159,7 @@ async def main_async(args: argparse.Namespace) -> None:
             f"{'produce CPU us/event':>20} | {'1/batch events/s':>16} | {'read+decode events/s':>20} | "
             f"{'read+decode CPU us/event':>24}"
         )
-        for codec in codecs:
-            topic = prefix + codec
+        for codec, topic in zip(codecs, names, strict=True):
             produced = await produce(settings, topic, codec, events, args.trickle)
             read_s, read_cpu = await read(settings, topic, args.partitions, len(events))
             disk = on_disk(settings, topic) / len(events)

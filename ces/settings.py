@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     kafka_username: str = ""
     kafka_password: SecretStr = SecretStr("")
     kafka_ssl_cafile: Path | None = None  # SASL_SSL: the CA that signed the brokers' certificates
+    # What CES's producers compress their batches with (docs/replay.md, "Compression"): zstd made the kept-
+    # forever audit topic about 5 times smaller for ~5 us of producer CPU per event, and reads no slower.
+    kafka_compression: Literal["none", "gzip", "lz4", "zstd"] = "zstd"
     # The application role (worker, gateway): SELECT/INSERT on the insert-only tables, nothing more.
     database_url: str = "postgresql+psycopg2://ces_app@127.0.0.1:15432/ces"
     database_password: SecretStr = SecretStr("")
