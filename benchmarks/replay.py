@@ -10,7 +10,8 @@ a subprocess, start to exit, and prints:
 
 - events/s end to end, and each phase's own events/s (from the replay's report);
 - a raw `COPY` of the same rows into empty tables of the same shape, in the same run, and the ratio;
-- the replay process's peak RSS and CPU time (`getrusage(RUSAGE_CHILDREN)` after it exited);
+- the replay's peak RSS (of its largest process) and CPU time (`getrusage(RUSAGE_CHILDREN)` after it
+  exited), and with `--jobs` > 1 each audit worker's CPU and peak RSS (from the replay's log);
 - how long `--verify-only` takes over those rows (the target compared with itself);
 - bytes per event on disk for both topics (the local stack's segment files, uncompressed as CES produces
   them), bytes per 1M events, and what gzip on 1,000-event batches would make of the audits.
@@ -18,6 +19,7 @@ a subprocess, start to exit, and prints:
 Needs the stack (`cesdev stack up`). Cleans up its schema and topics unless `--keep`.
 
     python benchmarks/replay.py [--events 1000000] [--partitions 4] [--rate-days 30] [--keep]
+        [--jobs N] [--compression none|gzip|lz4|zstd] [--no-verify]
 """
 
 from __future__ import annotations

@@ -24,9 +24,10 @@ Rules:
   rate: the live worker dead-letters them) are counted as refused and skipped the same way.
 - Revocations (`RateRevoked` on `rates-fetched`) are applied in topic order like the rates they name.
 
-The orchestration (`run.py`) and its vocabulary (`model.py`) know no driver: they talk to the Protocols in
-`ports.py`. The adapters are `ces/adapters/kafka/topic_source.py` and `ces/adapters/postgres/replay_target.py`,
-the terminal views `ces/cli/replay_view.py`; `ces.bootstrap.build_replay` wires them.
+The orchestration (`run.py`, and `parallel.py` for `--jobs`) and its vocabulary (`model.py`) know no
+driver: they talk to the Protocols in `ports.py`. The adapters are `ces/adapters/kafka/topic_source.py`,
+`ces/adapters/postgres/replay_target.py` and `replay_constraints.py`, the terminal views
+`ces/cli/replay_view.py`; `ces.bootstrap.build_replay` wires them.
 """
 
 from ces.projections.replay.model import (
