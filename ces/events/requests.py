@@ -19,6 +19,7 @@ from ces.domain.as_of import AsOfError, parse_as_of, read_as_of
 from ces.domain.conversion import Rejection, RejectionReason, ValidRequest, validate
 from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW
 from ces.events.base import utc_now
+from ces.events.canonical import layout_of
 from ces.events.conversions import CONVERSION_NAMESPACE, ConversionRequested
 from ces.events.registry import UndecodableEvent, parse_json_object
 
@@ -29,6 +30,7 @@ CURRENT_VERSION: int = ConversionRequested.model_fields["schema_version"].defaul
 # v1 (before `requested_by`) is still what most producers send: a v1 request is a v3 one without a key and
 # without `as_of`; a v2 one, without `as_of`.
 SUPPORTED_VERSIONS = frozenset(range(1, CURRENT_VERSION + 1))
+_CANONICAL = layout_of(ConversionRequested)
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,8 @@ def parse_request(
         if request_id is None:
             raise UndecodableEvent("oversized", f"{len(raw)} bytes, more than {MAX_REQUEST_BYTES}")
         return _rejected(request_id, timestamp_ms, RejectionReason.INVALID_REQUEST, "request too large")
-    payload = parse_json_object(raw)
+    # The gateway's requests are in the canonical layout: read as `json` reads them, without its scanner.
+    payload = (_CANONICAL.payload(raw) if _CANONICAL and type(raw) is bytes else None) or parse_json_object(raw)
     request_id = _uuid(payload.get("request_id"))
     if request_id is None:
         raise UndecodableEvent("invalid_request_id", "request_id is missing or not a UUID")
