@@ -263,10 +263,10 @@ class Layout:
             return None
         try:
             converted = self.native.validate_python(found.groups())
-        except Exception:  # noqa: BLE001  # whatever a converter refuses is declined: the full decoder decides
+        except Exception:  # whatever a converter refuses is declined: the full decoder decides
             return None
         values = self.template.copy()
-        values.update(zip(self.names, converted))
+        values.update(zip(self.names, converted, strict=True))
         # What `model_validate` sets for an input with every field (pydantic-core makes it without
         # `__init__` too). The model's own validator cannot be given other field schemas: pydantic-core
         # reuses a class's prebuilt validator for its model schema.
