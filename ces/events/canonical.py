@@ -86,8 +86,18 @@ def _str(text: str) -> str:
 # value whose schema refuses every text with a `\\` or a control character: then `json` would have read
 # the same text, or refused it.
 _ANY_TEXT = '[^"]*'
+
+
+def _json_text(text: str) -> str:
+    """Any text between two quotes as `json` reads it: escapes, and a control character refused."""
+    value = _scanstring(text + '"', 0)[0]
+    if _SURROGATE.search(value):
+        raise ValueError("surrogate")
+    return value
+
+
 # The full decoder's own UUID schema: any text it takes (upper case, braces, no hyphens) gives the same UUID.
-_UUID = _Kind(_ANY_TEXT, True, cs.uuid_schema(), _str)
+_UUID = _Kind(_ANY_TEXT, True, cs.uuid_schema(), _json_text)
 # In a list (parsed again by pydantic-core's JSON parser), no escape at all.
 _LISTED_UUID = _Kind('[^"\\\\]*', True, cs.uuid_schema(), _str)
 
@@ -293,6 +303,7 @@ class Layout:
 
 _set = object.__setattr__
 _new = object.__new__
+_PLAIN_CONFIG = frozenset({"frozen", "extra", "title"})
 
 
 @functools.cache
@@ -302,8 +313,10 @@ def layout_of(cls: type[Event]) -> Layout | None:
     decorators = cls.__pydantic_decorators__
     if any(getattr(decorators, f.name) for f in dataclasses.fields(decorators)):
         return None  # a validator or serializer of its own
-    if cls.model_post_init is not Event.model_post_init or cls.__pydantic_root_model__:
-        return None
+    if cls.__pydantic_post_init__ or cls.__private_attributes__ or cls.__pydantic_root_model__:
+        return None  # `model_validate` would do more than set the fields
+    if not set(cls.model_config) <= _PLAIN_CONFIG or cls.model_config.get("extra") != "forbid":
+        return None  # a setting that changes how values are read (strict, strip whitespace, ...)
     parts, template, names, natives, plains = [], {}, [], [], []
     for name, info in cls.model_fields.items():
         kind = _kind(info.annotation, list(info.metadata))

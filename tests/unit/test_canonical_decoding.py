@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pydantic import ConfigDict
 
 from ces.domain.conversion import RejectionReason
 from ces.events import canonical, requests
@@ -427,3 +428,30 @@ def test_tz_of_a_fast_timestamp_is_utc() -> None:
     event = decode(AUDIT)
     assert isinstance(event, ConversionAudited)
     assert event.converted_at.tzinfo is UTC
+
+
+def test_a_class_the_fast_path_cannot_read_exactly_has_no_layout() -> None:
+    from pydantic import field_validator
+
+    class Scored(Event):
+        event_type: Literal["Scored"] = "Scored"
+        schema_version: Literal[1] = 1
+        score: float
+
+    class Checked(Event):
+        event_type: Literal["Checked"] = "Checked"
+        schema_version: Literal[1] = 1
+        name: str
+
+        @field_validator("name")
+        @classmethod
+        def _upper(cls, value: str) -> str:
+            return value.upper()
+
+    class Stripped(Checked):
+        model_config = ConfigDict(str_strip_whitespace=True)
+
+    for event in (Scored(score=1.5), Checked(name=" x "), Stripped(name=" x ")):
+        cls = type(event)
+        assert canonical.layout_of(cls) is None, cls
+        assert canonical.read(event.to_json(), {cls.model_fields["event_type"].default: cls}) is None
