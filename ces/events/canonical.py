@@ -53,23 +53,19 @@ def _unescape(text: str) -> str:
 @dataclass(frozen=True)
 class _Kind:
     """One JSON value form: `inner` matches its text (inside the quotes when `quoted`); `native` converts
-    that text to the model's value (pydantic-core schema); `plain` converts it to what `json` reads.
-    A `constant` (a one-value Literal) is matched and not converted."""
+    that text to the model's value (pydantic-core schema); `plain` converts it to what `json` reads."""
 
     inner: str
     quoted: bool
     native: cs.CoreSchema
     plain: Callable[[str], Any]
     nullable: bool = False  # `null` too (read as None)
-    constant: tuple[Any] | None = None
 
     def pattern(self) -> str:
         return f'"{self.inner}"' if self.quoted else self.inner
 
     def group(self) -> str:
-        """Its regex with one group (none for a constant): the text inside the quotes, unset for `null`."""
-        if self.constant is not None:
-            return self.pattern()
+        """Its regex with one group: the text inside the quotes, unset for `null`."""
         one = f'"({self.inner})"' if self.quoted else f"({self.inner})"
         return f"(?:null|{one})" if self.nullable else one
 
@@ -102,15 +98,10 @@ _UUID = _Kind(_ANY_TEXT, True, cs.uuid_schema(), _json_text)
 _LISTED_UUID = _Kind('[^"\\\\]*', True, cs.uuid_schema(), _str)
 
 
-def _decimal(text: str) -> Decimal:
-    if len(text) > MAX_DECIMAL_TEXT:  # the full decoder refuses longer text
-        raise ValueError("too long")
-    return Decimal(text)
-
-
-# Plain decimal text (what `format(d, "f")` writes has no leading zeros): the full decoder reads it with
-# `Decimal(text)` too.
-_DECIMAL = _Kind(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?", True, _fn(_decimal), _str)
+# Plain decimal text (what `format(d, "f")` writes has no leading zeros) of at most 64 characters (the
+# lookahead reaches the closing quote): the full decoder reads it with `Decimal(text)` too. `Decimal` is
+# called straight from pydantic-core (a Python function around it would cost as much again).
+_DECIMAL = _Kind(f'(?=[^"]{{1,{MAX_DECIMAL_TEXT}}}")-?(?:0|[1-9][0-9]*)(?:\\.[0-9]+)?', True, _fn(Decimal), _str)
 _CODE = _Kind("[A-Z]{3}", True, cs.str_schema(), _str)
 # `rfc3339`: UTC, `Z`, microseconds only when non-zero. `fromisoformat` reads it with `datetime.UTC`, the
 # tzinfo `_utc` gives; a text it refuses (month 13, second 60, year 0) declines.
@@ -144,8 +135,7 @@ def _literal_kind(values: tuple[Any, ...]) -> _Kind | None:
     inner = "|".join(re.escape(t) for t in by_text)
     # The regex admits only the values' own texts: an int's text is read by a (lax) int schema.
     native = cs.literal_schema(list(values)) if quoted else cs.int_schema()
-    constant = (values[0],) if len(values) == 1 else None
-    return _Kind(f"(?:{inner})", quoted, native, by_text.__getitem__, constant=constant)
+    return _Kind(f"(?:{inner})", quoted, native, by_text.__getitem__)
 
 
 def _enum_kind(cls: type[enum.Enum]) -> _Kind | None:
@@ -215,7 +205,7 @@ def _kind(annotation: Any, metadata: list[Any]) -> _Kind | None:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (types.UnionType, typing.Union) and len(args) == 2 and type(None) in args:
         inner = _kind(next(a for a in args if a is not type(None)), metadata)
-        if inner is None or inner.nullable or inner.constant:
+        if inner is None or inner.nullable:
             return None
         return _Kind(inner.inner, inner.quoted, cs.nullable_schema(inner.native), inner.plain, nullable=True)
     if origin is typing.Literal:
@@ -249,13 +239,12 @@ def _list_kind(item: _Kind) -> _Kind:
 
 @dataclass(frozen=True)
 class Layout:
-    """The canonical layout of one event class: its regex (a group per field but the constants), a native
-    validator converting the groups, and per field the converter to what `json` reads."""
+    """The canonical layout of one event class: its regex (a group per field), a native validator converting
+    the groups, and per field the converter to what `json` reads."""
 
     cls: type[Event]
     regex: re.Pattern[str]
-    template: dict[str, Any]  # every field in order, the constants set
-    names: tuple[str, ...]  # the fields with a group, in order
+    names: tuple[str, ...]  # the fields, in order
     native: SchemaValidator  # their groups -> their values, in pydantic-core (no Python validator of the model)
     plains: tuple[Callable[[str], Any], ...]
 
@@ -275,8 +264,7 @@ class Layout:
             converted = self.native.validate_python(found.groups())
         except Exception:  # whatever a converter refuses is declined: the full decoder decides
             return None
-        values = self.template.copy()
-        values.update(zip(self.names, converted, strict=True))
+        values = dict(zip(self.names, converted, strict=True))
         # What `model_validate` sets for an input with every field (pydantic-core makes it without
         # `__init__` too). The model's own validator cannot be given other field schemas: pydantic-core
         # reuses a class's prebuilt validator for its model schema.
@@ -292,7 +280,7 @@ class Layout:
         found = self.match(raw)
         if found is None:
             return None
-        values = self.template.copy()
+        values: dict[str, Any] = {}
         try:
             for name, text, plain in zip(self.names, found.groups(), self.plains, strict=True):
                 values[name] = None if text is None else plain(text)
@@ -317,7 +305,7 @@ def layout_of(cls: type[Event]) -> Layout | None:
         return None  # `model_validate` would do more than set the fields
     if not set(cls.model_config) <= _PLAIN_CONFIG or cls.model_config.get("extra") != "forbid":
         return None  # a setting that changes how values are read (strict, strip whitespace, ...)
-    parts, template, names, natives, plains = [], {}, [], [], []
+    parts, natives, plains = [], [], []
     for name, info in cls.model_fields.items():
         kind = _kind(info.annotation, list(info.metadata))
         if kind is None or info.alias or info.validation_alias or info.serialization_alias or info.exclude:
@@ -325,14 +313,11 @@ def layout_of(cls: type[Event]) -> Layout | None:
         if json.dumps(name) != f'"{name}"':
             return None
         parts.append(f"{re.escape(json.dumps(name))}:{kind.group()}")
-        template[name] = None if kind.constant is None else kind.constant[0]
-        if kind.constant is None:
-            names.append(name)
-            natives.append(kind.native)
-            plains.append(kind.plain)
+        natives.append(kind.native)
+        plains.append(kind.plain)
     regex = re.compile(r"\{" + ",".join(parts) + r"\}")
     native = SchemaValidator(cs.tuple_schema(natives))
-    return Layout(cls, regex, template, tuple(names), native, tuple(plains))
+    return Layout(cls, regex, tuple(cls.model_fields), native, tuple(plains))
 
 
 _EVENT_TYPE = b'"event_type":"'
@@ -344,8 +329,19 @@ def layout_for(raw: bytes, classes: Mapping[str, type[Event]]) -> Layout | None:
     if at < 0:
         return None
     start = at + len(_EVENT_TYPE)
-    cls = classes.get(raw[start : raw.find(b'"', start)].decode("latin-1"))
-    return None if cls is None else layout_of(cls)
+    name = raw[start : raw.find(b'"', start)]
+    known = _BY_NAME.get(name)
+    # `classes` (the registry) may change: a class is looked up again when its name maps to another one.
+    if known is None or classes.get(known[0]) is not known[1]:
+        text = name.decode("latin-1")
+        cls = classes.get(text)
+        if cls is None:
+            return None
+        known = _BY_NAME[name] = (text, cls, layout_of(cls))
+    return known[2]
+
+
+_BY_NAME: dict[bytes, tuple[str, type[Event], Layout | None]] = {}
 
 
 def read(raw: bytes, classes: Mapping[str, type[Event]]) -> Event | None:
