@@ -3,10 +3,10 @@ Python validators, and declining (None) anything else so the full decoder decide
 
 Almost every event on CES's topics was written by CES, so its bytes have one layout: the model's fields in
 declaration order, no whitespace, every field present, each value in the one form its serializer writes
-(lower-case UUIDs, plain decimal text, `...Z` timestamps). For each event class a regex of that layout is
-derived from the model's fields (`layout_of`); a match is converted field by field (UUIDs by pydantic-core
-in one call, decimals by `Decimal`, timestamps by `datetime.fromisoformat`, strings as `json` unescapes
-them) and the model is built as `model_validate` would build it. A value the full decoder might read
+(plain decimal text, `...Z` timestamps). For each event class a regex of that layout is derived from the
+model's fields (`layout_of`); a match is converted field by field in one pydantic-core call (UUIDs by the
+full decoder's own UUID schema, decimals by `Decimal`, timestamps by `datetime.fromisoformat`, strings as
+`json` unescapes them) and the model is built as `model_validate` would build it. A value the full decoder might read
 differently, or refuse, makes the whole read decline: the fast path never decides a refusal.
 tests/unit/test_canonical_decoding.py proves it against the full decoder with hypothesis.
 """
@@ -40,8 +40,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _unescape(text: str) -> str:
-    """The content of a JSON string (without its quotes) as `json` reads it. Lone surrogates (`\\ud800`)
-    decline: pydantic refuses some of them where `json` reads them, so the full decoder decides."""
+    """The content of a JSON string (without its quotes) as `json` reads it. A lone surrogate (`\\ud800`)
+    declines: what pydantic and the serializer make of one is the full decoder's to decide."""
     if "\\" not in text:
         return text
     value = _scanstring(text + '"', 0)[0]
