@@ -58,6 +58,27 @@ _SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignor
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # json.decoder.WHITESPACE: JSON's four whitespace characters
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def lone_surrogate_in(value: Any) -> bool:
+    """Whether any string (key or value) of a decoded JSON value holds a lone UTF-16 surrogate.
+
+    Iterative: a value nested as deep as the JSON reader allows must not exhaust the stack here."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item) is not None:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 def _after_whitespace(text: str, at: int) -> int:
     match = _WHITESPACE.match(text, at)
     assert match is not None  # `*` matches the empty string too
@@ -121,6 +142,12 @@ def decode(raw: bytes, expected: type[Event] | tuple[type[Event], ...] | None = 
         if event is not None and (not allowed or type(event) in allowed):
             return event
     payload = parse_json_object(raw)
+    # `"\\ud800"` (or surrogate bytes, which JSON readers pass) is valid JSON but no Unicode character:
+    # PostgreSQL, `to_json()` and every UTF-8 encoder refuse it later, where it would fail a whole batch
+    # instead of one message. An event is text of record: refused here, as malformed. (The canonical path
+    # above declines such strings, so only this path needs the check.)
+    if lone_surrogate_in(payload):
+        raise UndecodableEvent("invalid_json", "a string holds a lone UTF-16 surrogate, not a Unicode character")
     event_type = payload.get("event_type")
     if allowed and event_type is None:
         event_type = _defaults(allowed[0])[0]

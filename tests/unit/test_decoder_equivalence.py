@@ -118,9 +118,29 @@ def _old_parse_json_object(raw: Any) -> dict[str, Any]:
     return payload
 
 
+def _encodable(value: Any) -> bool:
+    """Every string of a JSON value encodes to UTF-8 (the oracle's own walk, by the encoder's verdict)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += [*item, *item.values()]
+        elif isinstance(item, list):
+            stack += item
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
+
+
 def old_decode(raw: Any, expected: type[Event] | tuple[type[Event], ...] | None = None) -> Event:
     allowed = (expected,) if isinstance(expected, type) else expected
     payload = _old_parse_json_object(raw)
+    # The one rule the decoder added since: no lone surrogate in an event (no UTF-8 encoder takes one).
+    if not _encodable(payload):
+        raise UndecodableEvent("invalid_json", "a string holds a lone UTF-16 surrogate, not a Unicode character")
     event_type = payload.get("event_type")
     if allowed and event_type is None:
         event_type = allowed[0].model_fields["event_type"].default
@@ -515,3 +535,26 @@ def test_a_valid_event_decodes_to_the_same_event_either_way() -> None:
     assert isinstance(event, ConversionAudited)
     assert event.output_amount.as_tuple() == Decimal("181643").as_tuple()
     assert event.converted_at.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    ("cls", "field", "raw_text"),
+    [
+        (ConversionRejected, "message", b'"no rate \\ud800"'),
+        (ConversionRejected, "message", b'"\\udc00 trailing half"'),
+        (RateFetched, "provider_name", b'"ecb\\ud83d"'),  # a high half with no low half after it
+        (RateFetched, "provider_name", '"ecb\udfff"'.encode("utf-8", "surrogatepass")),  # surrogate bytes
+    ],
+)
+def test_a_lone_surrogate_in_an_event_is_malformed_json(cls: type[Event], field: str, raw_text: bytes) -> None:
+    # Such text cannot be stored or re-serialized; refused as one message, it never fails a whole batch.
+    raw = json.dumps({**VALID[cls], field: "@@"}).encode().replace(b'"@@"', raw_text)
+    with pytest.raises(UndecodableEvent) as info:
+        decode(raw, cls)
+    assert info.value.reason == "invalid_json" and "surrogate" in info.value.detail
+
+
+def test_a_surrogate_pair_is_one_character_and_decodes() -> None:
+    raw = json.dumps({**VALID[ConversionRejected], "message": "@@"}).encode().replace(b'"@@"', b'"ok \\ud83d\\ude00"')
+    event = decode(raw, ConversionRejected)
+    assert isinstance(event, ConversionRejected) and event.message == "ok \U0001f600"
