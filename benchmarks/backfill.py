@@ -1,28 +1,71 @@
 """Benchmark: backfill the full ECB history, end to end.
 
 Starts a worker on an isolated schema / topic prefix / key prefix, runs `ces rates backfill` over the whole
-bundled history (every day since 1999, every currency), and prints events/s produced and rows/s projected
-(first row to last row committed). Needs the stack (`cesdev stack up`).
+bundled history (every day since 1999, every currency) while polling PostgreSQL, and prints:
+- events produced and events/s (as `ces rates backfill` reports them),
+- first event produced (the earliest broker timestamp on the topic) -> last row committed, in seconds,
+- projection rows/s, first row -> last row committed (the rows' `recorded_at`, then the poll that saw the last),
+- CPU seconds of the producer process and of the worker (from its start of the backfill to the last row),
+- the load averages before and after (the machine is shared: read wall numbers next to them).
+Needs the stack (`cesdev stack up`). `--compression gzip|lz4|zstd|none` sets `CES_BULK_COMPRESSION`.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import os
+import resource
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from datetime import datetime
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.adapters.postgres import migrate
 from ces.adapters.providers.ecb_history import load_history
 from ces.settings import Settings
 from cesdev.stack.secrets import export_role_env
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _load() -> str:
+    return "load %.2f %.2f %.2f" % os.getloadavg()
+
+
+async def _first_produced(settings: Settings, topic: str) -> float | None:
+    """The earliest record timestamp (producer CreateTime, epoch seconds) on `topic`."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(**kafka_kwargs(settings), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = range(settings.topic_partitions)  # how `ensure_all_topics` created it
+        # The offset of the first record at or after time 0 comes with that record's timestamp.
+        found = await consumer.offsets_for_times({TopicPartition(topic, p): 0 for p in partitions})
+        stamps = [o.timestamp / 1000 for o in found.values() if o is not None]
+        return min(stamps) if stamps else None
+    finally:
+        await consumer.stop()
+
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compression", default=None, help="CES_BULK_COMPRESSION for the backfill's producer")
+    args = parser.parse_args()
     export_role_env("admin")  # the local stack's credentials, unless CES_* are set
     settings = Settings()
     run = uuid.uuid4().hex[:8]
@@ -30,10 +73,11 @@ def main() -> None:
     migrate.upgrade(settings.migration_database_dsn, schema=schema)
     url = make_url(settings.database_dsn).update_query_dict({"options": f"-csearch_path={schema}"})
     url_text = url.render_as_string(hide_password=False)
+    prefix = f"bench-{run}-"
     env = {
         **os.environ,
         "CES_APP_ID": f"bench-{run}",
-        "CES_TOPIC_PREFIX": f"bench-{run}-",
+        "CES_TOPIC_PREFIX": prefix,
         "CES_REDIS_KEY_PREFIX": f"bench-{run}:",
         "CES_DATABASE_URL": url_text,
         "CES_PROVIDER_URL": "http://127.0.0.1:9",  # no live fetches during the benchmark
@@ -41,6 +85,8 @@ def main() -> None:
         "CES_WORKER_WEB_PORT": "16066",
         "CES_LOG_LEVEL": "WARNING",
     }
+    if args.compression:
+        env["CES_BULK_COMPRESSION"] = args.compression
     history = load_history()
     expected = sum(len(r) for r in history.rates.values())
     print(f"history: {len(history.days)} days, {expected} rates")
@@ -49,37 +95,50 @@ def main() -> None:
         [sys.executable, "-m", "ces", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        started = time.monotonic()
-        out = subprocess.run(
-            [sys.executable, "-m", "ces", "rates", "backfill", "--start", "1999-01-01"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        print(out.stdout.strip())
-        first_row_at = None
+        time.sleep(8)  # let the worker join its groups first: its start-up is not the backfill's cost
+        print(f"before: {_load()}")
+        worker_cpu0 = _cpu_seconds(worker.pid)
+        children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result: dict[str, subprocess.CompletedProcess[str]] = {}
+
+        def backfill() -> None:
+            result["out"] = subprocess.run(
+                [sys.executable, "-m", "ces", "rates", "backfill", "--start", "1999-01-01"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+
+        started = time.time()
+        producing = threading.Thread(target=backfill)
+        producing.start()
         count = 0
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             with engine.connect() as conn:
                 count = conn.execute(text("SELECT count(*) FROM exchange_rate")).scalar_one()
-            if count and first_row_at is None:
-                first_row_at = time.monotonic()
             if count >= expected:
                 break
-            time.sleep(0.5)
-        done = time.monotonic()
+            time.sleep(0.1)
+        done = time.time()
+        worker_cpu = _cpu_seconds(worker.pid) - worker_cpu0
+        producing.join()
+        children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        producer_cpu = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
+        print(f"after: {_load()}")
+        print(result["out"].stdout.strip())
+        with engine.connect() as conn:
+            first_row: datetime | None = conn.execute(text("SELECT min(recorded_at) FROM exchange_rate")).scalar_one()
+        first_produced = asyncio.run(_first_produced(settings, prefix + "rates-fetched"))
         print(f"rows projected: {count} of {expected}")
-        print(
-            f"end to end (backfill start -> last row committed): {done - started:.1f}s, "
-            f"{count / (done - started):,.0f} rows/s"
-        )
-        if first_row_at is not None:
-            print(
-                f"projection (first row -> last row): {done - first_row_at:.1f}s, "
-                f"{count / max(done - first_row_at, 1e-9):,.0f} rows/s"
-            )
+        print(f"backfill process start -> last row committed: {done - started:.1f}s")
+        if first_produced is not None:
+            print(f"first event produced -> last row committed: {done - first_produced:.1f}s")
+        if first_row is not None:
+            seconds = done - first_row.timestamp()
+            print(f"projection (first row -> last row committed): {seconds:.1f}s, {count / seconds:,.0f} rows/s")
+        print(f"CPU: producer (ces rates backfill) {producer_cpu:.1f}s, worker {worker_cpu:.1f}s")
     finally:
         worker.terminate()
         worker.wait(60)

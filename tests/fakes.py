@@ -177,7 +177,7 @@ class FakeRateCache:
 
     async def put_many(self, rates: Iterable[Rate]) -> int:
         self._check_up()
-        moved = 0
+        moved: set[tuple[str, str]] = set()
         for rate in rates:
             pair = (rate.base_currency, rate.target_currency)
             current = self.entries.get(pair)
@@ -189,8 +189,8 @@ class FakeRateCache:
             ):
                 continue
             self.entries[pair] = rate
-            moved += 1
-        return moved
+            moved.add(pair)
+        return len(moved)
 
     async def revoke(self, revoked: Rate, fallback: Rate | None) -> bool:
         self._check_up()

@@ -44,6 +44,28 @@ class RateCacheContract:
         assert await cache.put_many([new]) == 0  # ...but it is remembered, so a redelivery cannot cache it
         assert await cache.get_many([("EUR", "USD")]) == [old]
 
+    async def test_a_batch_leaves_each_pair_at_its_newest_rate_whatever_the_order(self, cache: RateCache) -> None:
+        day = timedelta(days=1)
+        usd = [stored_rate("USD", f"1.0{i}", T0 + i * day) for i in range(4)]
+        jpy = [stored_rate("JPY", f"16{i}", T0 + i * day) for i in range(3)]
+        assert await cache.put_many([usd[2], jpy[0], usd[3], jpy[2], usd[0], jpy[1], usd[1]]) == 2  # pairs moved
+        assert await cache.get_many([("EUR", "USD"), ("EUR", "JPY")]) == [usd[3], jpy[2]]
+        assert await cache.put_many([usd[1], usd[2]]) == 0  # all older than the cached rate
+
+    async def test_a_batch_whose_newest_rates_are_revoked_caches_the_newest_other(self, cache: RateCache) -> None:
+        day = timedelta(days=1)
+        usd = [stored_rate("USD", f"1.0{i}", T0 + i * day) for i in range(4)]
+        await cache.put_many([usd[0]])
+        await cache.revoke(usd[3], usd[0])  # not cached: only remembered
+        await cache.revoke(usd[2], usd[0])
+        assert await cache.put_many([usd[3], usd[1], usd[2]]) == 1
+        assert await cache.get_many([("EUR", "USD")]) == [usd[1]]
+
+    async def test_of_two_rates_of_a_pair_in_the_same_order_the_first_offered_stands(self, cache: RateCache) -> None:
+        first, second = stored_rate("USD", "1.08", T0), stored_rate("USD", "1.09", T0)
+        assert await cache.put_many([first, second]) == 1
+        assert await cache.get_many([("EUR", "USD")]) == [first]
+
     async def test_revoking_the_last_rate_of_a_pair_empties_it(self, cache: RateCache) -> None:
         usd = stored_rate("USD", "1.08", T0)
         await cache.put_many([usd])

@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert
 
+from ces.adapters.postgres.rate_copy import staged_insert, staged_revoked
 from ces.adapters.postgres.rate_store import latest_query, rate_from_row, revoked_among
 from ces.adapters.postgres.tables import exchange_rate, exchange_rate_revocation
 from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW, Rate, Withdrawal, implausible_publication
@@ -63,9 +64,14 @@ class RateProjector:
     Blocking (psycopg2): call it from a worker thread, never on the event loop.
     """
 
-    def __init__(self, engine: Engine, *, max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW) -> None:
+    def __init__(
+        self, engine: Engine, *, max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW, bulk: bool = True
+    ) -> None:
         self.engine = engine
         self.max_clock_skew = max_clock_skew
+        # bulk: COPY into a staging table, one INSERT ... SELECT (rate_copy.py); else one multi-row INSERT
+        # per 1,000 rows. Same rows, same refusals (tests/integration/test_rate_projector_bulk.py).
+        self.bulk = bulk
 
     def project(self, events: Sequence[RateEvent]) -> Projection:
         result = Projection()
@@ -85,7 +91,7 @@ class RateProjector:
         with self.engine.begin() as conn:
             accepted = self._insert_rates(conn, fetched, result)
             self._insert_revocations(conn, revoked, result)
-            gone = revoked_among(conn, [r.rate_id for r in accepted])
+            gone = staged_revoked(conn) if self.bulk and fetched else revoked_among(conn, [r.rate_id for r in accepted])
             result.current = [r for r in accepted if r.rate_id not in gone]
         result.refused.sort(key=lambda r: r.index)
         return result
@@ -93,24 +99,12 @@ class RateProjector:
     def _insert_rates(self, conn: Connection, fetched: list[tuple[int, RateFetched]], result: Projection) -> list[Rate]:
         if not fetched:
             return []
-        rows = [
-            {
-                "id": e.rate_id,
-                "base_currency": e.base_currency,
-                "target_currency": e.target_currency,
-                "rate_value": e.rate_value,
-                "provider_name": e.provider_name,
-                "published_at": e.published_at,
-                "fetched_at": e.fetched_at,
-                "fetch_id": e.fetch_id,
-                "event_id": e.event_id,
-            }
-            for _, e in fetched
-        ]
         # DO NOTHING on any unique key (id, event id, publication); what was skipped is checked below.
-        stmt = insert(exchange_rate).on_conflict_do_nothing().returning(exchange_rate.c.id)
-        new = set(conn.execute(stmt, rows).scalars())
-        result.inserted = list(new)
+        new = staged_insert(conn, [e for _, e in fetched]) if self.bulk else _insert_each(conn, fetched)
+        if new is None:  # every row went in (so no two shared a key): each holds its event's values
+            result.inserted = [e.rate_id for _, e in fetched]
+            return [rate_of(e) for _, e in fetched]
+        result.inserted = list(dict.fromkeys(e.rate_id for _, e in fetched if e.rate_id in new))
         by_id: dict[UUID, Rate] = {}
         by_event: dict[UUID, Rate] = {}
         by_publication: dict[tuple[object, ...], Rate] = {}
@@ -234,6 +228,26 @@ class RateProjector:
         for e in valid:
             replacement = conn.execute(latest_query(e.base_currency, e.target_currency).limit(1)).mappings().first()
             result.withdrawals.append(Withdrawal(rows[e.rate_id], rate_from_row(replacement) if replacement else None))
+
+
+def _insert_each(conn: Connection, fetched: list[tuple[int, RateFetched]]) -> set[UUID] | None:
+    rows = [
+        {
+            "id": e.rate_id,
+            "base_currency": e.base_currency,
+            "target_currency": e.target_currency,
+            "rate_value": e.rate_value,
+            "provider_name": e.provider_name,
+            "published_at": e.published_at,
+            "fetched_at": e.fetched_at,
+            "fetch_id": e.fetch_id,
+            "event_id": e.event_id,
+        }
+        for _, e in fetched
+    ]
+    stmt = insert(exchange_rate).on_conflict_do_nothing().returning(exchange_rate.c.id)
+    new = set(conn.execute(stmt, rows).scalars())
+    return None if len(new) == len(rows) else new
 
 
 def _stored_matching(events: list[RateFetched]) -> Select[Any]:

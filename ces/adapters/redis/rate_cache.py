@@ -26,9 +26,10 @@ from redis.exceptions import RedisError
 from ces.domain.rates import Rate
 from ces.services.ports import CacheUnavailable
 
+# Returns 1 (written), 0 (not newer than the cached rate) or -1 (a revoked rate: never cached).
 _SET_IF_NEWER = """
 if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then
-  return 0
+  return -1
 end
 local current = redis.call('HGET', KEYS[1], 'order')
 if current and current >= ARGV[1] then
@@ -102,26 +103,41 @@ class RateCache:
         return bool(changed)
 
     async def put_many(self, rates: Iterable[Rate]) -> int:
-        """Offer rates to the cache; returns how many keys moved forward."""
+        """Offer rates to the cache; returns how many pairs moved forward.
+
+        The same end state as offering each rate in turn, with one script call per pair: only a pair's
+        newest rate is offered (the order, then the first of equals in `rates`); should it be revoked, the
+        next newest is, and so on. A rate that is not newer than the cached one ends the pair: older ones
+        are not newer either."""
         try:
             return await self._put_many(rates)
         except (RedisError, OSError) as exc:
             raise _unavailable(exc) from exc
 
     async def _put_many(self, rates: Iterable[Rate]) -> int:
-        async with self.client.pipeline(transaction=False) as pipe:
-            count = 0
-            for rate in rates:
-                await self._script(
-                    keys=[self.key(rate.base_currency, rate.target_currency), self.revoked_key],
-                    args=_fields(rate),
-                    client=pipe,
-                )
-                count += 1
-            if count == 0:
-                return 0
-            results = await pipe.execute()
-        return sum(int(r) for r in results)
+        by_pair: dict[tuple[str, str], list[tuple[str, int, Rate]]] = {}
+        for i, rate in enumerate(rates):
+            # Newest first; among equal orders the first offered, which is the one a sequential offer keeps.
+            by_pair.setdefault((rate.base_currency, rate.target_currency), []).append((order_key(rate), -i, rate))
+        candidates = [sorted(offers, key=lambda o: o[:2], reverse=True) for offers in by_pair.values()]
+        moved = 0
+        round_ = 0
+        while candidates:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for offers in candidates:
+                    order, _, rate = offers[round_]
+                    await self._script(
+                        keys=[self.key(rate.base_currency, rate.target_currency), self.revoked_key],
+                        args=_fields(rate, order),
+                        client=pipe,
+                    )
+                results = await pipe.execute()
+            moved += sum(1 for r in results if int(r) == 1)
+            round_ += 1
+            candidates = [
+                offers for offers, r in zip(candidates, results, strict=True) if int(r) == -1 and round_ < len(offers)
+            ]
+        return moved
 
     async def get(self, base: str, target: str) -> Rate | None:
         found = await self.get_many([(base, target)])
@@ -138,9 +154,9 @@ class RateCache:
         return [_decode(base, target, h) for (base, target), h in zip(pairs, results, strict=True)]
 
 
-def _fields(rate: Rate) -> list[str]:
+def _fields(rate: Rate, order: str | None = None) -> list[str]:
     return [
-        order_key(rate),
+        order_key(rate) if order is None else order,
         str(rate.rate_id),
         format(rate.rate_value, "f"),
         rate.provider_name,

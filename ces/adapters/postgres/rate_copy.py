@@ -1,0 +1,85 @@
+"""The rate projection's bulk write: COPY a batch into a session-local staging table, one INSERT ... SELECT.
+
+Same statement semantics as the multi-row INSERT it replaces: rows go in in batch order, `ON CONFLICT DO
+NOTHING` on every unique key (so the first of two rows sharing a key in the batch stands, and a row
+already stored stands), and the ids inserted come back. Values are rendered as psycopg2 renders them for
+the INSERT: `str` of the Decimal (every digit, the scale kept), ISO timestamps with their offset. Runs in
+the caller's transaction; the staging rows go at its COMMIT (or ROLLBACK).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+from ces.events.rates import RateFetched
+
+_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS rate_stage (
+    ord int NOT NULL, id uuid NOT NULL, base_currency text NOT NULL, target_currency text NOT NULL,
+    rate_value numeric NOT NULL, provider_name text NOT NULL, published_at timestamptz NOT NULL,
+    fetched_at timestamptz NOT NULL, fetch_id uuid NOT NULL, event_id uuid NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+
+_APPLY = """
+INSERT INTO exchange_rate (id, base_currency, target_currency, rate_value, provider_name, published_at,
+    fetched_at, fetch_id, event_id)
+SELECT id, base_currency, target_currency, rate_value, provider_name, published_at, fetched_at, fetch_id,
+    event_id
+FROM pg_temp.rate_stage ORDER BY ord
+ON CONFLICT DO NOTHING
+RETURNING id::text
+"""
+
+# Revocations of any staged rate (the accepted rates of the batch are among them), this transaction's included.
+_REVOKED = """
+SELECT r.rate_id::text FROM exchange_rate_revocation r WHERE r.rate_id IN (SELECT id FROM pg_temp.rate_stage)
+"""
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy(conn: Connection, statement: str, data: io.StringIO) -> None:
+    """`COPY ... FROM STDIN` on the connection's driver cursor; a driver error is raised as SQLAlchemy's
+    `DBAPIError`, like every other statement's, so the consumer's failure policy classifies it the same way."""
+    dbapi_connection = conn.connection.dbapi_connection
+    assert dbapi_connection is not None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.copy_expert(statement, data)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        lost = conn.dialect.is_disconnect(exc, dbapi_connection, cursor)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(statement, None, exc, conn.dialect.loaded_dbapi.Error, lost) from exc
+    finally:
+        cursor.close()
+
+
+def staged_insert(conn: Connection, events: Sequence[RateFetched]) -> set[UUID] | None:
+    """Insert `events`' rows (in order, skipping any that hits a unique key); returns the ids inserted, or
+    None when every row was (the usual batch: nothing to look up then)."""
+    buffer = io.StringIO()
+    write = buffer.write
+    for i, e in enumerate(events):
+        write(
+            f"{i}\t{e.rate_id}\t{e.base_currency.translate(_ESCAPES)}\t{e.target_currency.translate(_ESCAPES)}\t"
+            f"{e.rate_value}\t{e.provider_name.translate(_ESCAPES)}\t{e.published_at.isoformat()}\t"
+            f"{e.fetched_at.isoformat()}\t{e.fetch_id}\t{e.event_id}\n"
+        )
+    buffer.seek(0)
+    conn.exec_driver_sql(_STAGE)
+    _copy(conn, "COPY pg_temp.rate_stage FROM STDIN", buffer)
+    inserted = conn.exec_driver_sql(_APPLY).scalars().all()
+    return None if len(inserted) == len(events) else {UUID(i) for i in inserted}
+
+
+def staged_revoked(conn: Connection) -> set[UUID]:
+    """The staged rates that are revoked (after `staged_insert`, in the same transaction)."""
+    return {UUID(i) for i in conn.exec_driver_sql(_REVOKED).scalars()}
