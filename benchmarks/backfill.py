@@ -43,7 +43,8 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _load() -> str:
-    return "load %.2f %.2f %.2f" % os.getloadavg()
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 async def _first_produced(settings: Settings, topic: str) -> float | None:
