@@ -1,0 +1,161 @@
+"""The rate projection's bulk write (COPY + one INSERT ... SELECT) against the multi-row INSERT it replaced:
+the same batches give the same rows, the same refusals (reasons and messages) and the same results."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from ces.adapters.postgres import migrate
+from ces.adapters.postgres.rate_projector import RateProjector
+from ces.events.rates import RateFetched, RateRevoked
+from ces.projections.rate_rows import Projection, RateEvent
+from ces.settings import Settings
+from tests.support import drop_schema
+
+T0 = datetime(2024, 3, 14, 15, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def fetched(target: str, value: str, published_at: datetime, base: str = "EUR", **fields: Any) -> RateFetched:
+    event = RateFetched.for_quote(
+        provider_name="ecb",
+        base_currency=base,
+        target_currency=target,
+        rate_value=Decimal(value),
+        published_at=published_at,
+        fetched_at=fields.pop("fetched_at", published_at + timedelta(minutes=5)),
+        fetch_id=uuid.UUID(int=published_at.toordinal()),
+    )
+    return event.model_copy(update=fields) if fields else event
+
+
+def revoked(rate: RateFetched, reason: str = "wrong value", target: str | None = None) -> RateRevoked:
+    return RateRevoked.for_rate(
+        rate_id=rate.rate_id,
+        base_currency=rate.base_currency,
+        target_currency=target or rate.target_currency,
+        reason=reason,
+        revoked_by="ops",
+        at=T0 + 10 * DAY,
+    )
+
+
+def batches() -> list[list[RateEvent]]:
+    usd, jpy, gbp = fetched("USD", "1.0892", T0), fetched("JPY", "161.87", T0), fetched("GBP", "0.8571", T0)
+    usd2, jpy2 = fetched("USD", "1.0901", T0 + DAY), fetched("JPY", "162.01", T0 + DAY)
+    usd3 = fetched("USD", "1.0950", T0 + 2 * DAY)
+    return [
+        [
+            usd,
+            jpy,
+            usd,  # the same event twice in a batch
+            fetched("USD", "1.08920", T0),  # the same value with another scale: a no-op
+            fetched("USD", "1.1111", T0),  # the same publication with another value, in the same batch
+            gbp,
+            fetched("CHF", "0.95", T0 + DAY, fetched_at=T0),  # published a day after it was fetched
+            fetched("EUR", "1", T0),  # a pair with itself
+            revoked(jpy),  # a rate of this very batch
+            revoked(usd2),  # a rate later in this batch (a batch's rates go in before its revocations)
+            revoked(fetched("SEK", "11.2", T0)),  # never stored
+            revoked(gbp, target="USD"),  # another pair than the rate's
+            usd2,
+            jpy2,
+        ],
+        [
+            *[usd, jpy, gbp, usd2],  # a redelivery
+            fetched("USD", "1.2000", T0),  # a conflicting republication of a stored row
+            fetched("USD", "1.0892", T0 + 3 * DAY, event_id=usd2.event_id),  # another row's event id
+            fetched("JPY", "161.87", T0, rate_id=uuid.UUID(int=7)),  # another row's publication under a new id
+            revoked(jpy, reason="redelivered with another reason"),  # the first revocation stands
+            revoked(usd2),  # the newest USD: USD falls back to T0
+            usd3,
+            revoked(usd3),  # revoked in the batch it arrives in: never current
+            fetched("CHF", "0.96", T0 + DAY),
+        ],
+        [*[usd, usd2, usd3], revoked(usd), revoked(jpy2)],  # every USD row revoked but one... then JPY's last
+    ]
+
+
+def described(result: Projection) -> dict[str, Any]:
+    return {
+        "inserted": result.inserted,
+        "revocations": result.revocations_inserted,
+        "current": result.current,
+        "withdrawals": result.withdrawals,
+        "refused": result.refused,
+    }
+
+
+def table(engine: Engine, query: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text(query))]
+
+
+RATES = (
+    "SELECT id, base_currency, target_currency, rate_value::text, provider_name, published_at, fetched_at, "
+    "fetch_id, event_id FROM exchange_rate ORDER BY id"
+)
+REVOCATIONS = "SELECT rate_id, reason, revoked_by, revoked_at, event_id FROM exchange_rate_revocation ORDER BY rate_id"
+
+
+@pytest.fixture
+def second_schema(settings: Settings, unique: str) -> Iterator[Engine]:
+    schema = f"test_{unique}_b"
+    migrate.upgrade(settings.migration_database_dsn, schema=schema)
+    engine = create_engine(settings.database_dsn, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        drop_schema(settings.migration_database_dsn, schema)
+
+
+def project_all(projector: RateProjector, batches: Sequence[Sequence[RateEvent]]) -> list[dict[str, Any]]:
+    return [described(projector.project(batch)) for batch in batches]
+
+
+def test_bulk_and_row_inserts_write_the_same_rows_and_refuse_the_same_events(
+    pg_schema: tuple[Engine, str], second_schema: Engine
+) -> None:
+    bulk_engine, _ = pg_schema
+    bulk = project_all(RateProjector(bulk_engine, bulk=True), batches())
+    rows = project_all(RateProjector(second_schema, bulk=False), batches())
+    assert bulk == rows
+    assert table(bulk_engine, RATES) == table(second_schema, RATES)
+    assert table(bulk_engine, REVOCATIONS) == table(second_schema, REVOCATIONS)
+    # The batches exercise what they claim to (so the equality above is not an equality of nothing).
+    first, second, third = bulk
+    assert [r.reason for r in first["refused"]] == [
+        "conflicting_republication",
+        "implausible_published_at",
+        "same_currency_pair",
+        "unknown_rate",
+        "unknown_rate",
+    ]
+    assert [r.reason for r in second["refused"]] == ["conflicting_republication"] * 3
+    assert "PostgreSQL holds rate" in second["refused"][0].detail
+    assert len(first["inserted"]) == 5 and len(first["revocations"]) == 2
+    assert len(second["inserted"]) == 2 and len(second["revocations"]) == 1
+    assert third["inserted"] == [] and len(third["revocations"]) == 2
+    assert third["current"] == [] and [w.replacement for w in third["withdrawals"]] == [None, None]
+    assert table(bulk_engine, "SELECT rate_value::text FROM exchange_rate WHERE rate_value = 1.0892") == [("1.0892",)]
+
+
+def test_bulk_insert_keeps_every_digit_and_instant(pg_schema: tuple[Engine, str], second_schema: Engine) -> None:
+    engine, _ = pg_schema
+    odd = [
+        fetched("IDR", "0.0000163212000", T0 + timedelta(microseconds=1)),
+        fetched("ROL", "40000.1234", T0 + timedelta(microseconds=999999)),
+        fetched("XAU", "1E+3", T0),
+        fetched("XAG", "1.91E-7", T0),
+    ]
+    assert RateProjector(engine, bulk=True).project(odd).inserted == [e.rate_id for e in odd]
+    RateProjector(second_schema, bulk=False).project(odd)
+    assert table(engine, RATES) == table(second_schema, RATES)
