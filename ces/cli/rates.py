@@ -33,18 +33,19 @@ async def _backfill(args: argparse.Namespace, settings: Settings) -> tuple[int, 
     from ces.adapters.kafka.producer import bulk_publisher
     from ces.adapters.providers.ecb import EcbClient
     from ces.adapters.providers.ecb_history import bundled_quotes
-    from ces.services.backfill import backfill_events, provider_quotes
+    from ces.events.topics import RATES_FETCHED
+    from ces.services.backfill import backfill_encoded, provider_quotes
 
     started = time.monotonic()
     async with bulk_publisher(KafkaConnection.from_settings(settings), settings.topic_prefix) as publisher:
         if args.source == "bundled":
             for quote in bundled_quotes(args.start, args.end):
-                await publisher.publish(backfill_events(quote))
+                await publisher.publish_encoded(RATES_FETCHED.name, backfill_encoded(quote))
         else:
             async with aiohttp.ClientSession() as session:
                 provider = EcbClient(session, settings.provider_url, timeout=settings.fetch_timeout_seconds)
                 async for quote in provider_quotes(provider, args.start, args.end):
-                    await publisher.publish(backfill_events(quote))
+                    await publisher.publish_encoded(RATES_FETCHED.name, backfill_encoded(quote))
     return publisher.sent, time.monotonic() - started
 
 

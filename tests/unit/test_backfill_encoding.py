@@ -1,0 +1,63 @@
+"""The backfill's direct encoding writes, byte for byte, what the `RateFetched` models serialise."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from ces.adapters.providers.ecb_history import bundled_quotes
+from ces.events.rates import RateFetched
+from ces.events.registry import decode
+from ces.services.backfill import backfill_encoded, backfill_events, backfill_fetch_id
+from ces.services.rate_fetching import quote_events
+from ces.services.rate_providers import ProviderQuote
+
+FETCHED = datetime(2026, 11, 26, 0, 39, 58, 817114, tzinfo=UTC)
+
+
+def modelled(quote: ProviderQuote, fetched_at: datetime = FETCHED) -> list[tuple[bytes, bytes]]:
+    return [(e.key(), e.to_json()) for e in quote_events(quote, backfill_fetch_id(quote), fetched_at)]
+
+
+def test_every_hundredth_day_of_the_bundled_history_encodes_as_the_models_do() -> None:
+    quotes = list(bundled_quotes(date(1999, 1, 1), date(2100, 1, 1)))
+    sample = quotes[::100] + quotes[-3:]
+    assert len(sample) > 70
+    for quote in sample:
+        encoded = backfill_encoded(quote, FETCHED)
+        assert encoded == modelled(quote)
+        assert [decode(value, expected=(RateFetched,)) for _, value in encoded] == [
+            e.model_copy(update={"fetched_at": FETCHED, "occurred_at": FETCHED}) for e in backfill_events(quote)
+        ]
+
+
+@pytest.mark.parametrize(
+    ("provider", "base", "rates", "fetched_at"),
+    [
+        # Digits and exponents: plain notation, every digit kept; the base and non-positive values left out.
+        ("ecb", "EUR", {"USD": "1.0800", "XAU": "1E+3", "XAG": "1.91E-7", "EUR": "1", "ZZZ": "0", "YYY": "-2"}, None),
+        ("fixer", "USD", {"EUR": "0.9259", "JPY": "151.5"}, FETCHED.replace(microsecond=0)),  # no fraction
+        ("Fixer API v2.1_x", "EUR", {"USD": "1.08"}, FETCHED),
+        # Not trivially valid: the models decide (and escape, or refuse).
+        ('ecb "quoted" é', "EUR", {"USD": "1.08"}, FETCHED),
+        ("ecb", "EUR", {"usd": "1.08"}, FETCHED),
+        ("ecb", "EUR", {"USD": "Infinity"}, FETCHED),
+        ("ecb", "EUR", {"USD": "1.08"}, FETCHED.astimezone(timezone(timedelta(hours=2)))),
+    ],
+)
+def test_edge_quotes_encode_as_the_models_do_or_fail_as_they_do(
+    provider: str, base: str, rates: dict[str, str], fetched_at: datetime | None
+) -> None:
+    quote = ProviderQuote(
+        provider, base, datetime(2024, 3, 14, 15, 0, 0, 1, tzinfo=UTC), {k: Decimal(v) for k, v in rates.items()}
+    )
+    at = fetched_at or FETCHED
+    try:
+        expected = modelled(quote, at)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        with pytest.raises(type(exc)):
+            backfill_encoded(quote, at)
+        return
+    assert backfill_encoded(quote, at) == expected
