@@ -115,20 +115,23 @@ class RateCache:
             raise _unavailable(exc) from exc
 
     async def _put_many(self, rates: Iterable[Rate]) -> int:
-        by_pair: dict[tuple[str, str], list[tuple[str, int, Rate]]] = {}
+        by_pair: dict[tuple[str, str], list[tuple[datetime, datetime, int, Rate]]] = {}
         for i, rate in enumerate(rates):
-            # Newest first; among equal orders the first offered, which is the one a sequential offer keeps.
-            by_pair.setdefault((rate.base_currency, rate.target_currency), []).append((order_key(rate), -i, rate))
-        candidates = [sorted(offers, key=lambda o: o[:2], reverse=True) for offers in by_pair.values()]
+            # Newest first (the order key's own order: published_at, then fetched_at, both aware instants);
+            # among equals the first offered, which is the one a sequential offer keeps.
+            by_pair.setdefault((rate.base_currency, rate.target_currency), []).append(
+                (rate.published_at, rate.fetched_at, -i, rate)
+            )
+        candidates = [sorted(offers, key=lambda o: o[:3], reverse=True) for offers in by_pair.values()]
         moved = 0
         round_ = 0
         while candidates:
             async with self.client.pipeline(transaction=False) as pipe:
                 for offers in candidates:
-                    order, _, rate = offers[round_]
+                    rate = offers[round_][3]
                     await self._script(
                         keys=[self.key(rate.base_currency, rate.target_currency), self.revoked_key],
-                        args=_fields(rate, order),
+                        args=_fields(rate),
                         client=pipe,
                     )
                 results = await pipe.execute()
@@ -154,9 +157,9 @@ class RateCache:
         return [_decode(base, target, h) for (base, target), h in zip(pairs, results, strict=True)]
 
 
-def _fields(rate: Rate, order: str | None = None) -> list[str]:
+def _fields(rate: Rate) -> list[str]:
     return [
-        order_key(rate) if order is None else order,
+        order_key(rate),
         str(rate.rate_id),
         format(rate.rate_value, "f"),
         rate.provider_name,
