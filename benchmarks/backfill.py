@@ -7,7 +7,7 @@ bundled history (every day since 1999, every currency) while polling PostgreSQL,
 - projection rows/s, first row -> last row committed (the rows' `recorded_at`, then the poll that saw the last),
 - CPU seconds of the producer process and of the worker (from its start of the backfill to the last row),
 - the load averages before and after (the machine is shared: read wall numbers next to them).
-Needs the stack (`cesdev stack up`). `--compression gzip|lz4|zstd|none` sets `CES_BULK_COMPRESSION`.
+Needs the stack (`cesdev stack up`); run it under `flock /work/notes/bench.lock` on a shared machine.
 """
 
 from __future__ import annotations
@@ -64,9 +64,7 @@ async def _first_produced(settings: Settings, topic: str) -> float | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--compression", default=None, help="CES_BULK_COMPRESSION for the backfill's producer")
-    args = parser.parse_args()
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     export_role_env("admin")  # the local stack's credentials, unless CES_* are set
     settings = Settings()
     run = uuid.uuid4().hex[:8]
@@ -86,8 +84,6 @@ def main() -> None:
         "CES_WORKER_WEB_PORT": "16066",
         "CES_LOG_LEVEL": "WARNING",
     }
-    if args.compression:
-        env["CES_BULK_COMPRESSION"] = args.compression
     history = load_history()
     expected = sum(len(r) for r in history.rates.values())
     print(f"history: {len(history.days)} days, {expected} rates")
