@@ -6,7 +6,8 @@ bundled history (every day since 1999, every currency) while polling PostgreSQL,
 - first event produced (the earliest broker timestamp on the topic) -> last row committed, in seconds,
 - projection rows/s, first row -> last row committed (the rows' `recorded_at`, then the poll that saw the last),
 - CPU seconds of the producer process and of the worker (from its start of the backfill to the last row),
-- the load averages before and after (the machine is shared: read wall numbers next to them).
+- the load averages before and after (the machine is shared: read wall numbers next to them),
+- the topic's size on the broker's disk (set `CES_KAFKA_COMPRESSION` to compare codecs).
 Needs the stack (`cesdev stack up`); run it under `flock /work/notes/bench.lock` on a shared machine.
 """
 
@@ -22,6 +23,7 @@ import threading
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -136,6 +138,11 @@ def main() -> None:
             seconds = done - first_row.timestamp()
             print(f"projection (first row -> last row committed): {seconds:.1f}s, {count / seconds:,.0f} rows/s")
         print(f"CPU: producer (ces rates backfill) {producer_cpu:.1f}s, worker {worker_cpu:.1f}s")
+        data = Path(settings.stack_dir) / "kafka" / "data"  # the local stack's broker segments
+        disk = sum(f.stat().st_size for f in data.glob(f"{prefix}rates-fetched-*/*.log"))
+        print(
+            f"on disk (CES_KAFKA_COMPRESSION={env.get('CES_KAFKA_COMPRESSION', settings.kafka_compression)}): {disk:,} B"
+        )
     finally:
         worker.terminate()
         worker.wait(60)

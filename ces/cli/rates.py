@@ -37,7 +37,8 @@ async def _backfill(args: argparse.Namespace, settings: Settings) -> tuple[int, 
     from ces.services.backfill import backfill_encoded, provider_quotes
 
     started = time.monotonic()
-    async with bulk_publisher(KafkaConnection.from_settings(settings), settings.topic_prefix) as publisher:
+    kafka = KafkaConnection.from_settings(settings)
+    async with bulk_publisher(kafka, settings.topic_prefix, compression=settings.kafka_compression) as publisher:
         if args.source == "bundled":
             for quote in bundled_quotes(args.start, args.end):
                 await publisher.publish_encoded(RATES_FETCHED.name, backfill_encoded(quote))

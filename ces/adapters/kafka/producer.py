@@ -120,13 +120,17 @@ class AckedPublisher:
 
 
 @asynccontextmanager
-async def bulk_publisher(kafka: KafkaConnection, topic_prefix: str = "") -> AsyncIterator[BulkPublisher]:
+async def bulk_publisher(
+    kafka: KafkaConnection, topic_prefix: str = "", *, compression: str = "none"
+) -> AsyncIterator[BulkPublisher]:
+    """`compression`: `CES_KAFKA_COMPRESSION` (none, gzip, lz4, zstd), applied per record batch."""
     producer = AIOKafkaProducer(
         **kafka.kwargs(),
         acks="all",
         enable_idempotence=True,
         linger_ms=20,
         max_batch_size=512 * 1024,
+        compression_type=None if compression == "none" else compression,
     )
     await producer.start()
     try:
