@@ -140,9 +140,8 @@ def main() -> None:
         print(f"CPU: producer (ces rates backfill) {producer_cpu:.1f}s, worker {worker_cpu:.1f}s")
         data = Path(settings.stack_dir) / "kafka" / "data"  # the local stack's broker segments
         disk = sum(f.stat().st_size for f in data.glob(f"{prefix}rates-fetched-*/*.log"))
-        print(
-            f"on disk (CES_KAFKA_COMPRESSION={env.get('CES_KAFKA_COMPRESSION', settings.kafka_compression)}): {disk:,} B"
-        )
+        codec = env.get("CES_KAFKA_COMPRESSION", settings.kafka_compression)
+        print(f"on disk (CES_KAFKA_COMPRESSION={codec}): {disk:,} B")
     finally:
         worker.terminate()
         worker.wait(60)

@@ -109,7 +109,8 @@ async def _publish_acked(settings: Settings, event: Event) -> None:
     from ces.adapters.kafka.connection import KafkaConnection
     from ces.adapters.kafka.producer import bulk_publisher
 
-    async with bulk_publisher(KafkaConnection.from_settings(settings), settings.topic_prefix) as publisher:
+    kafka = KafkaConnection.from_settings(settings)
+    async with bulk_publisher(kafka, settings.topic_prefix, compression=settings.kafka_compression) as publisher:
         await publisher.publish([event])  # flushed (acknowledged by the broker) when the block exits
 
 
