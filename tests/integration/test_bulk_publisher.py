@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from ces.adapters.kafka.connection import KafkaConnection, kafka_kwargs
@@ -16,8 +17,9 @@ from tests.integration.conftest import NewTopicFactory
 KEYS = [f"EUR:{code}".encode() for code in ("USD", "JPY", "GBP", "CHF", "SEK", "NOK", "PLN", "CZK", "HUF")]
 
 
+@pytest.mark.parametrize("compression", ["none", "zstd"])
 async def test_bulk_messages_land_where_send_puts_their_key_in_order(
-    settings: Settings, new_topic: NewTopicFactory
+    settings: Settings, new_topic: NewTopicFactory, compression: str
 ) -> None:
     topic = await new_topic("bulk", partitions=4)
     producer = AIOKafkaProducer(**kafka_kwargs(settings))
@@ -28,7 +30,7 @@ async def test_bulk_messages_land_where_send_puts_their_key_in_order(
         await producer.stop()
     assert len(set(where.values())) > 1  # the keys spread: the check below can fail
     count = 25_000  # several full batches per partition (values of ~500 bytes, batches of 512 KiB)
-    async with bulk_publisher(KafkaConnection.from_settings(settings)) as publisher:
+    async with bulk_publisher(KafkaConnection.from_settings(settings), compression=compression) as publisher:
         for start in range(0, count, 1000):
             await publisher.publish_encoded(
                 topic, [(KEYS[i % len(KEYS)], f"{i:08d}".encode() + b"x" * 500) for i in range(start, start + 1000)]
