@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # `<dir>/<app id>-data`; keep it out of the working directory.
     worker_data_dir: Path = Path(tempfile.gettempdir()) / "ces-worker"
     log_level: str = "INFO"
+    # The gateway's and the worker's event loop. uvloop (libuv) does the same socket and scheduling work
+    # as asyncio's with less CPU per request (measured: docs/http.md); "asyncio" is the stdlib fallback.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     # Failure policy of the batch consumers (`ces.adapters.failures`): a message whose handling raises
     # an unexpected error is retried this many times, then dead-lettered as `handler_error`.

@@ -36,6 +36,14 @@ def topic_name(settings: Settings, spec: TopicSpec) -> str:
     return settings.topic_prefix + spec.name
 
 
+def use_event_loop(settings: Settings) -> None:
+    """Make `CES_EVENT_LOOP` the loop of every loop this process creates from now on (call before any)."""
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def kafka_connection(settings: Settings) -> KafkaConnection:
     """How this process reaches Kafka: every client CES builds goes through it (docs/security.md)."""
     return KafkaConnection.from_settings(settings)

@@ -24,7 +24,15 @@ from ces.adapters.postgres.api_keys import PostgresApiKeyStore
 from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.rate_store import RateRepository
 from ces.adapters.redis.rate_limit import RedisRateLimiter
-from ces.bootstrap import build_decider, build_engine, build_producer, build_rate_lookup, build_redis, kafka_connection
+from ces.bootstrap import (
+    build_decider,
+    build_engine,
+    build_producer,
+    build_rate_lookup,
+    build_redis,
+    kafka_connection,
+    use_event_loop,
+)
 from ces.events.signing import RequestSigner
 from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED, RATES_FETCHED
 from ces.http.app import create_app
@@ -169,6 +177,7 @@ def run_gateway(settings: Settings, *, reuse_port: bool = False) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="[%(asctime)s] [%(levelname)s] %(name)s: %(message)s")
     logging.getLogger("aiohttp.server").addFilter(QuietBadRequests())
     answer_protocol_errors_with_problems()
+    use_event_loop(settings)
     web.run_app(
         build_gateway_app(settings),
         host=settings.gateway_host,

@@ -29,6 +29,7 @@ from ces.bootstrap import (
     build_redis,
     ensure_all_topics,
     kafka_connection,
+    use_event_loop,
 )
 from ces.events import topics
 from ces.events.signing import RequestVerifier
@@ -171,6 +172,7 @@ def build_worker_app(settings: Settings) -> Worker:
 
 
 def run_worker(settings: Settings) -> None:
+    use_event_loop(settings)
     ensure_all_topics(settings)
     worker = build_worker_app(settings)
     ReadyWorker(worker.app, loglevel=logging.getLevelName(settings.log_level.upper())).execute_from_commandline()

@@ -1,0 +1,109 @@
+"""Benchmark: two (or more) running CES builds under the same HTTP load, alternating, with CPU per request.
+
+Each target is `NAME=URL,KEY_FILE,GATEWAY_PID,WORKER_PID` (as `benchmarks/serve_isolated.py` prints them).
+For every round and target it runs the reference peer's generator (`bench.py`, wrk engine) against
+`POST /v1/conversions` and reads the CPU time of the gateway's process tree and the worker's from /proc
+before and after, so besides req/s and latency it prints the gateway's and the worker's CPU milliseconds
+per request: a figure that moves much less than wall-clock numbers on a shared machine. Then medians.
+
+    python benchmarks/gateway_ab.py --target before=http://127.0.0.1:18181,/tmp/k1,101,102 \\
+        --target after=http://127.0.0.1:18182,/tmp/k2,201,202 [--concurrency 32] [--duration 10] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gateway import CES_BODY, PEER_DIR, bench, peer_python
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and its descendants (a `ces gateway --processes N` parent and its children)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+def cpu(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / TICK
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", action="append", required=True)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    targets = []
+    for spec in args.target:
+        name, rest = spec.split("=", 1)
+        url, key_file, gateway_pid, worker_pid = rest.split(",")
+        header = f"Authorization: Bearer {Path(key_file).read_text().strip()}"
+        targets.append((name, url.rstrip("/") + "/v1/conversions", header, int(gateway_pid), int(worker_pid)))
+    python = peer_python(PEER_DIR)
+    results: dict[str, list[dict[str, Any]]] = {t[0]: [] for t in targets}
+    for i in range(args.rounds):
+        for name, url, header, gateway_pid, worker_pid in targets:
+            gateway, worker = tree(gateway_pid), tree(worker_pid)
+            g0, w0 = cpu(gateway), cpu(worker)
+            s = bench(python, PEER_DIR, url, CES_BODY, args.concurrency, [header], args)
+            g1, w1 = cpu(gateway), cpu(worker)
+            sent = max(1, int(s["sent_including_warmup"]))
+            row = {
+                "rps": s["requests_per_s"],
+                "p50": s["latency_ms"]["p50"],
+                "p99": s["latency_ms"]["p99"],
+                "errors": s["errors"],
+                "gw_ms": 1000 * (g1 - g0) / sent,
+                "wk_ms": 1000 * (w1 - w0) / sent,
+                "busy": s["machine_cpu_busy_pct"],
+                "load": os.getloadavg()[0],
+            }
+            results[name].append(row)
+            print(
+                f"c={args.concurrency} round {i + 1} {name:<10} {row['rps']:7.1f} req/s  p50 {row['p50']:6.1f}  "
+                f"p99 {row['p99']:6.1f} ms  errors {row['errors']}  CPU/request: gateway {row['gw_ms']:.2f} ms, "
+                f"worker {row['wk_ms']:.2f} ms  busy {row['busy']}%  load {row['load']:.2f}",
+                flush=True,
+            )
+    for name, rows in results.items():
+        med = {k: statistics.median(r[k] for r in rows) for k in ("rps", "p50", "p99", "gw_ms", "wk_ms")}
+        print(
+            f"c={args.concurrency} median {name:<10} {med['rps']:7.1f} req/s  p50 {med['p50']:6.1f}  "
+            f"p99 {med['p99']:6.1f} ms  CPU/request: gateway {med['gw_ms']:.2f} ms, worker {med['wk_ms']:.2f} ms, "
+            f"errors {sum(r['errors'] for r in rows)}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Benchmark helper: an isolated CES (worker(s) + gateway) on the shared stack, for HTTP load tests.
+
+On a fresh schema / topic prefix / Redis key prefix / app id it migrates, creates the topics, starts
+`--workers` workers and a gateway (`--processes` processes) on `--port`, seeds five fresh EUR rates,
+mints an API key with the convert scope and writes it to `--key-file` (then prints `ready`). It serves
+until interrupted (SIGINT/SIGTERM), then stops its processes and drops everything it created. Every
+`CES_*` variable of its own environment reaches the processes (e.g. `CES_EVENT_LOOP=asyncio`).
+
+    python benchmarks/serve_isolated.py --port 18080 --key-file /tmp/key [--processes 1] [--workers 1]
+    python benchmarks/gateway.py --peer --url http://127.0.0.1:18080 --header "Authorization: Bearer $(cat /tmp/key)"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from conversions import RATES, cleanup, free_ports, seed_rates, start_worker, wait_for_group
+
+from ces.adapters.kafka.admin import ensure_topics
+from ces.adapters.kafka.connection import KafkaConnection
+from ces.adapters.postgres import migrate
+from ces.adapters.postgres.api_keys import PostgresApiKeyStore
+from ces.services.api_keys import create_key, parse_scopes
+from ces.settings import Settings
+from cesdev.stack.secrets import export_role_env
+
+
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} not ready within {timeout:.0f}s")
+
+
+def main() -> None:
+    export_role_env("admin")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--key-file", type=Path, required=True)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args()
+
+    settings = Settings()
+    run = uuid.uuid4().hex[:8]
+    schema, app_id, prefix, redis_prefix = f"bench_{run}", f"bench-{run}", f"bench-{run}-", f"bench-{run}:"
+    url = make_url(settings.database_dsn).update_query_dict({"options": f"-csearch_path={schema}"})
+    url_text = url.render_as_string(hide_password=False)
+    owner_url = make_url(settings.migration_database_dsn).update_query_dict({"options": f"-csearch_path={schema}"})
+    log_dir = Path(tempfile.mkdtemp(prefix=f"ces-serve-{run}-"))
+    print(f"run {run}: schema {schema}, logs {log_dir}", flush=True)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        migrate.upgrade(settings.migration_database_dsn, schema=schema)
+        asyncio.run(ensure_topics(KafkaConnection.from_settings(settings), partitions=args.partitions, prefix=prefix))
+        env = {
+            **os.environ,
+            "CES_APP_ID": app_id,
+            "CES_TOPIC_PREFIX": prefix,
+            "CES_REDIS_KEY_PREFIX": redis_prefix,
+            "CES_DATABASE_URL": url_text,
+            "CES_PROVIDER_URL": "http://127.0.0.1:9",
+            "CES_FETCH_MAX_ATTEMPTS": "1",
+            "CES_TOPIC_PARTITIONS": str(args.partitions),
+            "CES_LOG_LEVEL": "WARNING",
+            "CES_REQUEST_SIGNING_KEY": secrets.token_hex(32),
+            "CES_RATE_LIMIT_PER_SECOND": "100000",
+            "CES_RATE_LIMIT_BURST": "100000",
+            "CES_GATEWAY_PORT": str(args.port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        workers = []
+        for i, port in enumerate(free_ports(args.workers)):
+            workers.append(start_worker({**env, "CES_WORKER_WEB_PORT": str(port)}, log_dir / f"worker-{i}.log"))
+            procs.append(workers[-1].proc)
+        for worker in workers:
+            worker.wait_ready()
+        asyncio.run(wait_for_group(settings.kafka_bootstrap, f"{app_id}-conversions", args.workers))
+        seed_rates(settings.kafka_bootstrap, prefix, create_engine(url_text))
+        with open(log_dir / "gateway.log", "wb") as out:
+            gateway = subprocess.Popen(
+                [sys.executable, "-m", "ces", "gateway", "--processes", str(args.processes)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        procs.append(gateway)
+        wait_http(f"http://127.0.0.1:{args.port}/readyz")
+        owner = create_engine(owner_url.render_as_string(hide_password=False))
+        _, secret = create_key(PostgresApiKeyStore(owner), f"bench-{run}", parse_scopes("convert"))
+        owner.dispose()
+        args.key_file.write_text(secret)
+        pids = " ".join(str(p.pid) for p in procs)
+        print(f"ready: {len(RATES)} rates, gateway on {args.port} (pid {gateway.pid}), pids {pids}", flush=True)
+        while not stopping and all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        cleanup(settings, schema, prefix, redis_prefix)
+        print("stopped and cleaned up", flush=True)
+
+
+if __name__ == "__main__":
+    main()
