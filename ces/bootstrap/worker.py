@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import aiohttp
 import faust
@@ -108,7 +109,7 @@ class Worker:
 def build_worker_app(settings: Settings) -> Worker:
     app = create_app(settings)
     producer = FaustSender(app)
-    engine = build_engine(settings)
+    engine = build_engine(settings, pre_ping=False)
     redis_client = build_redis(settings)
     cache = build_rate_cache(settings, redis_client)
     fetcher = RateFetcher(
@@ -183,6 +184,13 @@ READY_LINE = "ces worker ready"
 
 class ReadyWorker(faust.Worker):
     """Prints READY_LINE once started, whatever the log level: `cesdev up` and the tests wait for it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Faust's terminal spinner: at log level WARNING or above it sets the root logger to DEBUG and spins
+        # on every record, so each library's debug call (aiokafka logs every send) built a log record on the
+        # hot path (2% of the worker's CPU under load, docs/http.md). A service has no terminal to spin.
+        self.spinner = None
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()

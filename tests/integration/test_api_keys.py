@@ -61,6 +61,28 @@ async def test_the_bucket_allows_the_burst_then_asks_to_wait_and_refills(
         await asyncio.sleep(0.01)
 
 
+async def test_concurrent_takes_share_round_trips_and_the_bucket_still_holds(
+    redis_client: aioredis.Redis, unique: str
+) -> None:
+    limiter = RedisRateLimiter(redis_client, rate=0.5, burst=30, key_prefix=f"limit-{unique}:")
+    calls = 0
+    take = limiter._take
+
+    async def counted(**kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        return await take(**kwargs)  # type: ignore[arg-type]
+
+    limiter._take = counted  # type: ignore[assignment]
+    key = uuid.uuid4()
+    waits = await asyncio.gather(*(limiter.take(key) for _ in range(50)))
+    assert waits[:30] == [0] * 30  # in arrival order: the first 30 got the burst ...
+    assert all(w > 0 for w in waits[30:])  # ... and the other 20 were refused, as 50 single calls would be
+    assert calls < 50  # the takes that arrived during a call went out together
+    assert await limiter.take(key) > 0  # nothing was left in the bucket
+    assert limiter._queued == {}  # the key is idle again
+
+
 async def test_an_unreachable_redis_is_cache_unavailable() -> None:
     client = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
     try:
