@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     max_rate_age_seconds: int = Field(default=6 * 24 * 3600, gt=0)
     max_amount: Decimal = Field(default=Decimal("1000000000000"), gt=0)  # in base currency units
     conversion_batch_size: int = Field(default=2000, ge=1)
+    # Conversion batches handled at once (memory: this x conversion_batch_size records). More overlap a
+    # batch's database and broker waits with the next; fewer let requests gather into larger batches
+    # (less CPU per request) when the machine, not the waiting, is the limit (docs/http.md).
+    conversion_batches_in_flight: int = Field(default=8, ge=1, le=64)
 
     # HTTP gateway.
     gateway_host: str = "127.0.0.1"

@@ -42,6 +42,7 @@ class ConsumerSpec:
     group_id: str
     max_records: int
     make_handler: HandlerFactory
+    batches_in_flight: int = 8
 
 
 def register_consumer(
@@ -67,6 +68,7 @@ def register_consumer(
             handle=spec.make_handler(AckedPublisher(producer, topic_prefix), dead_letters),
             dead_letters=dead_letters,
             max_records=spec.max_records,
+            depth=spec.batches_in_flight,
             max_attempts=policy.max_attempts,
             session_timeout_ms=policy.session_timeout_ms,
             heartbeat_interval_ms=policy.heartbeat_interval_ms,

@@ -146,6 +146,7 @@ def build_worker_app(settings: Settings) -> Worker:
             topic=topics.CONVERSION_REQUESTS.name,
             group_id=f"{settings.app_id}-conversions",
             max_records=settings.conversion_batch_size,
+            batches_in_flight=settings.conversion_batches_in_flight,
             make_handler=lambda publisher, dead: (
                 ConversionHandler(
                     decider,
