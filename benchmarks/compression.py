@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from ces.adapters.kafka.connection import KafkaConnection, kafka_kwargs
+from ces.adapters.kafka.producer import compression_type
 from ces.events.base import utc_now
 from ces.events.conversions import ConversionAudited
 from ces.events.registry import decode
@@ -79,7 +80,7 @@ def producer_for(settings: Settings, codec: str) -> AIOKafkaProducer:
         enable_idempotence=True,
         linger_ms=5,
         max_batch_size=512 * 1024,
-        compression_type=None if codec == "none" else codec,
+        compression_type=compression_type(codec),
     )
 
 

@@ -46,6 +46,7 @@ from sqlalchemy import create_engine, text
 
 from ces.adapters.kafka.admin import ensure_topics
 from ces.adapters.kafka.connection import KafkaConnection, kafka_kwargs
+from ces.adapters.kafka.producer import compression_type
 from ces.adapters.providers.ecb_history import bundled_quotes
 from ces.events.base import utc_now
 from ces.events.conversions import ConversionAudited
@@ -137,7 +138,7 @@ async def publish(settings: Settings, prefix: str, args: argparse.Namespace) -> 
         acks=1,
         linger_ms=50,
         max_batch_size=1024 * 1024,
-        compression_type=None if args.compression == "none" else args.compression,
+        compression_type=compression_type(args.compression),
     )
     await producer.start()
     try:

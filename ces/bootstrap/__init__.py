@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine
 
 from ces.adapters.kafka.admin import ensure_topics
 from ces.adapters.kafka.connection import KafkaConnection
-from ces.adapters.kafka.producer import AckedPublisher
+from ces.adapters.kafka.producer import AckedPublisher, compression_type
 from ces.adapters.kafka.replies import ReplyRouter
 from ces.adapters.kafka.topic_source import KafkaTopicSource
 from ces.adapters.postgres.rate_store import RateRepository
@@ -88,7 +88,7 @@ def build_producer(settings: Settings, *, linger_ms: int = 5) -> AIOKafkaProduce
         enable_idempotence=True,
         linger_ms=linger_ms,
         max_batch_size=512 * 1024,
-        compression_type=None if settings.kafka_compression == "none" else settings.kafka_compression,
+        compression_type=compression_type(settings.kafka_compression),
     )
 
 

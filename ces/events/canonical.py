@@ -36,7 +36,7 @@ from ces.domain.money import MAX_DECIMAL_TEXT
 from ces.events.base import CurrencyCode, DecimalStr, Event, UtcDatetime
 
 _scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
-_SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE = re.compile("[\ud800-\udfff]")  # a lone UTF-16 surrogate: no Unicode character
 
 
 def _unescape(text: str) -> str:
@@ -45,7 +45,7 @@ def _unescape(text: str) -> str:
     if "\\" not in text:
         return text
     value = _scanstring(text + '"', 0)[0]
-    if _SURROGATE.search(value):
+    if SURROGATE.search(value):
         raise ValueError("surrogate")
     return value
 
@@ -87,7 +87,7 @@ _ANY_TEXT = '[^"]*'
 def _json_text(text: str) -> str:
     """Any text between two quotes as `json` reads it: escapes, and a control character refused."""
     value = _scanstring(text + '"', 0)[0]
-    if _SURROGATE.search(value):
+    if SURROGATE.search(value):
         raise ValueError("surrogate")
     return value
 

@@ -58,9 +58,6 @@ _SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignor
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # json.decoder.WHITESPACE: JSON's four whitespace characters
 
 
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
 def lone_surrogate_in(value: Any) -> bool:
     """Whether any string (key or value) of a decoded JSON value holds a lone UTF-16 surrogate.
 
@@ -69,7 +66,7 @@ def lone_surrogate_in(value: Any) -> bool:
     while pending:
         item = pending.pop()
         if isinstance(item, str):
-            if _SURROGATE.search(item) is not None:
+            if canonical.SURROGATE.search(item) is not None:
                 return True
         elif isinstance(item, dict):
             pending.extend(item)
@@ -145,8 +142,9 @@ def decode(raw: bytes, expected: type[Event] | tuple[type[Event], ...] | None = 
     # `"\\ud800"` (or surrogate bytes, which JSON readers pass) is valid JSON but no Unicode character:
     # PostgreSQL, `to_json()` and every UTF-8 encoder refuse it later, where it would fail a whole batch
     # instead of one message. An event is text of record: refused here, as malformed. (The canonical path
-    # above declines such strings, so only this path needs the check.)
-    if lone_surrogate_in(payload):
+    # above declines such strings, so only this path needs the check.) Only an escape (a backslash byte, in
+    # any of JSON's encodings) or a non-ASCII byte can make one: the walk is for those bytes alone.
+    if (b"\\" in raw or not raw.isascii()) and lone_surrogate_in(payload):
         raise UndecodableEvent("invalid_json", "a string holds a lone UTF-16 surrogate, not a Unicode character")
     event_type = payload.get("event_type")
     if allowed and event_type is None:

@@ -119,6 +119,11 @@ class AckedPublisher:
         await asyncio.gather(*futures)
 
 
+def compression_type(codec: str) -> str | None:
+    """`CES_KAFKA_COMPRESSION`'s value as aiokafka's `compression_type` ("none" is its None)."""
+    return None if codec == "none" else codec
+
+
 @asynccontextmanager
 async def bulk_publisher(
     kafka: KafkaConnection, topic_prefix: str = "", *, compression: str = "none"
@@ -130,7 +135,7 @@ async def bulk_publisher(
         enable_idempotence=True,
         linger_ms=20,
         max_batch_size=512 * 1024,
-        compression_type=None if compression == "none" else compression,
+        compression_type=compression_type(compression),
     )
     await producer.start()
     try:

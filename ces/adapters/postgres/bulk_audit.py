@@ -18,6 +18,7 @@ from uuid import UUID
 
 from sqlalchemy import Engine
 
+from ces.adapters.postgres.copy_text import copy_text
 from ces.events.conversions import ConversionAudited, ConversionRejected, Decision
 
 _STAGE = """
@@ -56,12 +57,6 @@ SELECT s.request_id, s.reason, s.message, s.rejected_at, s.requested_by, s.as_of
 FROM pg_temp.replay_stage_rejection s JOIN claimed USING (request_id)
 """
 
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _text(value: str) -> str:
-    return value.translate(_ESCAPES)
-
 
 def _at(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
@@ -89,9 +84,9 @@ def copy_decisions(engine: Engine, decisions: Sequence[Decision]) -> None:
                     d.request_id,
                     legs[0],
                     legs[1] if len(legs) > 1 else None,
-                    _text(d.rate_kind),
-                    _text(d.base_currency),
-                    _text(d.target_currency),
+                    copy_text(d.rate_kind),
+                    copy_text(d.base_currency),
+                    copy_text(d.target_currency),
                     d.input_amount,
                     d.rate_value,
                     d.margin,
@@ -104,7 +99,14 @@ def copy_decisions(engine: Engine, decisions: Sequence[Decision]) -> None:
         elif isinstance(d, ConversionRejected):
             requests.write(_line(d.request_id, "rejected", _at(d.occurred_at)))
             rejections.write(
-                _line(d.request_id, _text(d.reason), _text(d.message), _at(d.rejected_at), d.requested_by, _at(d.as_of))
+                _line(
+                    d.request_id,
+                    copy_text(d.reason),
+                    copy_text(d.message),
+                    _at(d.rejected_at),
+                    d.requested_by,
+                    _at(d.as_of),
+                )
             )
     with engine.begin() as conn:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
 
+from ces.adapters.postgres.copy_text import COPY_ESCAPES, copy_from
 from ces.events.rates import RateFetched
 
 _STAGE = """
@@ -41,25 +41,6 @@ _REVOKED = """
 SELECT r.rate_id::text FROM exchange_rate_revocation r WHERE r.rate_id IN (SELECT id FROM pg_temp.rate_stage)
 """
 
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy(conn: Connection, statement: str, data: io.StringIO) -> None:
-    """`COPY ... FROM STDIN` on the connection's driver cursor; a driver error is raised as SQLAlchemy's
-    `DBAPIError`, like every other statement's, so the consumer's failure policy classifies it the same way."""
-    dbapi_connection = conn.connection.dbapi_connection
-    assert dbapi_connection is not None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.copy_expert(statement, data)
-    except conn.dialect.loaded_dbapi.Error as exc:
-        lost = conn.dialect.is_disconnect(exc, dbapi_connection, cursor)
-        if lost:
-            conn.invalidate(exc)
-        raise DBAPIError.instance(statement, None, exc, conn.dialect.loaded_dbapi.Error, lost) from exc
-    finally:
-        cursor.close()
-
 
 def staged_insert(conn: Connection, events: Sequence[RateFetched]) -> set[UUID] | None:
     """Insert `events`' rows (in order, skipping any that hits a unique key); returns the ids inserted, or
@@ -68,13 +49,13 @@ def staged_insert(conn: Connection, events: Sequence[RateFetched]) -> set[UUID] 
     write = buffer.write
     for i, e in enumerate(events):
         write(
-            f"{i}\t{e.rate_id}\t{e.base_currency.translate(_ESCAPES)}\t{e.target_currency.translate(_ESCAPES)}\t"
-            f"{e.rate_value}\t{e.provider_name.translate(_ESCAPES)}\t{e.published_at.isoformat()}\t"
+            f"{i}\t{e.rate_id}\t{e.base_currency.translate(COPY_ESCAPES)}\t{e.target_currency.translate(COPY_ESCAPES)}\t"
+            f"{e.rate_value}\t{e.provider_name.translate(COPY_ESCAPES)}\t{e.published_at.isoformat()}\t"
             f"{e.fetched_at.isoformat()}\t{e.fetch_id}\t{e.event_id}\n"
         )
     buffer.seek(0)
     conn.exec_driver_sql(_STAGE)
-    _copy(conn, "COPY pg_temp.rate_stage FROM STDIN", buffer)
+    copy_from(conn, "COPY pg_temp.rate_stage FROM STDIN", buffer)
     inserted = conn.exec_driver_sql(_APPLY).scalars().all()
     return None if len(inserted) == len(events) else {UUID(i) for i in inserted}
 
