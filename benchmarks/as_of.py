@@ -66,7 +66,7 @@ def requests(n: int, rng: random.Random, with_as_of: bool) -> list[ParsedRequest
         body = {"request_id": str(uuid.uuid4()), "base_currency": base, "target_currency": target, "amount": "100"}
         if with_as_of:
             body["as_of"] = rng.choice(days).isoformat()
-        out.append(parse_request(json.dumps(body).encode(), None, max_amount=Decimal(10**12)))
+        out.append(parse_request(json.dumps(body).encode(), max_amount=Decimal(10**12)))
     return out
 
 

@@ -7,24 +7,26 @@ first, byte for byte.
 from __future__ import annotations
 
 from typing import ClassVar, Literal
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from pydantic import Field
 
 from ces.domain.as_of import AS_OF_DESCRIPTION, AS_OF_SCHEMA_PATTERN
 from ces.domain.conversion import RejectionReason
 from ces.events.base import CurrencyCode, DecimalStr, Event, UtcDatetime
+from ces.events.ids import NameBasedIds
 from ces.events.topics import CONVERSION_REQUESTS, CONVERSIONS_AUDITED, CONVERSIONS_REJECTED
 
 CONVERSION_NAMESPACE = UUID("0b7c8f1e-6a0d-4c54-9b7e-3f1c2d9a4e60")
+_CONVERSION_IDS = NameBasedIds(CONVERSION_NAMESPACE)
 
 
 def audit_id_for(request_id: UUID) -> UUID:
-    return uuid5(CONVERSION_NAMESPACE, f"audit|{request_id}")
+    return _CONVERSION_IDS(f"audit|{request_id}")
 
 
 def result_event_id(event_type: str, request_id: UUID) -> UUID:
-    return uuid5(CONVERSION_NAMESPACE, f"{event_type}|{request_id}")
+    return _CONVERSION_IDS(f"{event_type}|{request_id}")
 
 
 class ConversionRequested(Event):

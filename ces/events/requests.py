@@ -10,17 +10,17 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from ces.domain.as_of import AsOfError, parse_as_of, read_as_of
 from ces.domain.conversion import Rejection, RejectionReason, ValidRequest, validate
 from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW
 from ces.events.base import utc_now
 from ces.events.canonical import layout_of
-from ces.events.conversions import CONVERSION_NAMESPACE, ConversionRequested
+from ces.events.conversions import ConversionRequested
 from ces.events.registry import UndecodableEvent, parse_json_object
 
 MAX_REQUEST_BYTES = 16 * 1024
@@ -38,8 +38,6 @@ class ParsedRequest:
     """A request with a usable id; `valid` is set when it passed validation, else `rejection`."""
 
     request_id: UUID
-    event_id: UUID
-    occurred_at: datetime
     valid: ValidRequest | None
     rejection: Rejection | None
     requested_by: UUID | None = None
@@ -49,7 +47,6 @@ class ParsedRequest:
 
 def parse_request(
     raw: bytes,
-    timestamp_ms: int | None,
     *,
     max_amount: Decimal,
     max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
@@ -63,7 +60,7 @@ def parse_request(
         request_id = _sniff_request_id(raw[:4096])
         if request_id is None:
             raise UndecodableEvent("oversized", f"{len(raw)} bytes, more than {MAX_REQUEST_BYTES}")
-        return _rejected(request_id, timestamp_ms, RejectionReason.INVALID_REQUEST, "request too large")
+        return _rejected(request_id, RejectionReason.INVALID_REQUEST, "request too large")
     # The gateway's requests are in the canonical layout: read as `json` reads them, without its scanner.
     payload = (_CANONICAL.payload(raw) if _CANONICAL and type(raw) is bytes else None) or parse_json_object(raw)
     request_id = _uuid(payload.get("request_id"))
@@ -74,36 +71,30 @@ def parse_request(
         raise UndecodableEvent("unexpected_event_type", f"{event_type!r} on the conversion request topic")
     version = payload.get("schema_version", CURRENT_VERSION)
     if version not in SUPPORTED_VERSIONS:
-        return _rejected(
-            request_id, timestamp_ms, RejectionReason.INVALID_REQUEST, f"unsupported schema_version {version!r}"
-        )
+        return _rejected(request_id, RejectionReason.INVALID_REQUEST, f"unsupported schema_version {version!r}")
     unknown = sorted(set(payload) - ALLOWED_FIELDS)
     if unknown:
-        return _rejected(
-            request_id, timestamp_ms, RejectionReason.INVALID_REQUEST, f"unknown fields: {', '.join(unknown)[:200]}"
-        )
+        return _rejected(request_id, RejectionReason.INVALID_REQUEST, f"unknown fields: {', '.join(unknown)[:200]}")
     requested_by = payload.get("requested_by")
     if requested_by is not None:
         requested_by = _uuid(requested_by)
         if requested_by is None:
-            return _rejected(request_id, timestamp_ms, RejectionReason.INVALID_REQUEST, "requested_by is not a UUID")
+            return _rejected(request_id, RejectionReason.INVALID_REQUEST, "requested_by is not a UUID")
     as_of: datetime | None = None
     if payload.get("as_of") is not None:
         try:
             as_of = parse_as_of(payload["as_of"], utc_now(), max_clock_skew)
         except AsOfError as exc:
-            rejection = _rejected(request_id, timestamp_ms, RejectionReason(exc.reason), exc.message)
+            rejection = _rejected(request_id, RejectionReason(exc.reason), exc.message)
             # A future as_of is a readable instant: the rejection carries it; a malformed one has none.
             future = exc.reason == RejectionReason.AS_OF_IN_FUTURE
             return _with(rejection, requested_by, read_as_of(payload["as_of"])[0] if future else None)
     outcome = validate(
         payload.get("base_currency"), payload.get("target_currency"), payload.get("amount"), max_amount=max_amount
     )
-    event_id = _uuid(payload.get("event_id")) or uuid5(CONVERSION_NAMESPACE, f"ConversionRequested|{request_id}")
-    occurred_at = _when(timestamp_ms)
     if isinstance(outcome, Rejection):
-        return ParsedRequest(request_id, event_id, occurred_at, None, outcome, requested_by, as_of)
-    return ParsedRequest(request_id, event_id, occurred_at, outcome, None, requested_by, as_of)
+        return ParsedRequest(request_id, None, outcome, requested_by, as_of)
+    return ParsedRequest(request_id, outcome, None, requested_by, as_of)
 
 
 def _uuid(value: Any) -> UUID | None:
@@ -139,13 +130,8 @@ def _sniff_request_id(head: bytes) -> UUID | None:
     return _uuid(sniff_request_id_value(head))
 
 
-def _when(timestamp_ms: int | None) -> datetime:
-    return datetime.fromtimestamp(timestamp_ms / 1000, UTC) if timestamp_ms else utc_now()
-
-
-def _rejected(request_id: UUID, timestamp_ms: int | None, reason: RejectionReason, message: str) -> ParsedRequest:
-    event_id = uuid5(CONVERSION_NAMESPACE, f"ConversionRequested|{request_id}")
-    return ParsedRequest(request_id, event_id, _when(timestamp_ms), None, Rejection(reason, message))
+def _rejected(request_id: UUID, reason: RejectionReason, message: str) -> ParsedRequest:
+    return ParsedRequest(request_id, None, Rejection(reason, message))
 
 
 def _with(parsed: ParsedRequest, requested_by: UUID | None, as_of: datetime | None) -> ParsedRequest:

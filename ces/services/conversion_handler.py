@@ -59,9 +59,7 @@ class ConversionHandler:
         poison: list[tuple[Received, UndecodableEvent]] = []
         for message in batch:
             try:
-                parsed = parse_request(
-                    message.value, message.timestamp_ms, max_amount=self.max_amount, max_clock_skew=self.max_clock_skew
-                )
+                parsed = parse_request(message.value, max_amount=self.max_amount, max_clock_skew=self.max_clock_skew)
             except UndecodableEvent as exc:
                 poison.append((message, exc))
                 continue

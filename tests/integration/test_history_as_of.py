@@ -290,7 +290,7 @@ def test_conversions_as_of_any_day_of_the_history_match_an_independent_computati
     decisions: list[Decision] = []
     for at in range(0, len(samples), 500):  # batches as the worker decides them: one rate query per batch
         chunk = samples[at : at + 500]
-        parsed = [parse_request(request_bytes(s), None, max_amount=Decimal(10**12)) for s in chunk]
+        parsed = [parse_request(request_bytes(s), max_amount=Decimal(10**12)) for s in chunk]
         decisions.extend(run(decider(engine).decide(parsed)))
     decide_seconds = time.perf_counter() - started
     legs = legs_of(engine, decisions)

@@ -81,12 +81,12 @@ def raw(**fields: Any) -> bytes:
 
 
 def test_the_reader_turns_a_bad_as_of_into_a_rejection_never_a_dead_letter() -> None:
-    parsed = parse_request(raw(as_of="yesterday"), None, max_amount=Decimal(10**9))
+    parsed = parse_request(raw(as_of="yesterday"), max_amount=Decimal(10**9))
     assert parsed.rejection is not None and parsed.rejection.reason == "invalid_as_of" and parsed.as_of is None
-    future = parse_request(raw(as_of="2999-01-01", requested_by=str(uuid.uuid4())), None, max_amount=Decimal(10**9))
+    future = parse_request(raw(as_of="2999-01-01", requested_by=str(uuid.uuid4())), max_amount=Decimal(10**9))
     assert future.rejection is not None and future.rejection.reason == "as_of_in_future"
     assert future.as_of == datetime(2999, 1, 1, 23, 59, 59, 999999, tzinfo=UTC) and future.requested_by
-    fine = parse_request(raw(as_of="2008-09-15", schema_version=3), None, max_amount=Decimal(10**9))
+    fine = parse_request(raw(as_of="2008-09-15", schema_version=3), max_amount=Decimal(10**9))
     assert fine.valid is not None and fine.as_of == datetime(2008, 9, 15, 23, 59, 59, 999999, tzinfo=UTC)
 
 
@@ -122,10 +122,10 @@ def decider(max_age: timedelta = timedelta(days=6)) -> tuple[ConversionDecider, 
 
 async def test_as_of_uses_each_legs_newest_row_at_or_before_it_and_says_so() -> None:
     d, lookup = decider()
-    saturday = parse_request(raw(as_of="2008-09-13"), None, max_amount=Decimal(10**9))
-    monday_morning = parse_request(raw(as_of="2008-09-15T10:00:00+02:00"), None, max_amount=Decimal(10**9))
-    monday = parse_request(raw(as_of="2008-09-15"), None, max_amount=Decimal(10**9))
-    now = parse_request(raw(), None, max_amount=Decimal(10**9))
+    saturday = parse_request(raw(as_of="2008-09-13"), max_amount=Decimal(10**9))
+    monday_morning = parse_request(raw(as_of="2008-09-15T10:00:00+02:00"), max_amount=Decimal(10**9))
+    monday = parse_request(raw(as_of="2008-09-15"), max_amount=Decimal(10**9))
+    now = parse_request(raw(), max_amount=Decimal(10**9))
     decisions = await d.decide([saturday, monday_morning, monday, now])
     assert all(isinstance(x, ConversionAudited) for x in decisions)
     sat, morning, mon, current = (x for x in decisions if isinstance(x, ConversionAudited))
@@ -140,8 +140,8 @@ async def test_as_of_uses_each_legs_newest_row_at_or_before_it_and_says_so() -> 
 
 async def test_staleness_is_counted_back_from_as_of() -> None:
     d, _ = decider(max_age=timedelta(days=2))
-    sunday = parse_request(raw(as_of="2008-09-14T14:00:01Z"), None, max_amount=Decimal(10**9))
-    too_early = parse_request(raw(as_of="2008-09-12T13:59:59Z"), None, max_amount=Decimal(10**9))
+    sunday = parse_request(raw(as_of="2008-09-14T14:00:01Z"), max_amount=Decimal(10**9))
+    too_early = parse_request(raw(as_of="2008-09-12T13:59:59Z"), max_amount=Decimal(10**9))
     stale, missing = await d.decide([sunday, too_early])
     assert isinstance(stale, ConversionRejected) and stale.reason == "stale_rate" and "as_of" in stale.message
     assert isinstance(missing, ConversionRejected) and missing.reason == "no_rate"
@@ -150,7 +150,7 @@ async def test_staleness_is_counted_back_from_as_of() -> None:
 
 async def test_without_as_of_nothing_reads_the_past() -> None:
     d, lookup = decider()
-    (decision,) = await d.decide([parse_request(raw(), None, max_amount=Decimal(10**9))])
+    (decision,) = await d.decide([parse_request(raw(), max_amount=Decimal(10**9))])
     assert isinstance(decision, ConversionAudited) and decision.as_of is None and lookup.calls_at == []
 
 
@@ -274,7 +274,7 @@ NASTY_AS_OF: list[tuple[object, str | None]] = [
 
 @pytest.mark.parametrize(("value", "reason"), NASTY_AS_OF)
 def test_the_kafka_reader_never_raises_on_a_nasty_as_of(value: object, reason: str | None) -> None:
-    parsed = parse_request(raw(as_of=value), None, max_amount=Decimal(10**9))
+    parsed = parse_request(raw(as_of=value), max_amount=Decimal(10**9))
     assert (parsed.rejection.reason if parsed.rejection else None) == reason
 
 

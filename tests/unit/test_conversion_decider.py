@@ -28,7 +28,7 @@ MINOR_UNITS = {"EUR": 2, "USD": 2, "JPY": 0, "KWD": 3, "GBP": 2}
 
 def request(base: str, target: str, amount: str, request_id: uuid.UUID | None = None) -> ParsedRequest:
     payload = {"request_id": str(request_id or uuid.uuid4()), "base_currency": base, "target_currency": target}
-    return parse_request(json.dumps({**payload, "amount": amount}).encode(), None, max_amount=Decimal(10**9))
+    return parse_request(json.dumps({**payload, "amount": amount}).encode(), max_amount=Decimal(10**9))
 
 
 def decider(lookup: FakeRateLookup, overrides: dict[str, Decimal] | None = None) -> ConversionDecider:

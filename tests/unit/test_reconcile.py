@@ -221,7 +221,7 @@ _values = st.none() | st.booleans() | st.integers() | st.text(max_size=20) | _id
 def test_reads_every_request_id_the_handler_reads(payload: object) -> None:
     raw = json.dumps(payload).encode()
     try:
-        parsed = parse_request(raw, None, max_amount=Decimal(10))
+        parsed = parse_request(raw, max_amount=Decimal(10))
     except Exception:  # the handler dead-letters (or fails): matched by offset, not by id
         return
     assert request_id_of(raw) == parsed.request_id
