@@ -31,6 +31,7 @@ from ces.bootstrap import (
     build_rate_lookup,
     build_redis,
     kafka_connection,
+    settle_heap,
     use_event_loop,
 )
 from ces.events.signing import RequestSigner
@@ -169,7 +170,13 @@ def request_signer(settings: Settings) -> RequestSigner | None:
 
 def build_gateway_app(settings: Settings) -> web.Application:
     request_signer(settings)  # fail at start, not at the first conversion
-    return create_app(settings, lambda: _open(settings))
+    app = create_app(settings, lambda: _open(settings))
+    app.on_startup.append(_settle_heap)  # after the app's own start-up (its clients and pools are open)
+    return app
+
+
+async def _settle_heap(app: web.Application) -> None:
+    settle_heap()
 
 
 def run_gateway(settings: Settings, *, reuse_port: bool = False) -> None:

@@ -30,6 +30,7 @@ from ces.bootstrap import (
     build_redis,
     ensure_all_topics,
     kafka_connection,
+    settle_heap,
     use_event_loop,
 )
 from ces.events import topics
@@ -195,4 +196,5 @@ class ReadyWorker(faust.Worker):
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
+        settle_heap()
         print(READY_LINE, flush=True)
