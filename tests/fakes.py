@@ -210,6 +210,16 @@ class FakeRateCache:
             raise CacheUnavailable("cache down")
 
 
+class AwaitedStore:
+    """A store's `record` as the worker awaits it (`ces.adapters.postgres.async_record.AsyncRecorder`)."""
+
+    def __init__(self, store: FakeAuditStore) -> None:
+        self.store = store
+
+    async def record(self, decisions: Sequence[Decision]) -> list[Decision]:
+        return self.store.record(decisions)
+
+
 class FakeApiKeyStore:
     """`ces.adapters.postgres.api_keys.PostgresApiKeyStore` in memory: keys by hash, revoked never deleted."""
 

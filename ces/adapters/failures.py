@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+import psycopg2
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
@@ -52,15 +53,9 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return Failure.TRANSIENT
-        code = getattr(exc.orig, "pgcode", None)
-        if isinstance(code, str) and len(code) == 5:
-            if code[:2] in _DATA_CLASSES:
-                return Failure.MESSAGE
-            if code[:2] in _UNAVAILABLE_CLASSES:
-                return Failure.TRANSIENT
-        if isinstance(exc, OperationalError | InterfaceError):
-            return Failure.TRANSIENT
-        return Failure.UNEXPECTED
+        return _database(exc.orig, lost=isinstance(exc, OperationalError | InterfaceError))
+    if isinstance(exc, psycopg2.Error):  # the worker's record path drives psycopg2 itself (async_record.py)
+        return _database(exc, lost=isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError))
     if isinstance(exc, _UNREACHABLE):
         return Failure.TRANSIENT
     # psycopg2 refuses some values before they reach the server (a NUL in a string, a lone surrogate
@@ -68,3 +63,13 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, UnicodeEncodeError) or (isinstance(exc, ValueError) and "NUL (0x00)" in str(exc)):
         return Failure.MESSAGE
     return Failure.UNEXPECTED
+
+
+def _database(orig: BaseException | None, *, lost: bool) -> Failure:
+    code = getattr(orig, "pgcode", None)
+    if isinstance(code, str) and len(code) == 5:
+        if code[:2] in _DATA_CLASSES:
+            return Failure.MESSAGE
+        if code[:2] in _UNAVAILABLE_CLASSES:
+            return Failure.TRANSIENT
+    return Failure.TRANSIENT if lost else Failure.UNEXPECTED

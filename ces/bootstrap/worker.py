@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import Engine
 
 from ces.adapters.kafka.producer import AckedPublisher
-from ces.adapters.postgres.audit_store import AuditStore
+from ces.adapters.postgres.async_record import AsyncRecorder
 from ces.adapters.postgres.fetch_lease import PostgresFetchLease
 from ces.adapters.postgres.rate_projector import RateProjector
 from ces.adapters.providers.ecb import EcbClient
@@ -127,7 +127,7 @@ def build_worker_app(settings: Settings) -> Worker:
     )
     projector = RateProjector(engine, max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds))
     decider = build_decider(settings, build_rate_lookup(settings, engine, redis_client))
-    store = AuditStore(engine)
+    store = AsyncRecorder(engine, connections=settings.conversion_batches_in_flight)
     verifier = RequestVerifier(settings.signing_keys)
     if not settings.signing_keys:
         log.warning(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -18,7 +17,7 @@ from ces.events.requests import ParsedRequest, parse_request
 from ces.events.signing import SIGNATURE_HEADER, RequestVerifier, signature_of
 from ces.metrics import CONVERSION_BATCH_SIZE, CONVERSION_STAGE_SECONDS, CONVERSIONS, UNAUTHENTICATED_REQUESTS
 from ces.services.conversions import ConversionDecider
-from ces.services.ports import DeadLetterSink, DecisionStore, EventPublisher, Received
+from ces.services.ports import DeadLetterSink, DecisionRecorder, EventPublisher, Received
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ class ConversionHandler:
     def __init__(
         self,
         decider: ConversionDecider,
-        store: DecisionStore,
+        store: DecisionRecorder,
         publisher: EventPublisher,
         dead_letters: DeadLetterSink,
         *,
@@ -72,7 +71,7 @@ class ConversionHandler:
             started = _stage("parse", started)
             decisions = await self.decider.decide(list(requests.values()))
             started = _stage("decide", started)
-            standing = await asyncio.to_thread(self.store.record, decisions)
+            standing = await self.store.record(decisions)
             started = _stage("record", started)
             # A standing decision that is not the one just made (the store returns that very object) was
             # stored before, for a repeated request id: it goes out marked, so the gateway can say

@@ -87,6 +87,12 @@ class DecisionStore(Protocol):
     def get(self, request_ids: Sequence[UUID]) -> dict[UUID, Decision]: ...
 
 
+class DecisionRecorder(Protocol):
+    """`DecisionStore.record` awaited on the event loop (the worker's hot path: no thread per batch)."""
+
+    async def record(self, decisions: Sequence[Decision]) -> list[Decision]: ...
+
+
 class TooManyPending(Exception):
     pass
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Iterator, Sequence
 
+import psycopg2
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
+from ces.adapters.failures import Failure, classify
+from ces.adapters.postgres.async_record import AsyncRecorder
 from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.rate_projector import RateProjector
-from tests.contracts.audit_store import AuditStoreContract, AuditStoreLike
+from ces.events.conversions import ConversionAudited, Decision
+from tests.contracts.audit_store import AuditStoreContract, AuditStoreLike, rejected
 from tests.integration.test_rate_projection import T0, rate_event
 
 
@@ -24,3 +30,50 @@ class TestPostgresAuditStore(AuditStoreContract):
         usd, jpy = rate_event("USD", "1.0892", T0), rate_event("JPY", "161.87", T0)
         RateProjector(pg_schema[0]).project([usd, jpy])
         return usd.rate_id, jpy.rate_id
+
+
+class LoopRecorder:
+    """`AsyncRecorder` behind the contract's synchronous interface: each `record` runs on a fresh loop."""
+
+    def __init__(self, engine: Engine, schema: str) -> None:
+        self.recorder = AsyncRecorder(engine, connect_args={"options": f"-csearch_path={schema}"})
+        self.store = AuditStore(engine)
+
+    def record(self, decisions: Sequence[Decision]) -> list[Decision]:
+        return asyncio.run(self.recorder.record(decisions))
+
+    def get(self, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Decision]:
+        return self.store.get(request_ids)
+
+    def get_audit(self, audit_id: uuid.UUID) -> ConversionAudited | None:
+        return self.store.get_audit(audit_id)
+
+
+class TestAsyncRecorder(AuditStoreContract):
+    """The worker's record path (async psycopg2, prepared statement) keeps the same contract."""
+
+    @pytest.fixture
+    def store(self, pg_schema: tuple[Engine, str]) -> Iterator[AuditStoreLike]:
+        recorder = LoopRecorder(*pg_schema)
+        yield recorder
+        recorder.recorder.close()
+
+    rate_ids = TestPostgresAuditStore.rate_ids
+
+
+def test_a_connection_lost_fails_that_call_transiently_and_the_next_reconnects(pg_schema: tuple[Engine, str]) -> None:
+    """A PostgreSQL restart, as the worker's record path sees it: its connection is gone under it."""
+    recorder = LoopRecorder(*pg_schema)
+    first = rejected(uuid.uuid4())
+    assert recorder.record([first]) == [first]
+    (conn,) = recorder.recorder._idle
+    with pg_schema[0].begin() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": conn.get_backend_pid()})
+    second = rejected(uuid.uuid4())
+    with pytest.raises(psycopg2.OperationalError) as lost:
+        recorder.record([second])
+    assert classify(lost.value) is Failure.TRANSIENT
+    assert recorder.recorder._idle == []  # the dead connection was dropped, not pooled
+    assert recorder.record([second, first]) == [second, first]  # a retry of the batch: reconnected
+    assert recorder.get([second.request_id]) == {second.request_id: second}
+    recorder.recorder.close()

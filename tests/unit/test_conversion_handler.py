@@ -19,7 +19,15 @@ from ces.services.conversion_handler import ConversionHandler
 from ces.services.conversions import ConversionDecider
 from ces.services.ports import Received
 from tests.contracts.audit_store import audited
-from tests.fakes import DeadLetterSink, FakeAuditStore, FakePublisher, FakeRateLookup, StoreDown, stored_rate
+from tests.fakes import (
+    AwaitedStore,
+    DeadLetterSink,
+    FakeAuditStore,
+    FakePublisher,
+    FakeRateLookup,
+    StoreDown,
+    stored_rate,
+)
 
 USD = stored_rate("USD", "1.0892", utc_now() - timedelta(minutes=5))
 TOPIC = "conversion-requests"
@@ -42,7 +50,7 @@ class Rig:
         )
         self.handler = ConversionHandler(
             decider,
-            self.store,  # type: ignore[arg-type]  # AuditStore is a class, not a Protocol
+            AwaitedStore(self.store),
             self.publisher,
             DeadLetters(self.dead),
             max_amount=Decimal(1_000_000),

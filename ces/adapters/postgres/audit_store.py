@@ -31,7 +31,7 @@ class AuditStore:
         if not unique:
             return []
         with self.engine.begin() as conn:
-            claimed = {UUID(str(rid)) for rid in conn.execute(RECORD, _record_params(unique.values())).scalars()}
+            claimed = {UUID(str(rid)) for rid in conn.execute(RECORD, record_params(unique.values())).scalars()}
             earlier = [rid for rid in unique if rid not in claimed]
             standing = {rid: d for rid, d in unique.items() if rid in claimed}
             if earlier:
@@ -73,8 +73,7 @@ class AuditStore:
 # as arrays (unnest), so the statement's text is the same for any batch size. The foreign keys from the
 # audit and rejection rows to their claim are checked at the end of the statement, after the claim.
 # (SQLAlchemy cannot cache the PostgreSQL `insert ... on conflict`, and recompiled it per batch.)
-RECORD = text(
-    """
+RECORD_SQL = """
     WITH claimed AS (
         INSERT INTO conversion_request (request_id, outcome, decided_at)
         SELECT * FROM unnest(CAST(:request_ids AS uuid[]), CAST(:outcomes AS text[]),
@@ -105,11 +104,11 @@ RECORD = text(
         RETURNING request_id
     )
     SELECT request_id FROM claimed
-    """
-)
+"""
+RECORD = text(RECORD_SQL)
 
 
-def _record_params(decisions: Iterable[Decision]) -> dict[str, list[Any]]:
+def record_params(decisions: Iterable[Decision]) -> dict[str, list[Any]]:
     params: dict[str, list[Any]] = {
         name: []
         for name in [

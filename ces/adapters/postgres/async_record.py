@@ -1,0 +1,150 @@
+"""The worker's record path on the event loop: the audit store's record statement over async psycopg2.
+
+`AuditStore.record` runs in a thread through SQLAlchemy: at light load every conversion is its own batch,
+and the thread hop, the pool and SQLAlchemy's execution layer were a third of the worker's CPU per batch
+(docs/http.md). Here the same statement, prepared once per connection, runs on psycopg2 connections in
+async mode, polled from the event loop (`add_reader`/`add_writer` on the socket): no thread, no pool.
+
+Durability is unchanged: an async connection is in autocommit, so the one record statement is its own
+transaction, committed (`synchronous_commit` as the server has it, on) before `record` returns, and so
+before any event of the batch is published. A connection that fails, times out or is cancelled is closed
+and the error goes up (a transient failure for the batch consumer, which retries the batch): the next
+call connects afresh, which is how a PostgreSQL restart is survived. Decisions made earlier (a repeated
+request id, rare) are read back through `AuditStore` in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import psycopg2
+import psycopg2.extensions
+from sqlalchemy import Engine
+
+from ces.adapters.postgres.audit_store import RECORD_SQL, AuditStore, record_params
+from ces.events.conversions import Decision
+
+# `CAST(:name AS type)` in the record statement: its parameters, in order, with their SQL types.
+_PARAM = re.compile(r"CAST\(:(\w+) AS ([\w\[\]]+)\)")
+_NAMES_AND_TYPES = _PARAM.findall(RECORD_SQL)
+_NUMBERS = {name: n for n, (name, _) in enumerate(_NAMES_AND_TYPES, 1)}
+PREPARE = "PREPARE ces_record ({}) AS {}".format(
+    ", ".join(kind for _, kind in _NAMES_AND_TYPES),
+    _PARAM.sub(lambda m: f"${_NUMBERS[m.group(1)]}", RECORD_SQL),
+)
+# psycopg2 interpolates on the client: each array is cast to its parameter's type.
+EXECUTE = "EXECUTE ces_record ({})".format(", ".join(f"CAST(%({n})s AS {t})" for n, t in _NAMES_AND_TYPES))
+# A data error leaves the connection usable; anything else (connection lost, timeout) closes it.
+_KEEPS_CONNECTION = (psycopg2.DataError, psycopg2.IntegrityError, ValueError, UnicodeEncodeError)
+
+
+class AsyncRecorder:
+    """`record` as `AuditStore.record` (same statement, same result), awaited on the loop.
+
+    `connections`: at most this many statements at once (batches in flight overlap their records).
+    `timeout`: seconds a record may take, connecting included; also the server's `statement_timeout`.
+    Connections go where `engine`'s URL says (its query's `options` too); `connect_args` as create_engine's.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        connections: int = 4,
+        timeout: float = 30.0,
+        connect_args: dict[str, Any] | None = None,
+    ) -> None:
+        args, kwargs = engine.dialect.create_connect_args(engine.url)
+        kwargs.update(connect_args or {})
+        options = f"{kwargs.get('options', '')} -c statement_timeout={int(timeout * 1000)}".strip()
+        self._connect_args = (args, {**kwargs, "options": options, "async_": 1})
+        self.timeout = timeout
+        self._store = AuditStore(engine)
+        self._idle: list[Any] = []
+        self._slots = asyncio.Semaphore(connections)
+
+    async def record(self, decisions: Sequence[Decision]) -> list[Decision]:
+        unique: dict[UUID, Decision] = {}
+        for decision in decisions:
+            unique.setdefault(decision.request_id, decision)
+        if not unique:
+            return []
+        params = record_params(unique.values())
+        async with self._slots:
+            rows = await self._execute(params)
+        claimed = {UUID(row[0]) for row in rows}
+        standing = {rid: d for rid, d in unique.items() if rid in claimed}
+        earlier = [rid for rid in unique if rid not in claimed]
+        if earlier:
+            standing.update(await asyncio.to_thread(self._store.get, earlier))
+        return [standing[d.request_id] for d in decisions if d.request_id in standing]
+
+    async def _execute(self, params: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
+        conn = self._idle.pop() if self._idle else None
+        try:
+            async with asyncio.timeout(self.timeout):
+                if conn is None:
+                    conn = await self._connect()
+                cursor = conn.cursor()
+                cursor.execute(EXECUTE, params)
+                await _ready(conn)
+                rows: list[tuple[Any, ...]] = cursor.fetchall()
+        except BaseException as exc:
+            if conn is not None and (conn.closed or not isinstance(exc, _KEEPS_CONNECTION)):
+                conn.close()
+            elif conn is not None:
+                self._idle.append(conn)
+            raise
+        self._idle.append(conn)
+        return rows
+
+    async def _connect(self) -> Any:
+        args, kwargs = self._connect_args
+        conn = psycopg2.connect(*args, **kwargs)
+        try:
+            await _ready(conn)
+            cursor = conn.cursor()  # held: psycopg2 drops an async query whose cursor was collected
+            cursor.execute(PREPARE)
+            await _ready(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+
+async def _ready(conn: Any) -> None:
+    """Drive `conn`'s pending operation (connect or query) to completion; its error is raised here."""
+    loop = asyncio.get_running_loop()
+    while True:
+        state = conn.poll()
+        if state == psycopg2.extensions.POLL_OK:
+            return
+        fd = conn.fileno()  # may change while connecting
+        waiter = loop.create_future()
+        if state == psycopg2.extensions.POLL_READ:
+            loop.add_reader(fd, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                loop.remove_reader(fd)
+        elif state == psycopg2.extensions.POLL_WRITE:
+            loop.add_writer(fd, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                loop.remove_writer(fd)
+        else:
+            raise psycopg2.OperationalError(f"unexpected poll state {state}")
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():  # the socket can be ready again before the waiting task ran
+        waiter.set_result(None)
