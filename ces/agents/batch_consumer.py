@@ -6,9 +6,13 @@ whole batches at ~180,000/s. Faust still owns the app, the timer, topic declarat
 lifecycle; this loop owns consumption for topics where throughput matters.
 
 Delivery: at least once. Offsets are committed only after every message of the batch was handled (its
-outputs published and its rows committed) or dead-lettered. Failures follow the one policy of
-`ces.adapters.failures`: a transient failure (database down, broker unavailable) retries the batch
-with backoff until it succeeds, so nothing is skipped; any other failure isolates the failing message
+outputs published and its rows committed) or dead-lettered, and in order, but not per batch: the offsets
+of finished batches are committed together every `commit_interval` seconds while batches keep coming, and
+as soon as none is in flight (an offset commit is a broker round trip, and at light load every request
+was a batch of its own). A worker killed hard redelivers what it finished in its last `commit_interval`
+(plus its batches in flight), which the idempotent handlers absorb; a stopped one commits first.
+Failures follow the one policy of `ces.adapters.failures`: a transient failure (database down, broker
+unavailable) retries the batch with backoff until it succeeds, so nothing is skipped; any other failure isolates the failing message
 by splitting the batch, and that message alone is retried a bounded number of times, then
 dead-lettered with its reason. A partition never stalls on one message. Handlers are idempotent, so a
 redelivery after a crash or rebalance has no second effect.
@@ -54,6 +58,7 @@ class BatchConsumer:
         max_attempts: int = 5,
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
+        commit_interval: float = 0.5,
     ) -> None:
         self.name = name
         self.kafka = kafka
@@ -67,6 +72,8 @@ class BatchConsumer:
         self.max_attempts = max_attempts
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.commit_interval = commit_interval
+        self._finished: dict[TopicPartition, int] = {}  # next offset per partition, handled but not committed
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -92,23 +99,31 @@ class BatchConsumer:
         # in order: a batch commits only after the one before it has committed, so a crash never skips an
         # unprocessed batch.
         inflight: deque[asyncio.Task[None]] = deque()
+        loop = asyncio.get_running_loop()
+        committed_at = loop.time()
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
                 if batches:
                     after = inflight[-1] if inflight else None
-                    inflight.append(asyncio.create_task(self._process(consumer, batches, after)))
+                    inflight.append(asyncio.create_task(self._process(batches, after)))
                 while inflight and (inflight[0].done() or len(inflight) >= self.depth):
                     await inflight.popleft()
+                if self._finished and (not inflight or loop.time() - committed_at >= self.commit_interval):
+                    await self._commit(consumer)
+                    committed_at = loop.time()
         finally:
             for task in inflight:
                 task.cancel()
             await asyncio.gather(*inflight, return_exceptions=True)
-            await consumer.stop()
+            try:
+                if self._finished:
+                    await self._commit(consumer)
+            finally:
+                await consumer.stop()
 
     async def _process(
         self,
-        consumer: AIOKafkaConsumer,
         batches: dict[TopicPartition, list[Any]],
         after: asyncio.Task[None] | None,
     ) -> None:
@@ -121,15 +136,19 @@ class BatchConsumer:
         ]
         await self._handle(records)
         if after is not None:
-            await after  # commit in order
+            await after  # offsets advance in order
         CONSUMED.labels(self.name).inc(len(records))
-        offsets = {tp: OffsetAndMetadata(recs[-1].offset + 1, "") for tp, recs in batches.items()}
+        for tp, recs in batches.items():
+            self._finished[tp] = recs[-1].offset + 1
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        finished, self._finished = self._finished, {}
         try:
-            await consumer.commit(offsets)
+            await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in finished.items()})
         except (CommitFailedError, KafkaError) as exc:
             # A rebalance took the partitions away: their new owner re-processes from the last commit,
             # which the idempotent handlers absorb.
-            log.warning("%s: offset commit failed (%s); the batch will be redelivered", self.name, exc)
+            log.warning("%s: offset commit failed (%s); those batches will be redelivered", self.name, exc)
 
     async def _handle(self, records: list[Received]) -> None:
         """Handle `records` under the failure policy; returns once each was handled or dead-lettered."""
