@@ -12,10 +12,10 @@ as soon as none is in flight (an offset commit is a broker round trip, and at li
 was a batch of its own). A worker killed hard redelivers what it finished in its last `commit_interval`
 (plus its batches in flight), which the idempotent handlers absorb; a stopped one commits first.
 Failures follow the one policy of `ces.adapters.failures`: a transient failure (database down, broker
-unavailable) retries the batch with backoff until it succeeds, so nothing is skipped; any other failure isolates the failing message
-by splitting the batch, and that message alone is retried a bounded number of times, then
-dead-lettered with its reason. A partition never stalls on one message. Handlers are idempotent, so a
-redelivery after a crash or rebalance has no second effect.
+unavailable) retries the batch with backoff until it succeeds, so nothing is skipped; any other failure
+isolates the failing message by splitting the batch, and that message alone is retried a bounded number
+of times, then dead-lettered with its reason. A partition never stalls on one message. Handlers are
+idempotent, so a redelivery after a crash or rebalance has no second effect.
 Scaling: every worker joins the same consumer group; partitions are the unit of parallelism.
 """
 
