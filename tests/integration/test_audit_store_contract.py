@@ -77,3 +77,14 @@ def test_a_connection_lost_fails_that_call_transiently_and_the_next_reconnects(p
     assert recorder.record([second, first]) == [second, first]  # a retry of the batch: reconnected
     assert recorder.get([second.request_id]) == {second.request_id: second}
     recorder.recorder.close()
+
+
+def test_texts_that_array_literals_would_misread_are_stored_as_given(pg_schema: tuple[Engine, str]) -> None:
+    """The record path sends each column as one array literal: quoting must keep every text as data."""
+    recorder = LoopRecorder(*pg_schema)
+    awkward = ['a "quoted", {braced} \\ text', "NULL", "", " padded ", "it's", "line\nbreak", "\u00e9\u20ac\U0001f600"]
+    made = [rejected(uuid.uuid4()).model_copy(update={"message": text_, "requested_by": None}) for text_ in awkward]
+    assert recorder.record(made) == made
+    stored = recorder.get([d.request_id for d in made])
+    assert [stored[d.request_id].message for d in made] == awkward  # type: ignore[union-attr]
+    recorder.recorder.close()

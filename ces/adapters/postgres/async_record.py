@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -25,8 +26,8 @@ import psycopg2
 import psycopg2.extensions
 from sqlalchemy import Engine
 
-from ces.adapters.postgres.audit_store import RECORD_SQL, AuditStore, record_params
-from ces.events.conversions import Decision
+from ces.adapters.postgres.audit_store import RECORD_SQL, AuditStore
+from ces.events.conversions import ConversionAudited, Decision
 
 # `CAST(:name AS type)` in the record statement: its parameters, in order, with their SQL types.
 _PARAM = re.compile(r"CAST\(:(\w+) AS ([\w\[\]]+)\)")
@@ -36,8 +37,10 @@ PREPARE = "PREPARE ces_record ({}) AS {}".format(
     ", ".join(kind for _, kind in _NAMES_AND_TYPES),
     _PARAM.sub(lambda m: f"${_NUMBERS[m.group(1)]}", RECORD_SQL),
 )
-# psycopg2 interpolates on the client: each array is cast to its parameter's type.
-EXECUTE = "EXECUTE ces_record ({})".format(", ".join(f"CAST(%({n})s AS {t})" for n, t in _NAMES_AND_TYPES))
+# Each parameter travels as one array literal in text (`{a,b,NULL}`), cast to its type by the server:
+# psycopg2 then quotes 23 strings per batch instead of adapting every element of every array, which cost
+# ~23 us per decision (more than building the decisions' parameters).
+EXECUTE = "EXECUTE ces_record ({})".format(", ".join(f"CAST(%s AS {t})" for _, t in _NAMES_AND_TYPES))
 # A data error leaves the connection usable; anything else (connection lost, timeout) closes it.
 _KEEPS_CONNECTION = (psycopg2.DataError, psycopg2.IntegrityError, ValueError, UnicodeEncodeError)
 
@@ -73,7 +76,7 @@ class AsyncRecorder:
             unique.setdefault(decision.request_id, decision)
         if not unique:
             return []
-        params = record_params(unique.values())
+        params = array_literals(unique.values())
         async with self._slots:
             rows = await self._execute(params)
         claimed = {UUID(row[0]) for row in rows}
@@ -83,7 +86,7 @@ class AsyncRecorder:
             standing.update(await asyncio.to_thread(self._store.get, earlier))
         return [standing[d.request_id] for d in decisions if d.request_id in standing]
 
-    async def _execute(self, params: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
+    async def _execute(self, params: list[str]) -> list[tuple[Any, ...]]:
         conn = self._idle.pop() if self._idle else None
         try:
             async with asyncio.timeout(self.timeout):
@@ -118,6 +121,61 @@ class AsyncRecorder:
     def close(self) -> None:
         while self._idle:
             self._idle.pop().close()
+
+
+def array_literals(decisions: Iterable[Decision]) -> list[str]:
+    """The record statement's parameters (as `record_params` has them) as array literals, in order.
+
+    Ids go as 32 hex digits (PostgreSQL reads a uuid without its hyphens; `str` costs three times more),
+    and each distinct time is formatted once: a batch's decisions share their decision time."""
+    columns: dict[str, list[str]] = {name: [] for name, _ in _NAMES_AND_TYPES}
+    times: dict[datetime | None, str] = {None: "NULL"}
+
+    def time(value: datetime | None) -> str:
+        text = times.get(value)
+        if text is None:
+            text = times[value] = value.isoformat()  # type: ignore[union-attr]  # None is always in `times`
+        return text
+
+    for d in decisions:
+        request_id = d.request_id.hex
+        columns["request_ids"].append(request_id)
+        columns["decided_at"].append(time(d.occurred_at))
+        requested_by = "NULL" if d.requested_by is None else d.requested_by.hex
+        if isinstance(d, ConversionAudited):
+            columns["outcomes"].append("audited")
+            rate_ids = d.rate_ids
+            for name, value in (
+                ("a_id", d.audit_id.hex),
+                ("a_request_id", request_id),
+                ("a_rate_used_id", rate_ids[0].hex),
+                ("a_second_rate_id", rate_ids[1].hex if len(rate_ids) > 1 else "NULL"),
+                ("a_rate_kind", _quoted(d.rate_kind)),
+                ("a_base", _quoted(d.base_currency)),
+                ("a_target", _quoted(d.target_currency)),
+                ("a_input", str(d.input_amount)),
+                ("a_rate", str(d.rate_value)),
+                ("a_margin", str(d.margin)),
+                ("a_output", str(d.output_amount)),
+                ("a_converted_at", time(d.converted_at)),
+                ("a_requested_by", requested_by),
+                ("a_as_of", time(d.as_of)),
+            ):
+                columns[name].append(value)
+        else:
+            columns["outcomes"].append("rejected")
+            columns["r_request_id"].append(request_id)
+            columns["r_reason"].append(_quoted(d.reason))
+            columns["r_message"].append(_quoted(d.message))
+            columns["r_rejected_at"].append(time(d.rejected_at))
+            columns["r_requested_by"].append(requested_by)
+            columns["r_as_of"].append(time(d.as_of))
+    return ["{" + ",".join(values) + "}" for values in columns.values()]
+
+
+def _quoted(text: str) -> str:
+    """An array element that is always text: quoted, so commas, braces, blanks and the word NULL stay data."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 async def _ready(conn: Any) -> None:
