@@ -176,3 +176,48 @@ async def test_a_bad_message_is_isolated_and_dead_lettered_while_its_batch_goes_
     assert bug_attempts == 3  # retried a bounded number of times, then dead-lettered
     bug_headers = next(h for _, v, h in dead.sent if v == b"bug")
     assert b"KeyError" in bug_headers["ces.dlq.error"]
+
+
+async def test_offsets_are_committed_together_and_a_stopped_consumer_commits_what_it_finished(
+    settings: Settings, new_topic: NewTopicFactory, unique: str
+) -> None:
+    """Offsets wait for the commit interval (or an idle moment); stopping commits the finished batches
+    and nothing of a batch still in flight."""
+    topic = await new_topic("coalesced", partitions=1)
+    group = f"test-coalesced-{unique}"
+    await produce(settings.kafka_bootstrap, topic, [(b"k", str(i).encode()) for i in range(300)])
+    finished: set[int] = set()
+    blocked_from: list[int] = []
+    never = asyncio.Event()
+
+    async def handle(batch: list[Received]) -> None:
+        if any(r.offset == 299 for r in batch):  # the last batch stays in flight until the consumer stops
+            blocked_from.append(batch[0].offset)
+            await never.wait()
+        finished.update(r.offset for r in batch)
+
+    consumer = BatchConsumer(
+        name="test",
+        kafka=KafkaConnection.from_settings(settings),
+        topic=topic,
+        group_id=group,
+        handle=handle,
+        dead_letters=CollectedDeadLetters(),
+        max_records=50,
+        commit_interval=3600,  # nothing commits while a batch is in flight
+    )
+    partition = [TopicPartition(topic, 0)]
+    task = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(60):
+            while not (blocked_from and len(finished) == blocked_from[0]):  # poll until the deadline
+                await asyncio.sleep(0.05)
+        assert blocked_from[0] > 0  # the records came in more than one batch
+        assert await committed_offsets(settings, group, partition) == {partition[0]: 0}
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert finished == set(range(blocked_from[0]))
+    # Stopped: every finished batch committed, the one in flight not (it is redelivered).
+    assert await committed_offsets(settings, group, partition) == {partition[0]: blocked_from[0]}
