@@ -189,12 +189,19 @@ async def test_offsets_are_committed_together_and_a_stopped_consumer_commits_wha
     finished: set[int] = set()
     blocked_from: list[int] = []
     never = asyncio.Event()
+    only_last_left = asyncio.Event()  # every batch before the last one finished; the last one in flight
+
+    def check() -> None:
+        if blocked_from and len(finished) == blocked_from[0]:
+            only_last_left.set()
 
     async def handle(batch: list[Received]) -> None:
         if any(r.offset == 299 for r in batch):  # the last batch stays in flight until the consumer stops
             blocked_from.append(batch[0].offset)
+            check()
             await never.wait()
         finished.update(r.offset for r in batch)
+        check()
 
     consumer = BatchConsumer(
         name="test",
@@ -209,9 +216,7 @@ async def test_offsets_are_committed_together_and_a_stopped_consumer_commits_wha
     partition = [TopicPartition(topic, 0)]
     task = asyncio.create_task(consumer.run())
     try:
-        async with asyncio.timeout(60):
-            while not (blocked_from and len(finished) == blocked_from[0]):  # poll until the deadline
-                await asyncio.sleep(0.05)
+        await asyncio.wait_for(only_last_left.wait(), 60)
         assert blocked_from[0] > 0  # the records came in more than one batch
         assert await committed_offsets(settings, group, partition) == {partition[0]: 0}
     finally:
