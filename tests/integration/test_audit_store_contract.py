@@ -88,3 +88,19 @@ def test_texts_that_array_literals_would_misread_are_stored_as_given(pg_schema: 
     stored = recorder.get([d.request_id for d in made])
     assert [stored[d.request_id].message for d in made] == awkward  # type: ignore[union-attr]
     recorder.recorder.close()
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "\ud800"], ids=["NUL", "lone surrogate"])
+def test_a_value_the_driver_refuses_is_the_message_s_fault_and_the_connection_stays(
+    pg_schema: tuple[Engine, str], bad: str
+) -> None:
+    recorder = LoopRecorder(*pg_schema)
+    fine = rejected(uuid.uuid4())
+    assert recorder.record([fine]) == [fine]
+    refused = rejected(uuid.uuid4()).model_copy(update={"message": bad})
+    with pytest.raises((ValueError, UnicodeEncodeError)) as error:
+        recorder.record([refused])
+    assert classify(error.value) is Failure.MESSAGE  # the batch consumer isolates and dead-letters it
+    assert len(recorder.recorder._idle) == 1  # no reconnect for a bad value
+    assert recorder.get([refused.request_id]) == {}  # nothing of it was written
+    recorder.recorder.close()
