@@ -104,6 +104,12 @@ def path_uuid(request: web.Request, name: str, what: str) -> UUID | web.Response
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CLIENT_CLOSED_REQUEST = 499
+
+
+def _caller_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 @web.middleware
@@ -119,6 +125,12 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return problem(code.get(exc.status, "invalid_request"), exc.reason or exc.text or "", headers=allow)
     except Exception as exc:
+        if _caller_gone(request):
+            # The caller hung up before its answer (a client timeout, a load generator stopping): nothing
+            # failed on our side, so no "backend unavailable" warning and no 503 in the metrics. 499 is
+            # nginx's "client closed request"; nobody receives it.
+            log.debug("%s %s: the caller disconnected: %s", request.method, request.path, type(exc).__name__)
+            return web.Response(status=CLIENT_CLOSED_REQUEST)
         if classify(exc) is Failure.TRANSIENT:
             # Kafka, PostgreSQL or Redis down: the caller can retry (conversions with the same request_id).
             log.warning("%s %s: backend unavailable: %s: %s", request.method, request.path, type(exc).__name__, exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -10,16 +11,18 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from aiokafka.errors import KafkaConnectionError
 from sqlalchemy.exc import OperationalError
 
 from ces.events.conversions import ConversionRejected
 from ces.http.app import create_app
 from ces.http.deps import Deps
+from ces.http.problems import problems_middleware
 from ces.http.query_params import declared_query_params
 from ces.services.conversion_requests import BackendUnavailable, IdempotencyConflict, ResultTimeout
 from ces.services.ports import TooManyPending
@@ -216,3 +219,22 @@ async def test_a_malformed_id_in_the_path_is_a_404_problem(client_for: Any, path
     response = await client.get(path)
     assert response.status == 404 and response.content_type == "application/problem+json"
     assert (await response.json())["detail"].endswith("with that id")
+
+
+@pytest.mark.parametrize("gone", [True, False])
+async def test_a_caller_that_hung_up_is_not_a_backend_failure(gone: bool, caplog: pytest.LogCaptureFixture) -> None:
+    # The connection reset a handler sees when its caller disconnected mid-request is no outage: it is
+    # answered 499 (for the metrics; nobody reads it) without a warning. The same error with the caller
+    # still there is a backend's, 503.
+    transport = mock.Mock()
+    transport.is_closing.return_value = gone
+    request = make_mocked_request("POST", "/v1/conversions", transport=transport)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        raise ConnectionResetError("Connection lost")
+
+    with caplog.at_level(logging.DEBUG, logger="ces.http.problems"):
+        response = await problems_middleware(request, handler)
+    assert response.status == (499 if gone else 503)
+    warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert (warned == []) is gone
