@@ -11,6 +11,7 @@ from ces.events.rates import RateFetched, RateRevoked
 from ces.events.registry import UndecodableEvent, decode
 from ces.metrics import BATCH_SECONDS, CACHE_ERRORS, RATE_EVENTS, RATE_REFUSED, RATE_REVOCATIONS, RATE_ROWS
 from ces.projections.rate_rows import Projection, RateEvent, RateRows
+from ces.projections.rate_wire import read_row
 from ces.services.ports import CacheUnavailable, DeadLetterSink, RateCache, Received
 
 log = logging.getLogger(__name__)
@@ -41,16 +42,23 @@ class RateEventHandler:
         messages: list[Received] = []
         events: list[RateEvent] = []
         poison: list[tuple[Received, str, str]] = []
+        fetched = 0
         for message in batch:
-            try:
-                event = decode(message.value, expected=(RateFetched, RateRevoked))
-            except UndecodableEvent as exc:
-                poison.append((message, exc.reason, exc.detail))
-                continue
-            assert isinstance(event, RateFetched | RateRevoked)
+            # A `RateFetched` as CES writes it goes straight to its row; anything else is decoded in full.
+            event: RateEvent | None = read_row(message.value)
+            if event is None:
+                try:
+                    event = decode(message.value, expected=(RateFetched, RateRevoked))
+                except UndecodableEvent as exc:
+                    poison.append((message, exc.reason, exc.detail))
+                    continue
+                assert isinstance(event, RateFetched | RateRevoked)
+                if isinstance(event, RateRevoked):
+                    fetched -= 1
+            fetched += 1
             messages.append(message)
             events.append(event)
-        RATE_EVENTS.inc(sum(isinstance(e, RateFetched) for e in events))
+        RATE_EVENTS.inc(fetched)
         # A database error propagates from here, before anything is dead-lettered or cached.
         result = await asyncio.to_thread(self.projector.project, events)
         RATE_ROWS.inc(len(result.inserted))

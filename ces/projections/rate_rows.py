@@ -12,8 +12,10 @@ from uuid import UUID
 
 from ces.domain.rates import Rate, Withdrawal
 from ces.events.rates import RateFetched, RateRevoked
+from ces.projections.rate_wire import RateRow
 
-RateEvent = RateFetched | RateRevoked
+# A `RateFetched` comes decoded, or as its row when its bytes were canonical (`rate_wire.read_row`).
+RateEvent = RateFetched | RateRow | RateRevoked
 
 # Stable reasons for the events the projection refuses (dead-letter reasons, metric labels; docs/rates.md).
 IMPLAUSIBLE_PUBLISHED_AT = "implausible_published_at"

@@ -17,6 +17,7 @@ from ces.domain.rates import Rate, Withdrawal
 from ces.events.rates import RateFetched, RateRevoked
 from ces.projections.rate_projection import RateEventHandler
 from ces.projections.rate_rows import Projection, RateEvent, Refusal, rate_of
+from ces.projections.rate_wire import RateRow, rate_of_row
 from ces.services.ports import CacheUnavailable, Received
 from tests.fakes import DeadLetterSink, FakeRateCache
 
@@ -43,9 +44,10 @@ class FakeRateRows:
         for index, event in enumerate(events):
             if index in self.refuse:
                 result.refused.append(Refusal(index, self.refuse[index], "refused by the fake"))
-            elif isinstance(event, RateFetched):
-                result.inserted.append(event.rate_id)
-                result.current.append(rate_of(event))
+            elif isinstance(event, RateFetched | RateRow):
+                rate = rate_of(event) if isinstance(event, RateFetched) else rate_of_row(event)
+                result.inserted.append(rate.rate_id)
+                result.current.append(rate)
             else:
                 revoked = Rate(event.rate_id, event.base_currency, event.target_currency, Decimal(1), "ecb", T0, T0)
                 result.revocations_inserted.append(event.rate_id)

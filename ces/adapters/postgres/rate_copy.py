@@ -2,9 +2,10 @@
 
 Same statement semantics as the multi-row INSERT it replaces: rows go in in batch order, `ON CONFLICT DO
 NOTHING` on every unique key (so the first of two rows sharing a key in the batch stands, and a row
-already stored stands), and the ids inserted come back. Values are rendered as psycopg2 renders them for
-the INSERT: `str` of the Decimal (every digit, the scale kept), ISO timestamps with their offset. Runs in
-the caller's transaction; the staging rows go at its COMMIT (or ROLLBACK).
+already stored stands), and the ids inserted come back. Values are the rows' canonical texts (`RateRow`):
+plain decimal text (every digit, the scale kept: PostgreSQL reads `0.00000010` as it reads the `1.0E-7`
+psycopg2 would send), rfc3339 `...Z` instants. Runs in the caller's transaction; the staging rows go at its
+COMMIT (or ROLLBACK).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from uuid import UUID
 from sqlalchemy import Connection
 
 from ces.adapters.postgres.copy_text import COPY_ESCAPES, copy_from
-from ces.events.rates import RateFetched
+from ces.projections.rate_wire import RateRow
 
 _STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS rate_stage (
@@ -42,22 +43,21 @@ SELECT r.rate_id::text FROM exchange_rate_revocation r WHERE r.rate_id IN (SELEC
 """
 
 
-def staged_insert(conn: Connection, events: Sequence[RateFetched]) -> set[UUID] | None:
-    """Insert `events`' rows (in order, skipping any that hits a unique key); returns the ids inserted, or
+def staged_insert(conn: Connection, rows: Sequence[RateRow]) -> set[str] | None:
+    """Insert the rows (in order, skipping any that hits a unique key); returns the ids inserted (text), or
     None when every row was (the usual batch: nothing to look up then)."""
-    buffer = io.StringIO()
-    write = buffer.write
-    for i, e in enumerate(events):
-        write(
-            f"{i}\t{e.rate_id}\t{e.base_currency.translate(COPY_ESCAPES)}\t{e.target_currency.translate(COPY_ESCAPES)}\t"
-            f"{e.rate_value}\t{e.provider_name.translate(COPY_ESCAPES)}\t{e.published_at.isoformat()}\t"
-            f"{e.fetched_at.isoformat()}\t{e.fetch_id}\t{e.event_id}\n"
-        )
-    buffer.seek(0)
+    # Only the provider's name can hold a character COPY must escape: ids, codes, values and instants are
+    # canonical text (the model validated them, or `read_row`'s pattern did).
+    text = "".join(
+        [
+            f"{i}\t{r[0]}\t{r[1]}\t{r[2]}\t{r[3]}\t{r[4].translate(COPY_ESCAPES)}\t{r[5]}\t{r[6]}\t{r[7]}\t{r[8]}\n"
+            for i, r in enumerate(rows)
+        ]
+    )
     conn.exec_driver_sql(_STAGE)
-    copy_from(conn, "COPY pg_temp.rate_stage FROM STDIN", buffer)
+    copy_from(conn, "COPY pg_temp.rate_stage FROM STDIN", io.StringIO(text))
     inserted = conn.exec_driver_sql(_APPLY).scalars().all()
-    return None if len(inserted) == len(events) else {UUID(i) for i in inserted}
+    return None if len(inserted) == len(rows) else set(inserted)
 
 
 def staged_revoked(conn: Connection) -> set[UUID]:

@@ -25,10 +25,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 
 from ces.adapters.postgres.rate_copy import staged_insert, staged_revoked
-from ces.adapters.postgres.rate_store import latest_query, rate_from_row, revoked_among
+from ces.adapters.postgres.rate_store import latest_query, rate_from_row
 from ces.adapters.postgres.tables import exchange_rate, exchange_rate_revocation
 from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW, Rate, Withdrawal, implausible_publication
-from ces.events.rates import RateFetched, RateRevoked
+from ces.events.rates import RateRevoked
 from ces.projections.rate_rows import (
     CONFLICTING_REPUBLICATION,
     IMPLAUSIBLE_PUBLISHED_AT,
@@ -37,8 +37,8 @@ from ces.projections.rate_rows import (
     Projection,
     RateEvent,
     Refusal,
-    rate_of,
 )
+from ces.projections.rate_wire import RateRow, rate_of_row, row_of
 
 
 def _identity(rate_id: UUID, base: str, target: str, provider: str, published_at: datetime) -> tuple[object, ...]:
@@ -64,47 +64,58 @@ class RateProjector:
     Blocking (psycopg2): call it from a worker thread, never on the event loop.
     """
 
-    def __init__(
-        self, engine: Engine, *, max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW, bulk: bool = True
-    ) -> None:
+    def __init__(self, engine: Engine, *, max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW) -> None:
         self.engine = engine
         self.max_clock_skew = max_clock_skew
-        # bulk: COPY into a staging table, one INSERT ... SELECT (rate_copy.py); else one multi-row INSERT
-        # per 1,000 rows. Same rows, same refusals (tests/integration/test_rate_projector_bulk.py).
-        self.bulk = bulk
 
     def project(self, events: Sequence[RateEvent]) -> Projection:
         result = Projection()
         if not events:
             return result
-        fetched: list[tuple[int, RateFetched]] = []
+        fetched: list[tuple[int, RateRow]] = []
         revoked: list[tuple[int, RateRevoked]] = []
+        skew = self.max_clock_skew
         for i, e in enumerate(events):
             if isinstance(e, RateRevoked):
                 revoked.append((i, e))
-            elif e.base_currency == e.target_currency:
-                result.refused.append(Refusal(i, SAME_CURRENCY_PAIR, f"{e.base_currency}->{e.target_currency}"))
-            elif (why := implausible_publication(e.published_at, e.fetched_at, self.max_clock_skew)) is not None:
+                continue
+            row = e if isinstance(e, RateRow) else row_of(e)
+            if row.base_currency == row.target_currency:
+                result.refused.append(Refusal(i, SAME_CURRENCY_PAIR, f"{row.base_currency}->{row.target_currency}"))
+            elif (why := implausible_publication(row.published_at, row.fetched_at, skew)) is not None:
                 result.refused.append(Refusal(i, IMPLAUSIBLE_PUBLISHED_AT, why))
             else:
-                fetched.append((i, e))
+                fetched.append((i, row))
         with self.engine.begin() as conn:
             accepted = self._insert_rates(conn, fetched, result)
             self._insert_revocations(conn, revoked, result)
-            gone = staged_revoked(conn) if self.bulk and fetched else revoked_among(conn, [r.rate_id for r in accepted])
-            result.current = [r for r in accepted if r.rate_id not in gone]
+            gone = self._revoked(conn, accepted) if accepted else set()
+            result.current = [r for r in accepted if r.rate_id not in gone] if gone else accepted
         result.refused.sort(key=lambda r: r.index)
         return result
 
-    def _insert_rates(self, conn: Connection, fetched: list[tuple[int, RateFetched]], result: Projection) -> list[Rate]:
+    def _write(self, conn: Connection, rows: list[RateRow]) -> set[str] | None:
+        """Insert the rows in order, `ON CONFLICT DO NOTHING` on every unique key: the ids inserted, or None
+        when every row was. (tests/integration/test_rate_projector_bulk.py overrides it with a multi-row
+        INSERT as the oracle these rules are checked against.)"""
+        return staged_insert(conn, rows)
+
+    def _revoked(self, conn: Connection, accepted: list[Rate]) -> set[UUID]:
+        """Which of the accepted rates are revoked (`_write`'s staged rows cover them all)."""
+        return staged_revoked(conn)
+
+    def _insert_rates(self, conn: Connection, fetched: list[tuple[int, RateRow]], result: Projection) -> list[Rate]:
         if not fetched:
             return []
         # DO NOTHING on any unique key (id, event id, publication); what was skipped is checked below.
-        new = staged_insert(conn, [e for _, e in fetched]) if self.bulk else _insert_each(conn, fetched)
-        if new is None:  # every row went in (so no two shared a key): each holds its event's values
-            result.inserted = [e.rate_id for _, e in fetched]
-            return [rate_of(e) for _, e in fetched]
-        result.inserted = list(dict.fromkeys(e.rate_id for _, e in fetched if e.rate_id in new))
+        new_text = self._write(conn, [row for _, row in fetched])
+        if new_text is None:  # every row went in (so no two shared a key): each holds its event's values
+            rates = [rate_of_row(row) for _, row in fetched]
+            result.inserted = [r.rate_id for r in rates]
+            return rates
+        new = {UUID(t) for t in new_text}
+        events = [(i, rate_of_row(row), UUID(row.event_id)) for i, row in fetched]
+        result.inserted = list(dict.fromkeys(e.rate_id for _, e, _ in events if e.rate_id in new))
         by_id: dict[UUID, Rate] = {}
         by_event: dict[UUID, Rate] = {}
         by_publication: dict[tuple[object, ...], Rate] = {}
@@ -118,25 +129,25 @@ class RateProjector:
         # A row this statement inserted holds exactly its event's values (unconstrained NUMERIC keeps every
         # digit, timestamptz every microsecond): no need to read it back. Only what was not inserted needs
         # a look at the stored rows (the usual batch inserts everything).
-        pending = []
-        for _, e in fetched:
+        pending: list[tuple[Rate, UUID]] = []
+        for _, e, event_id in events:
             if e.rate_id in new and e.rate_id not in by_id:
-                by_id[e.rate_id] = rate_of(e)
+                by_id[e.rate_id] = e
             else:
-                pending.append(e)
+                pending.append((e, event_id))
         if pending:
             # By primary key first: a redelivery or re-fetch finds its row there and needs nothing more.
-            same_id = select(exchange_rate).where(exchange_rate.c.id.in_([e.rate_id for e in pending]))
+            same_id = select(exchange_rate).where(exchange_rate.c.id.in_([e.rate_id for e, _ in pending]))
             for row in conn.execute(same_id).mappings():
                 remember(row)
             # An insert skipped although no row has the id: another row holds the publication or the
             # event id (a conflict); fetch it to say which.
-            blocked = [e for e in pending if e.rate_id not in by_id]
+            blocked = [(e, event_id) for e, event_id in pending if e.rate_id not in by_id]
             if blocked:
                 for row in conn.execute(_stored_matching(blocked)).mappings():
                     remember(row)
         accepted = []
-        for i, e in fetched:
+        for i, e, event_id in events:
             want = _identity(e.rate_id, e.base_currency, e.target_currency, e.provider_name, e.published_at)
             # The row under the event's id decides. Only when there is none, the row holding its publication or
             # its event id is what blocked the insert. (A row with the same id and values but another event
@@ -148,7 +159,7 @@ class RateProjector:
                 else [
                     r
                     for r in (
-                        by_event.get(e.event_id),
+                        by_event.get(event_id),
                         by_publication.get((e.provider_name, e.base_currency, e.target_currency, e.published_at)),
                     )
                     if r is not None
@@ -230,35 +241,15 @@ class RateProjector:
             result.withdrawals.append(Withdrawal(rows[e.rate_id], rate_from_row(replacement) if replacement else None))
 
 
-def _insert_each(conn: Connection, fetched: list[tuple[int, RateFetched]]) -> set[UUID] | None:
-    rows = [
-        {
-            "id": e.rate_id,
-            "base_currency": e.base_currency,
-            "target_currency": e.target_currency,
-            "rate_value": e.rate_value,
-            "provider_name": e.provider_name,
-            "published_at": e.published_at,
-            "fetched_at": e.fetched_at,
-            "fetch_id": e.fetch_id,
-            "event_id": e.event_id,
-        }
-        for _, e in fetched
-    ]
-    stmt = insert(exchange_rate).on_conflict_do_nothing().returning(exchange_rate.c.id)
-    new = set(conn.execute(stmt, rows).scalars())
-    return None if len(new) == len(rows) else new
-
-
-def _stored_matching(events: list[RateFetched]) -> Select[Any]:
+def _stored_matching(events: list[tuple[Rate, UUID]]) -> Select[Any]:
     """Stored rows sharing the event id or the publication with any of `events` (each arm an index lookup)."""
     t = exchange_rate.c
     publications = (
         select(
-            func.unnest(cast([e.provider_name for e in events], ARRAY(Text))).label("p"),
-            func.unnest(cast([e.base_currency for e in events], ARRAY(Text))).label("b"),
-            func.unnest(cast([e.target_currency for e in events], ARRAY(Text))).label("t"),
-            func.unnest(cast([e.published_at for e in events], ARRAY(DateTime(timezone=True)))).label("at"),
+            func.unnest(cast([e.provider_name for e, _ in events], ARRAY(Text))).label("p"),
+            func.unnest(cast([e.base_currency for e, _ in events], ARRAY(Text))).label("b"),
+            func.unnest(cast([e.target_currency for e, _ in events], ARRAY(Text))).label("t"),
+            func.unnest(cast([e.published_at for e, _ in events], ARRAY(DateTime(timezone=True)))).label("at"),
         )
     ).subquery()
     by_publication = select(exchange_rate).join(
@@ -269,7 +260,7 @@ def _stored_matching(events: list[RateFetched]) -> Select[Any]:
         & (t.published_at == publications.c.at),
     )
     matching = union(
-        select(exchange_rate).where(t.event_id.in_([e.event_id for e in events])),
+        select(exchange_rate).where(t.event_id.in_([event_id for _, event_id in events])),
         by_publication,
     ).subquery()
     return select(matching)
