@@ -1,5 +1,6 @@
 """The rate projection's bulk write (COPY + one INSERT ... SELECT) against the multi-row INSERT it replaced:
-the same batches give the same rows, the same refusals (reasons and messages) and the same results."""
+the same batches give the same rows, the same refusals (reasons and messages) and the same results, whether
+the events come decoded or as the rows `read_row` takes straight from their canonical bytes."""
 
 from __future__ import annotations
 
@@ -13,9 +14,16 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from ces.adapters.postgres import migrate
+from sqlalchemy import Connection
+from sqlalchemy.dialects.postgresql import insert
+
 from ces.adapters.postgres.rate_projector import RateProjector
+from ces.adapters.postgres.rate_store import revoked_among
+from ces.adapters.postgres.tables import exchange_rate
+from ces.domain.rates import Rate
 from ces.events.rates import RateFetched, RateRevoked
 from ces.projections.rate_rows import Projection, RateEvent
+from ces.projections.rate_wire import RateRow, read_row
 from ces.settings import Settings
 from tests.support import drop_schema
 
@@ -117,6 +125,41 @@ def second_schema(settings: Settings, unique: str) -> Iterator[Engine]:
         drop_schema(settings.migration_database_dsn, schema)
 
 
+class RowInsertProjector(RateProjector):
+    """The oracle: the multi-row INSERT the COPY replaced (same statement semantics, values as objects)."""
+
+    def _write(self, conn: Connection, rows: list[RateRow]) -> set[str] | None:
+        values = [
+            {
+                "id": uuid.UUID(r.rate_id),
+                "base_currency": r.base_currency,
+                "target_currency": r.target_currency,
+                "rate_value": Decimal(r.rate_value),
+                "provider_name": r.provider_name,
+                "published_at": r.published_at,
+                "fetched_at": r.fetched_at,
+                "fetch_id": uuid.UUID(r.fetch_id),
+                "event_id": uuid.UUID(r.event_id),
+            }
+            for r in rows
+        ]
+        stmt = insert(exchange_rate).on_conflict_do_nothing().returning(exchange_rate.c.id)
+        new = {str(i) for i in conn.execute(stmt, values).scalars()}
+        return None if len(new) == len(rows) else new
+
+    def _revoked(self, conn: Connection, accepted: list[Rate]) -> set[uuid.UUID]:
+        return revoked_among(conn, [r.rate_id for r in accepted])
+
+
+def as_rows(batch: Sequence[RateEvent]) -> list[RateEvent]:
+    """The batch as the live handler hands it over: a canonical `RateFetched` as its row."""
+    out: list[RateEvent] = []
+    for e in batch:
+        row = read_row(e.to_json()) if isinstance(e, RateFetched) else None
+        out.append(row if row is not None else e)
+    return out
+
+
 def project_all(projector: RateProjector, batches: Sequence[Sequence[RateEvent]]) -> list[dict[str, Any]]:
     return [described(projector.project(batch)) for batch in batches]
 
@@ -125,8 +168,9 @@ def test_bulk_and_row_inserts_write_the_same_rows_and_refuse_the_same_events(
     pg_schema: tuple[Engine, str], second_schema: Engine
 ) -> None:
     bulk_engine, _ = pg_schema
-    bulk = project_all(RateProjector(bulk_engine, bulk=True), batches())
-    rows = project_all(RateProjector(second_schema, bulk=False), batches())
+    assert all(isinstance(e, RateRow) for e in as_rows(batches()[0]) if not isinstance(e, RateRevoked))
+    bulk = project_all(RateProjector(bulk_engine), [as_rows(b) for b in batches()])
+    rows = project_all(RowInsertProjector(second_schema), batches())
     assert bulk == rows
     assert table(bulk_engine, RATES) == table(second_schema, RATES)
     assert table(bulk_engine, REVOCATIONS) == table(second_schema, REVOCATIONS)
@@ -156,6 +200,6 @@ def test_bulk_insert_keeps_every_digit_and_instant(pg_schema: tuple[Engine, str]
         fetched("XAU", "1E+3", T0),
         fetched("XAG", "1.91E-7", T0),
     ]
-    assert RateProjector(engine, bulk=True).project(odd).inserted == [e.rate_id for e in odd]
-    RateProjector(second_schema, bulk=False).project(odd)
+    assert RateProjector(engine).project(as_rows(odd)).inserted == [e.rate_id for e in odd]
+    RowInsertProjector(second_schema).project(odd)
     assert table(engine, RATES) == table(second_schema, RATES)
