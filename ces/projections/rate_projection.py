@@ -48,11 +48,12 @@ class RateEventHandler:
             event: RateEvent | None = read_row(message.value)
             if event is None:
                 try:
-                    event = decode(message.value, expected=(RateFetched, RateRevoked))
+                    decoded = decode(message.value, expected=(RateFetched, RateRevoked))
                 except UndecodableEvent as exc:
                     poison.append((message, exc.reason, exc.detail))
                     continue
-                assert isinstance(event, RateFetched | RateRevoked)
+                assert isinstance(decoded, RateFetched | RateRevoked)
+                event = decoded
                 if isinstance(event, RateRevoked):
                     fetched -= 1
             fetched += 1

@@ -71,7 +71,7 @@ def rate_of_row(row: RateRow) -> Rate:
 
 
 _UUID = "([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
-_AT = '([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.][0-9]{6})?Z)'
+_AT = "([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.][0-9]{6})?Z)"
 _CODE = "([A-Z]{3})"
 # No leading zero, no exponent, at most MAX_DECIMAL_TEXT characters (the lookahead reaches the quote).
 _VALUE = f'((?=[0-9.]{{1,{MAX_DECIMAL_TEXT}}}")(?:0|[1-9][0-9]*)(?:[.][0-9]+)?)'
@@ -128,4 +128,3 @@ def read_row(raw: bytes) -> RateRow | None:
     return RateRow(
         rate_id, base, target, value, provider, published, fetched, fetch_id, event_id, published_at, fetched_at
     )
-

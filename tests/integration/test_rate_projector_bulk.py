@@ -11,12 +11,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-
-from ces.adapters.postgres import migrate
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.dialects.postgresql import insert
 
+from ces.adapters.postgres import migrate
 from ces.adapters.postgres.rate_projector import RateProjector
 from ces.adapters.postgres.rate_store import revoked_among
 from ces.adapters.postgres.tables import exchange_rate

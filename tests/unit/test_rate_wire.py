@@ -150,7 +150,7 @@ def test_random_single_byte_changes_never_disagree() -> None:
     for _ in range(3000):
         raw = bytearray(CANONICAL)
         at = rng.randrange(len(raw))
-        raw[at] = rng.choice(b"0123456789abcdefABCDEF-.:TZ\"\\ ,")
+        raw[at] = rng.choice(b'0123456789abcdefABCDEF-.:TZ"\\ ,')
         if assert_agrees(bytes(raw)) is not None:
             taken += 1
     assert taken > 0  # digits swapped in ids and values still read: the test saw both outcomes
