@@ -192,6 +192,9 @@ class FakeRateCache:
             moved.add(pair)
         return len(moved)
 
+    async def put_newest(self, chains: Iterable[Sequence[Rate]]) -> int:
+        return await self.put_many([rate for chain in chains for rate in chain])
+
     async def revoke(self, revoked: Rate, fallback: Rate | None) -> bool:
         self._check_up()
         self.revoked.add(revoked.rate_id)

@@ -90,7 +90,7 @@ class RateEventHandler:
         if not result.current:
             return
         try:
-            await self.cache.put_many(result.current)
+            await self.cache.put_newest(result.current.newest_first())
         except CacheUnavailable as exc:
             CACHE_ERRORS.labels("put").inc()
             log.warning("rate cache update failed (%s); PostgreSQL stays authoritative", exc)

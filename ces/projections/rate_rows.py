@@ -5,14 +5,14 @@ The rate projection (`rate_projection.py`) owns this contract; `ces.adapters.pos
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, overload
 from uuid import UUID
 
 from ces.domain.rates import Rate, Withdrawal
 from ces.events.rates import RateFetched, RateRevoked
-from ces.projections.rate_wire import RateRow
+from ces.projections.rate_wire import RateRow, rate_of_row
 
 # A `RateFetched` comes decoded, or as its row when its bytes were canonical (`rate_wire.read_row`).
 RateEvent = RateFetched | RateRow | RateRevoked
@@ -36,6 +36,112 @@ def rate_of(event: RateFetched) -> Rate:
     )
 
 
+class CurrentRates(Sequence[Rate]):
+    """Rates, each held as its row until it is read: a batch of history holds dozens of rates of each pair,
+    and the cache reads only each pair's newest (`newest_first`), so the others never become `Rate`s."""
+
+    def __init__(self, items: Sequence[Rate | RateRow] = ()) -> None:
+        self._items = list(items)
+
+    def append(self, item: Rate | RateRow) -> None:
+        self._items.append(item)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> Rate: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Rate]: ...
+
+    def __getitem__(self, index: int | slice) -> Rate | list[Rate]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self._items)))]
+        item = self._items[index]
+        if isinstance(item, RateRow):
+            item = self._items[index] = rate_of_row(item)
+        return item
+
+    def __iter__(self) -> Iterator[Rate]:
+        return (self[i] for i in range(len(self._items)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"CurrentRates({list(self)!r})"
+
+    def newest_first(self) -> list[Sequence[Rate]]:
+        """Per pair, its rates newest first (published_at, then fetched_at; among equals the first here):
+        the order in which `RateCache.put_newest` offers them."""
+        by_pair: dict[tuple[str, str], list[tuple[object, object, int]]] = {}
+        for i, item in enumerate(self._items):
+            by_pair.setdefault((item.base_currency, item.target_currency), []).append(
+                (item.published_at, item.fetched_at, -i)
+            )
+        return [_Chain(self, [-k[2] for k in sorted(keys, reverse=True)]) for keys in by_pair.values()]
+
+
+class RateIds(Sequence[UUID]):
+    """Rate ids, each held as its text until it is read (the projection mostly only counts them)."""
+
+    def __init__(self, ids: Sequence[UUID | str] = ()) -> None:
+        self._ids = list(ids)
+
+    def append(self, rate_id: UUID | str) -> None:
+        self._ids.append(rate_id)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @overload
+    def __getitem__(self, index: int) -> UUID: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[UUID]: ...
+
+    def __getitem__(self, index: int | slice) -> UUID | list[UUID]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self._ids)))]
+        item = self._ids[index]
+        return UUID(item) if isinstance(item, str) else item
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RateIds({list(self)!r})"
+
+
+class _Chain(Sequence[Rate]):
+    def __init__(self, rates: CurrentRates, indexes: list[int]) -> None:
+        self._rates = rates
+        self._indexes = indexes
+
+    def __len__(self) -> int:
+        return len(self._indexes)
+
+    @overload
+    def __getitem__(self, index: int) -> Rate: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Rate]: ...
+
+    def __getitem__(self, index: int | slice) -> Rate | list[Rate]:
+        if isinstance(index, slice):
+            return [self._rates[i] for i in self._indexes[index]]
+        return self._rates[self._indexes[index]]
+
+
 @dataclass(frozen=True)
 class Refusal:
     """An event the projection will not apply, whatever the retries: `index` is its place in the batch."""
@@ -50,9 +156,9 @@ class Projection:
     """What one batch did. `current` holds, for the cache, the rows PostgreSQL holds for the accepted
     `RateFetched` events, revoked rows left out: the cache never sees a value PostgreSQL does not have."""
 
-    inserted: list[UUID] = field(default_factory=list)
+    inserted: RateIds = field(default_factory=RateIds)
     revocations_inserted: list[UUID] = field(default_factory=list)
-    current: list[Rate] = field(default_factory=list)
+    current: CurrentRates = field(default_factory=CurrentRates)
     withdrawals: list[Withdrawal] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
 

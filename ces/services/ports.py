@@ -59,6 +59,10 @@ class RateCache(Protocol):
     async def put_many(self, rates: Iterable[Rate]) -> int:
         """Offer rates; a key only ever moves to a newer publication, never to a revoked rate."""
 
+    async def put_newest(self, chains: Iterable[Sequence[Rate]]) -> int:
+        """`put_many` of the rates, given as one sequence per pair, newest first: only as many of a pair's
+        rates are read as it takes to find the newest that is not revoked."""
+
     async def revoke(self, revoked: Rate, fallback: Rate | None) -> bool:
         """Withdraw `revoked` from its pair (cache `fallback` in its place if it was the cached one)."""
 

@@ -6,10 +6,13 @@ whose backend does not answer). The fake half runs in tests/unit, the Redis half
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from ces.domain.rates import Rate
 from ces.services.ports import CacheUnavailable, RateCache
 from tests.fakes import stored_rate
 
@@ -60,6 +63,37 @@ class RateCacheContract:
         await cache.revoke(usd[2], usd[0])
         assert await cache.put_many([usd[3], usd[1], usd[2]]) == 1
         assert await cache.get_many([("EUR", "USD")]) == [usd[1]]
+
+    async def test_a_long_run_of_revoked_newest_rates_still_caches_the_newest_other(self, cache: RateCache) -> None:
+        # Longer than what the Redis cache sends in one script call (8): the rest goes in a second round.
+        usd = [stored_rate("USD", f"1.{i:02d}", T0 + timedelta(days=i)) for i in range(20)]
+        for rate in usd[3:]:
+            await cache.revoke(rate, None)
+        assert await cache.put_many(reversed(usd)) == 1
+        assert await cache.get_many([("EUR", "USD")]) == [usd[2]]
+
+    async def test_put_newest_reads_a_pair_only_as_far_as_its_newest_unrevoked_rate(self, cache: RateCache) -> None:
+        day = timedelta(days=1)
+        usd = [stored_rate("USD", f"1.0{i}", T0 + i * day) for i in range(4)]
+        jpy = [stored_rate("JPY", f"16{i}", T0 + i * day) for i in range(3)]
+        await cache.revoke(usd[3], None)
+        read: list[int] = []
+
+        class Chain(Sequence[Rate]):
+            """USD newest first, recording which are read."""
+
+            def __len__(self) -> int:
+                return 4
+
+            def __getitem__(self, index: Any) -> Any:
+                picked = list(range(3, -1, -1))[index]
+                read.extend(picked if isinstance(picked, list) else [picked])
+                return [usd[i] for i in picked] if isinstance(picked, list) else usd[picked]
+
+        assert await cache.put_newest([Chain(), jpy[::-1]]) == 2
+        assert await cache.get_many([("EUR", "USD"), ("EUR", "JPY")]) == [usd[2], jpy[2]]
+        assert set(read) <= {3, 2, 1, 0} and 3 in read and 2 in read
+        assert await cache.put_newest([usd[1::-1]]) == 0  # older than the cached rate
 
     async def test_of_two_rates_of_a_pair_in_the_same_order_the_first_offered_stands(self, cache: RateCache) -> None:
         first, second = stored_rate("USD", "1.08", T0), stored_rate("USD", "1.09", T0)

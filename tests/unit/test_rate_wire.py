@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ces.domain.rates import Rate
 from ces.events.rates import RateFetched
 from ces.events.registry import UndecodableEvent, decode
-from ces.projections.rate_rows import rate_of
+from ces.projections.rate_rows import CurrentRates, RateIds, rate_of
 from ces.projections.rate_wire import RateRow, rate_of_row, read_row, row_of
 from tests.unit.test_canonical_decoding import _outcome, full_path_only, instants, positive_texts
 
@@ -162,3 +163,31 @@ def test_a_refused_event_is_never_read() -> None:
     assert read_row(raw) is None
     with pytest.raises(UndecodableEvent):
         decode(raw, RateFetched)
+
+
+def test_current_rates_are_the_rows_rates_and_newest_first_is_the_order_put_many_offers_them() -> None:
+    def at(target: str, day: int, minute: int = 5, value: str = "1.5") -> RateFetched:
+        return RateFetched.for_quote(
+            provider_name="ecb",
+            base_currency="EUR",
+            target_currency=target,
+            rate_value=Decimal(value),
+            published_at=datetime(2024, 1, day, 15, tzinfo=UTC),
+            fetched_at=datetime(2024, 1, day, 15, minute, tzinfo=UTC),
+            fetch_id=uuid.UUID(int=day),
+        )
+
+    events = [at("USD", 2), at("JPY", 3), at("USD", 4), at("USD", 4, 6), at("USD", 4, 6, "1.6"), at("JPY", 1)]
+    items: list[Rate | RateRow] = [row_of(e) for e in events]
+    items[1] = rate_of(events[1])  # a stored row (a `Rate`) among the rows
+    current = CurrentRates(items)
+    assert current == [rate_of(e) for e in events] and list(current) == [rate_of(e) for e in events]
+    chains = current.newest_first()
+    # Newest first by published_at then fetched_at; of two equal, the first in the batch.
+    assert [list(c) for c in chains] == [
+        [rate_of(events[i]) for i in (3, 4, 2, 0)],
+        [rate_of(events[i]) for i in (1, 5)],
+    ]
+    assert current[1:3] == [rate_of(events[1]), rate_of(events[2])]
+    ids = RateIds([str(events[0].rate_id), events[1].rate_id])
+    assert ids == [events[0].rate_id, events[1].rate_id] and len(ids) == 2

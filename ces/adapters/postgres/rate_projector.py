@@ -34,8 +34,10 @@ from ces.projections.rate_rows import (
     IMPLAUSIBLE_PUBLISHED_AT,
     SAME_CURRENCY_PAIR,
     UNKNOWN_RATE,
+    CurrentRates,
     Projection,
     RateEvent,
+    RateIds,
     Refusal,
 )
 from ces.projections.rate_wire import RateRow, rate_of_row, row_of
@@ -89,8 +91,12 @@ class RateProjector:
         with self.engine.begin() as conn:
             accepted = self._insert_rates(conn, fetched, result)
             self._insert_revocations(conn, revoked, result)
-            gone = self._revoked(conn, accepted) if accepted else set()
-            result.current = [r for r in accepted if r.rate_id not in gone] if gone else accepted
+            gone = {str(g) for g in self._revoked(conn, accepted)} if accepted else set()
+            result.current = CurrentRates(
+                [r for r in accepted if (r.rate_id if isinstance(r, RateRow) else str(r.rate_id)) not in gone]
+                if gone
+                else accepted
+            )
         result.refused.sort(key=lambda r: r.index)
         return result
 
@@ -100,22 +106,24 @@ class RateProjector:
         INSERT as the oracle these rules are checked against.)"""
         return staged_insert(conn, rows)
 
-    def _revoked(self, conn: Connection, accepted: list[Rate]) -> set[UUID]:
+    def _revoked(self, conn: Connection, accepted: list[Rate | RateRow]) -> set[UUID]:
         """Which of the accepted rates are revoked (`_write`'s staged rows cover them all)."""
         return staged_revoked(conn)
 
-    def _insert_rates(self, conn: Connection, fetched: list[tuple[int, RateRow]], result: Projection) -> list[Rate]:
+    def _insert_rates(
+        self, conn: Connection, fetched: list[tuple[int, RateRow]], result: Projection
+    ) -> list[Rate | RateRow]:
         if not fetched:
             return []
         # DO NOTHING on any unique key (id, event id, publication); what was skipped is checked below.
-        new_text = self._write(conn, [row for _, row in fetched])
+        rows = [row for _, row in fetched]
+        new_text = self._write(conn, rows)
         if new_text is None:  # every row went in (so no two shared a key): each holds its event's values
-            rates = [rate_of_row(row) for _, row in fetched]
-            result.inserted = [r.rate_id for r in rates]
-            return rates
+            result.inserted = RateIds([row.rate_id for row in rows])
+            return list(rows)
         new = {UUID(t) for t in new_text}
         events = [(i, rate_of_row(row), UUID(row.event_id)) for i, row in fetched]
-        result.inserted = list(dict.fromkeys(e.rate_id for _, e, _ in events if e.rate_id in new))
+        result.inserted = RateIds(list(dict.fromkeys(e.rate_id for _, e, _ in events if e.rate_id in new)))
         by_id: dict[UUID, Rate] = {}
         by_event: dict[UUID, Rate] = {}
         by_publication: dict[tuple[object, ...], Rate] = {}
@@ -146,7 +154,7 @@ class RateProjector:
             if blocked:
                 for row in conn.execute(_stored_matching(blocked)).mappings():
                     remember(row)
-        accepted = []
+        accepted: list[Rate | RateRow] = []
         for i, e, event_id in events:
             want = _identity(e.rate_id, e.base_currency, e.target_currency, e.provider_name, e.published_at)
             # The row under the event's id decides. Only when there is none, the row holding its publication or

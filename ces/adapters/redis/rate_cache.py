@@ -26,19 +26,27 @@ from redis.exceptions import RedisError
 from ces.domain.rates import Rate
 from ces.services.ports import CacheUnavailable
 
-# Returns 1 (written), 0 (not newer than the cached rate) or -1 (a revoked rate: never cached).
-_SET_IF_NEWER = """
-if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then
-  return -1
+# KEYS: pair key, revoked set. ARGV: one pair's rates newest first, six fields each. The first that is not
+# revoked is written if it is newer than the cached rate; the older ones are not newer either. Returns 1
+# (written), 0 (not newer than the cached rate) or -1 (every one revoked: never cached).
+_SET_NEWEST = """
+for i = 1, #ARGV, 6 do
+  if redis.call('SISMEMBER', KEYS[2], ARGV[i + 1]) == 0 then
+    local current = redis.call('HGET', KEYS[1], 'order')
+    if current and current >= ARGV[i] then
+      return 0
+    end
+    redis.call('HSET', KEYS[1], 'order', ARGV[i], 'rate_id', ARGV[i + 1], 'rate_value', ARGV[i + 2],
+               'provider_name', ARGV[i + 3], 'published_at', ARGV[i + 4], 'fetched_at', ARGV[i + 5])
+    return 1
+  end
 end
-local current = redis.call('HGET', KEYS[1], 'order')
-if current and current >= ARGV[1] then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'order', ARGV[1], 'rate_id', ARGV[2], 'rate_value', ARGV[3],
-           'provider_name', ARGV[4], 'published_at', ARGV[5], 'fetched_at', ARGV[6])
-return 1
+return -1
 """
+# How many of a pair's rates one script call is given: enough for any plausible run of revoked rates at the
+# head of a batch (a longer run takes another round), few enough that a batch of history (dozens of rates
+# per pair) sends only its newest.
+_WALK = 8
 
 # KEYS: pair key, revoked set. ARGV: revoked rate_id, then either nothing (delete) or the fallback's fields.
 _REVOKE = """
@@ -77,7 +85,7 @@ class RateCache:
     def __init__(self, client: aioredis.Redis, *, key_prefix: str = "") -> None:
         self.client = client
         self.key_prefix = key_prefix
-        self._script = client.register_script(_SET_IF_NEWER)
+        self._script = client.register_script(_SET_NEWEST)
         self._revoke = client.register_script(_REVOKE)
 
     def key(self, base: str, target: str) -> str:
@@ -103,18 +111,9 @@ class RateCache:
         return bool(changed)
 
     async def put_many(self, rates: Iterable[Rate]) -> int:
-        """Offer rates to the cache; returns how many pairs moved forward.
-
-        The same end state as offering each rate in turn, with one script call per pair: only a pair's
-        newest rate is offered (the order, then the first of equals in `rates`); should it be revoked, the
-        next newest is, and so on. A rate that is not newer than the cached one ends the pair: older ones
-        are not newer either."""
-        try:
-            return await self._put_many(rates)
-        except (RedisError, OSError) as exc:
-            raise _unavailable(exc) from exc
-
-    async def _put_many(self, rates: Iterable[Rate]) -> int:
+        """Offer rates; returns how many pairs moved forward. The same end state as offering each in turn:
+        only a pair's newest rate is offered (the order, then the first of equals in `rates`); should it be
+        revoked, the next newest is, and so on."""
         by_pair: dict[tuple[str, str], list[tuple[datetime, datetime, int, Rate]]] = {}
         for i, rate in enumerate(rates):
             # Newest first (the order key's own order: published_at, then fetched_at, both aware instants);
@@ -122,23 +121,38 @@ class RateCache:
             by_pair.setdefault((rate.base_currency, rate.target_currency), []).append(
                 (rate.published_at, rate.fetched_at, -i, rate)
             )
-        candidates = [sorted(offers, key=lambda o: o[:3], reverse=True) for offers in by_pair.values()]
+        return await self.put_newest(
+            [[o[3] for o in sorted(offers, key=lambda o: o[:3], reverse=True)] for offers in by_pair.values()]
+        )
+
+    async def put_newest(self, chains: Iterable[Sequence[Rate]]) -> int:
+        """Offer each pair's rates, newest first (one sequence per pair); returns how many pairs moved
+        forward. One script call per pair, in one round trip: the newest rate not revoked is written if it
+        is newer than the cached one. Only the first `_WALK` of a pair's rates are read and sent; a pair
+        whose every one of those is revoked is offered its next `_WALK` in another round."""
+        try:
+            return await self._put_newest(chains)
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
+
+    async def _put_newest(self, chains: Iterable[Sequence[Rate]]) -> int:
+        pending = [(chain, 0) for chain in chains if len(chain)]
         moved = 0
-        round_ = 0
-        while candidates:
+        while pending:
             async with self.client.pipeline(transaction=False) as pipe:
-                for offers in candidates:
-                    rate = offers[round_][3]
+                for chain, start in pending:
+                    offered = chain[start : start + _WALK]
                     await self._script(
-                        keys=[self.key(rate.base_currency, rate.target_currency), self.revoked_key],
-                        args=_fields(rate),
+                        keys=[self.key(offered[0].base_currency, offered[0].target_currency), self.revoked_key],
+                        args=[field for rate in offered for field in _fields(rate)],
                         client=pipe,
                     )
                 results = await pipe.execute()
             moved += sum(1 for r in results if int(r) == 1)
-            round_ += 1
-            candidates = [
-                offers for offers, r in zip(candidates, results, strict=True) if int(r) == -1 and round_ < len(offers)
+            pending = [
+                (chain, start + _WALK)
+                for (chain, start), r in zip(pending, results, strict=True)
+                if int(r) == -1 and start + _WALK < len(chain)
             ]
         return moved
 
