@@ -1,0 +1,109 @@
+"""The canonical writer (ces/events/canonical.py, `RateFetchedWriter`, `uuid5_text`) against the model: what it
+writes is, byte for byte, what `RateFetched(...).to_json()` writes; what it declines is what it cannot
+write that way."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ces.events.canonical import RateFetchedWriter, uuid5_text
+from ces.events.rates import RATE_NAMESPACE, RateFetched
+from tests.unit.test_canonical_decoding import instants
+
+SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+codes = st.from_regex(r"[A-Z]{3}", fullmatch=True) | st.sampled_from(["usd", "EURO", "EÜR", ""])
+providers = st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True) | st.text(max_size=70)
+values = (
+    st.decimals(allow_nan=False, allow_infinity=False)
+    | st.from_regex(r"-?[0-9]{1,20}(\.[0-9]{1,20})?(E[+-]?[0-9]{1,2})?", fullmatch=True).map(Decimal)
+    | st.sampled_from([Decimal("NaN"), Decimal("Infinity"), Decimal("0"), Decimal("-0.5"), Decimal("1E+3")])
+)
+
+
+@SETTINGS
+@given(
+    provider=providers,
+    base=codes,
+    target=codes,
+    value=values,
+    published=instants,
+    fetched=instants,
+    fetch_id=st.uuids(),
+    event_id=st.uuids(),
+    rate_id=st.uuids(),
+)
+def test_the_writer_writes_what_the_model_writes_or_declines(
+    provider: str,
+    base: str,
+    target: str,
+    value: Decimal,
+    published: datetime,
+    fetched: datetime,
+    fetch_id: uuid.UUID,
+    event_id: uuid.UUID,
+    rate_id: uuid.UUID,
+) -> None:
+    writer = RateFetchedWriter.for_publication(
+        provider_name=provider, base_currency=base, published_at=published, fetched_at=fetched, fetch_id=fetch_id
+    )
+    written = writer and writer.write(
+        event_id=str(event_id), rate_id=str(rate_id), target_currency=target, rate_value=value
+    )
+    try:
+        model = RateFetched(
+            event_id=event_id,
+            occurred_at=fetched,
+            rate_id=rate_id,
+            base_currency=base,
+            target_currency=target,
+            rate_value=value,
+            provider_name=provider,
+            published_at=published,
+            fetched_at=fetched,
+            fetch_id=fetch_id,
+        ).to_json()
+    except ValueError:  # the model refuses it: the writer must have declined
+        assert written is None
+        return
+    if written is not None:
+        assert written == model
+    plain = published.utcoffset() == timedelta(0) == fetched.utcoffset()
+    if plain and provider.isascii() and all(c.isalnum() or c in "_.-" for c in provider):
+        assert written == model  # plain fields are always written, never declined
+
+
+def test_a_plain_publication_is_written_as_the_model_writes_it() -> None:
+    at = datetime(2024, 3, 14, 15, 0, 0, 1, tzinfo=UTC)
+    writer = RateFetchedWriter.for_publication(
+        provider_name="ecb", base_currency="EUR", published_at=at, fetched_at=at, fetch_id=uuid.UUID(int=3)
+    )
+    assert writer is not None
+    event = RateFetched.for_quote(
+        provider_name="ecb",
+        base_currency="EUR",
+        target_currency="XAG",
+        rate_value=Decimal("1.91E-7"),
+        published_at=at,
+        fetched_at=at,
+        fetch_id=uuid.UUID(int=3),
+    )
+    written = writer.write(
+        event_id=str(event.event_id), rate_id=str(event.rate_id), target_currency="XAG", rate_value=Decimal("1.91E-7")
+    )
+    assert written == event.to_json() and b'"rate_value":"0.000000191"' in written
+
+
+@given(st.uuids(), st.text())
+def test_uuid5_text_is_str_of_uuid5(namespace: uuid.UUID, name: str) -> None:
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return
+    assert uuid5_text(namespace, name) == str(uuid.uuid5(namespace, name))
+    assert uuid5_text(RATE_NAMESPACE, name) == str(uuid.uuid5(RATE_NAMESPACE, name))
