@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-import hashlib
 import json
 import operator
 import re
@@ -24,7 +23,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
@@ -34,7 +33,7 @@ from pydantic_core import SchemaValidator
 from pydantic_core import core_schema as cs
 
 from ces.domain.money import MAX_DECIMAL_TEXT
-from ces.events.base import CurrencyCode, DecimalStr, Event, UtcDatetime, decimal_text, rfc3339
+from ces.events.base import CurrencyCode, DecimalStr, Event, UtcDatetime
 
 _scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 SURROGATE = re.compile("[\ud800-\udfff]")  # a lone UTF-16 surrogate: no Unicode character
@@ -349,52 +348,3 @@ def read(raw: bytes, classes: Mapping[str, type[Event]]) -> Event | None:
     """The event in `raw` when it is in its class's canonical layout, else None (decode it in full)."""
     layout = layout_for(raw, classes)
     return None if layout is None else layout.read(raw)
-
-
-# The writer side: canonical bytes without building the model.
-_ZERO, _WRITABLE_CODE, _WRITABLE_NAME = timedelta(0), re.compile(r"[A-Z]{3}"), re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
-def uuid5_text(namespace: UUID, name: str) -> str:
-    """`str(uuid5(namespace, name))` without the two UUID objects (RFC 4122: SHA-1, version 5)."""
-    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode()).digest()[:16])
-    digest[6], digest[8] = (digest[6] & 0x0F) | 0x50, (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-class RateFetchedWriter:
-    """`RateFetched(...).to_json()`, byte for byte, for the rates of one publication, without a model per rate
-    (the backfill writes 221,702; the model path costs five times as much). Only plain values are taken,
-    else None: the caller goes through the model. tests/unit/test_canonical_writer.py holds it to the model."""
-
-    def __init__(self, middle: str, pair: str, tail: str) -> None:  # the texts around ids, code and value
-        self._middle, self._pair, self._tail = middle, pair, tail
-
-    @classmethod
-    def for_publication(
-        cls, *, provider_name: str, base_currency: str, published_at: datetime, fetched_at: datetime, fetch_id: UUID
-    ) -> RateFetchedWriter | None:
-        """A writer (`occurred_at` is `fetched_at`, as `for_quote` sets it), or None unless the code is upper-case
-        ISO, the provider's name plain and the instants UTC."""
-        if not (_WRITABLE_CODE.fullmatch(base_currency) and _WRITABLE_NAME.fullmatch(provider_name)):
-            return None
-        if not published_at.utcoffset() == _ZERO == fetched_at.utcoffset():
-            return None
-        published, fetched = rfc3339(published_at), rfc3339(fetched_at)
-        return cls(  # the event's fields in declaration order, as `to_json()` writes them
-            f'","event_type":"RateFetched","schema_version":1,"occurred_at":"{fetched}","rate_id":"',
-            f'","base_currency":"{base_currency}","target_currency":"',
-            f'","provider_name":"{provider_name}","published_at":"{published}","fetched_at":"{fetched}",'
-            f'"fetch_id":"{fetch_id}"}}',
-        )
-
-    def write(self, *, event_id: str, rate_id: str, target_currency: str, rate_value: Decimal) -> bytes | None:
-        """The event's bytes (ids as `str(UUID)` text), or None unless the code is upper-case ISO and the value
-        finite and positive."""
-        if not (_WRITABLE_CODE.fullmatch(target_currency) and rate_value.is_finite() and rate_value > 0):
-            return None
-        return (
-            f'{{"event_id":"{event_id}{self._middle}{rate_id}{self._pair}{target_currency}'
-            f'","rate_value":"{decimal_text(rate_value)}{self._tail}'
-        ).encode()

@@ -13,7 +13,7 @@ from decimal import Decimal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from ces.events.base import rfc3339, utc_now
-from ces.events.canonical import RateFetchedWriter, uuid5_text
+from ces.events.canonical_writer import RateFetchedWriter, uuid5_text
 from ces.events.rates import RATE_NAMESPACE, RateFetched
 from ces.services.rate_fetching import quote_events
 from ces.services.rate_providers import ProviderQuote, RateProvider

@@ -1,4 +1,4 @@
-"""The canonical writer (ces/events/canonical.py, `RateFetchedWriter`, `uuid5_text`) against the model: what it
+"""The canonical writer (ces/events/canonical_writer.py, `RateFetchedWriter`, `uuid5_text`) against the model: what it
 writes is, byte for byte, what `RateFetched(...).to_json()` writes; what it declines is what it cannot
 write that way."""
 
@@ -11,7 +11,7 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ces.events.canonical import RateFetchedWriter, uuid5_text
+from ces.events.canonical_writer import RateFetchedWriter, uuid5_text
 from ces.events.rates import RATE_NAMESPACE, RateFetched
 from tests.unit.test_canonical_decoding import instants
 
