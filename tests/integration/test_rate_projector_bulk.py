@@ -11,13 +11,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from ces.adapters.postgres import migrate
 from ces.adapters.postgres.rate_projector import RateProjector
-from ces.adapters.postgres.rate_store import revoked_among
-from ces.adapters.postgres.tables import exchange_rate
+from ces.adapters.postgres.tables import exchange_rate, exchange_rate_revocation
 from ces.domain.rates import Rate
 from ces.events.rates import RateFetched, RateRevoked
 from ces.projections.rate_rows import Projection, RateEvent
@@ -146,7 +145,9 @@ class RowInsertProjector(RateProjector):
         return None if len(new) == len(rows) else new
 
     def _revoked(self, conn: Connection, accepted: list[Rate]) -> set[uuid.UUID]:
-        return revoked_among(conn, [r.rate_id for r in accepted])
+        ids = [r.rate_id for r in accepted]
+        r = exchange_rate_revocation.c
+        return set(conn.execute(select(r.rate_id).where(r.rate_id.in_(ids))).scalars()) if ids else set()
 
 
 def as_rows(batch: Sequence[RateEvent]) -> list[RateEvent]:

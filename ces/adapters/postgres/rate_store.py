@@ -13,7 +13,6 @@ from uuid import UUID
 
 from sqlalchemy import (
     ColumnElement,
-    Connection,
     Engine,
     Select,
     exists,
@@ -30,13 +29,6 @@ def not_revoked(rate_id: Any) -> ColumnElement[bool]:
     """The condition "this rate has no revocation row", for any column holding an `exchange_rate.id`."""
     r = exchange_rate_revocation.c
     return ~exists().where(r.rate_id == rate_id)
-
-
-def revoked_among(conn: Connection, ids: list[UUID]) -> set[UUID]:
-    if not ids:
-        return set()
-    r = exchange_rate_revocation.c
-    return set(conn.execute(select(r.rate_id).where(r.rate_id.in_(ids))).scalars())
 
 
 def pivot_rows_in(pivot: str, targets: set[str], start: date, end: date) -> tuple[ColumnElement[bool], ...]:
