@@ -27,6 +27,10 @@ class Sender(Protocol):
     ) -> asyncio.Future[Any]: ...
 
 
+# Batches sent and not yet acknowledged before `publish_encoded` waits (memory: this many batches at most).
+_IN_FLIGHT = 64
+
+
 class BulkPublisher:
     """Sends whole record batches, one per partition at a time; `flush` waits until the broker acknowledged
     everything.
@@ -76,8 +80,11 @@ class BulkPublisher:
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     raise ValueError(f"a message of {len(value)} bytes does not fit in a batch")
             self.sent += 1
-        if len(self._pending) >= 64:
-            await self._wait()
+        if len(self._pending) >= _IN_FLIGHT:
+            # Wait for the oldest half only: the rest stays in flight while the caller encodes the next
+            # messages (waiting for all of them stopped the encoding for as long as the broker took).
+            oldest, self._pending = self._pending[: _IN_FLIGHT // 2], self._pending[_IN_FLIGHT // 2 :]
+            await asyncio.gather(*oldest)
 
     async def _send(self, topic: str, partition: int) -> None:
         batch = self._open.pop((topic, partition))
