@@ -7,28 +7,14 @@ what is written here to the model's bytes, and `None` (declined) sends the calle
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 from ces.events.base import decimal_text, rfc3339
 
 _ZERO, _WRITABLE_CODE, _WRITABLE_NAME = timedelta(0), re.compile(r"[A-Z]{3}"), re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_SHA1S: dict[UUID, Any] = {}
-
-
-def uuid5_text(namespace: UUID, name: str) -> str:
-    """`str(uuid5(namespace, name))` without the two UUID objects (RFC 4122: SHA-1, version 5)."""
-    # A SHA-1 already fed the namespace, copied: cheaper than feeding it again.
-    sha = (_SHA1S.get(namespace) or _SHA1S.setdefault(namespace, hashlib.sha1(namespace.bytes))).copy()
-    sha.update(name.encode())
-    digest = bytearray(sha.digest()[:16])
-    digest[6], digest[8] = (digest[6] & 0x0F) | 0x50, (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class RateFetchedWriter:

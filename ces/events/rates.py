@@ -5,20 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar, Literal
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from pydantic import Field
 
 from ces.events.base import CurrencyCode, DecimalStr, Event, UtcDatetime, rfc3339
+from ces.events.ids import NameBasedIds
 from ces.events.topics import RATE_FETCH_FAILURES, RATES_FETCHED
 
 # Fixed namespace: the same provider publication always yields the same ids, on any worker, in any replay.
 RATE_NAMESPACE = UUID("6f1d3a52-3c55-4a8e-9a7e-5b1c2f0e8d41")
+RATE_IDS = NameBasedIds(RATE_NAMESPACE)
 
 
 def rate_id_for(provider: str, published_at: datetime, base: str, target: str) -> UUID:
     """The idempotency key of a published rate: provider + publication timestamp + pair."""
-    return uuid5(RATE_NAMESPACE, f"rate|{provider}|{rfc3339(published_at)}|{base}|{target}")
+    return RATE_IDS(f"rate|{provider}|{rfc3339(published_at)}|{base}|{target}")
 
 
 class RateFetched(Event):
@@ -52,7 +54,7 @@ class RateFetched(Event):
     ) -> RateFetched:
         rate_id = rate_id_for(provider_name, published_at, base_currency, target_currency)
         return cls(
-            event_id=uuid5(RATE_NAMESPACE, f"RateFetched|{rate_id}"),
+            event_id=RATE_IDS(f"RateFetched|{rate_id}"),
             occurred_at=fetched_at,
             rate_id=rate_id,
             base_currency=base_currency,
@@ -92,7 +94,7 @@ class RateRevoked(Event):
         cls, *, rate_id: UUID, base_currency: str, target_currency: str, reason: str, revoked_by: str, at: datetime
     ) -> RateRevoked:
         return cls(
-            event_id=uuid5(RATE_NAMESPACE, f"RateRevoked|{rate_id}"),
+            event_id=RATE_IDS(f"RateRevoked|{rate_id}"),
             occurred_at=at,
             rate_id=rate_id,
             base_currency=base_currency,

@@ -13,8 +13,8 @@ from decimal import Decimal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from ces.events.base import rfc3339, utc_now
-from ces.events.canonical_writer import RateFetchedWriter, uuid5_text
-from ces.events.rates import RATE_NAMESPACE, RateFetched
+from ces.events.canonical_writer import RateFetchedWriter
+from ces.events.rates import RATE_IDS, RateFetched
 from ces.services.rate_fetching import quote_events
 from ces.services.rate_providers import ProviderQuote, RateProvider
 
@@ -61,9 +61,9 @@ def backfill_encoded(quote: ProviderQuote, fetched_at: datetime | None = None) -
     for target, value in sorted(quote.rates.items()):
         if target == base or (value.is_finite() and not value > Decimal(0)):
             continue
-        rate_id = uuid5_text(RATE_NAMESPACE, f"{rate_prefix}{target}")  # = rate_id_for(provider, published, ...)
+        rate_id = RATE_IDS.text(f"{rate_prefix}{target}")  # = rate_id_for(provider, published, ...)
         body = writer.write(
-            event_id=uuid5_text(RATE_NAMESPACE, f"RateFetched|{rate_id}"),  # as `RateFetched.for_quote` derives it
+            event_id=RATE_IDS.text(f"RateFetched|{rate_id}"),  # as `RateFetched.for_quote` derives it
             rate_id=rate_id,
             target_currency=target,
             rate_value=value,

@@ -1,4 +1,4 @@
-"""The canonical writer (ces/events/canonical_writer.py, `RateFetchedWriter`, `uuid5_text`) against the model: what it
+"""The canonical writer (ces/events/canonical_writer.py, `RateFetchedWriter`) against the model: what it
 writes is, byte for byte, what `RateFetched(...).to_json()` writes; what it declines is what it cannot
 write that way."""
 
@@ -11,8 +11,8 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ces.events.canonical_writer import RateFetchedWriter, uuid5_text
-from ces.events.rates import RATE_NAMESPACE, RateFetched
+from ces.events.canonical_writer import RateFetchedWriter
+from ces.events.rates import RateFetched
 from tests.unit.test_canonical_decoding import instants
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -97,13 +97,3 @@ def test_a_plain_publication_is_written_as_the_model_writes_it() -> None:
         event_id=str(event.event_id), rate_id=str(event.rate_id), target_currency="XAG", rate_value=Decimal("1.91E-7")
     )
     assert written == event.to_json() and b'"rate_value":"0.000000191"' in written
-
-
-@given(st.uuids(), st.text())
-def test_uuid5_text_is_str_of_uuid5(namespace: uuid.UUID, name: str) -> None:
-    try:
-        name.encode()
-    except UnicodeEncodeError:
-        return
-    assert uuid5_text(namespace, name) == str(uuid.uuid5(namespace, name))
-    assert uuid5_text(RATE_NAMESPACE, name) == str(uuid.uuid5(RATE_NAMESPACE, name))
