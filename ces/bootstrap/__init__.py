@@ -23,7 +23,7 @@ from ces.adapters.kafka.producer import AckedPublisher, compression_type
 from ces.adapters.kafka.replies import ReplyRouter
 from ces.adapters.kafka.topic_source import KafkaTopicSource
 from ces.adapters.postgres.rate_store import RateRepository
-from ces.adapters.postgres.replay_target import PostgresReplayTarget, bulk_writers
+from ces.adapters.postgres.replay_target import PostgresReplayTarget, bulk_preparers, bulk_writers
 from ces.adapters.redis.rate_cache import RateCache
 from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED, TopicSpec
 from ces.projections.replay import EventSource, ProgressSink, Replay, ReplayOptions, ReplayTarget
@@ -128,6 +128,7 @@ def _replay_parts(settings: Settings, options: ReplayOptions) -> tuple[KafkaTopi
         settings.migration_database_dsn,
         options.target_schema,
         writers=bulk_writers(timedelta(seconds=settings.max_clock_skew_seconds)),
+        preparers=bulk_preparers(),
     )
     return source, target
 

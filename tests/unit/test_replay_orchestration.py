@@ -13,7 +13,7 @@ import pytest
 
 from ces.events.base import Event
 from ces.projections.rate_rows import Refusal
-from ces.projections.replay import Partition, Record, Replay, ReplayOptions
+from ces.projections.replay import Partition, Prepared, Record, Replay, ReplayOptions
 from ces.projections.replay.parallel import partition_groups
 
 TOPICS = {"rates-fetched": 1, "conversions-audited": 4, "conversions-rejected": 2}
@@ -100,7 +100,12 @@ class FakeTarget:
     def save_checkpoints(self, offsets: Mapping[Partition, int]) -> None:
         self.checkpoints.update(offsets)
 
-    def write(self, phase: str, events: Sequence[Event], offsets: Mapping[Partition, int] | None) -> list[Refusal]:
+    def preparer(self, phase: str, carried: tuple[type[Event], ...]) -> None:
+        return None
+
+    def write(
+        self, phase: str, events: Sequence[Event | Prepared], offsets: Mapping[Partition, int] | None
+    ) -> list[Refusal]:
         if offsets:
             self.calls.append(f"write {phase}")
             self.checkpoints.update(offsets)

@@ -7,6 +7,8 @@ in the batch stands, a request id already claimed keeps its stored decision (`ON
 `conversion_request`, and only the newly claimed ids get an audit or rejection row). A constraint
 violation fails the whole statement, as it fails the live path's batch, and the replay then retries one
 event at a time. What it does not do: return the standing decisions (the replay does not need them).
+A decision may come as its COPY lines already (`Prepared`, read straight from its bytes by `audit_rows.py`,
+byte for byte the lines written here for the decoded event); it counts like the event in the dedupe.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from datetime import datetime
-from uuid import UUID
 
 from sqlalchemy import Engine
 
 from ces.adapters.postgres.copy_text import copy_text
 from ces.events.conversions import ConversionAudited, ConversionRejected, Decision
+from ces.projections.replay.model import Prepared
 
 _STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS replay_stage_request (
@@ -66,36 +68,47 @@ def _line(*fields: object) -> str:
     return "\t".join("\\N" if f is None else str(f) for f in fields) + "\n"
 
 
-def copy_decisions(engine: Engine, decisions: Sequence[Decision]) -> None:
+def audited_lines(d: ConversionAudited) -> tuple[str, str]:
+    """The audit's `conversion_request` and `conversion_audit` COPY lines."""
+    legs = d.rate_ids
+    return _line(d.request_id, "audited", _at(d.occurred_at)), _line(
+        d.audit_id,
+        d.request_id,
+        legs[0],
+        legs[1] if len(legs) > 1 else None,
+        copy_text(d.rate_kind),
+        copy_text(d.base_currency),
+        copy_text(d.target_currency),
+        d.input_amount,
+        d.rate_value,
+        d.margin,
+        d.output_amount,
+        _at(d.converted_at),
+        d.requested_by,
+        _at(d.as_of),
+    )
+
+
+def copy_decisions(engine: Engine, decisions: Sequence[Decision | Prepared]) -> None:
     """Blocking: the batch's decisions in one transaction on `engine` (its COMMIT carries any armed checkpoint)."""
-    unique: dict[UUID, Decision] = {}
+    unique: dict[bytes, Decision | Prepared] = {}
     for decision in decisions:
-        unique.setdefault(decision.request_id, decision)  # the first decision in the batch stands
+        # The first decision in the batch stands; `key()` is the request id as `str(UUID)` writes it, which
+        # is how a prepared one spells it.
+        unique.setdefault(decision.key if isinstance(decision, Prepared) else decision.key(), decision)
     if not unique:
         return
     requests, audits, rejections = io.StringIO(), io.StringIO(), io.StringIO()
+    prepared_requests: list[bytes] = []
+    prepared_audits: list[bytes] = []
     for d in unique.values():
-        if isinstance(d, ConversionAudited):
-            requests.write(_line(d.request_id, "audited", _at(d.occurred_at)))
-            legs = d.rate_ids
-            audits.write(
-                _line(
-                    d.audit_id,
-                    d.request_id,
-                    legs[0],
-                    legs[1] if len(legs) > 1 else None,
-                    copy_text(d.rate_kind),
-                    copy_text(d.base_currency),
-                    copy_text(d.target_currency),
-                    d.input_amount,
-                    d.rate_value,
-                    d.margin,
-                    d.output_amount,
-                    _at(d.converted_at),
-                    d.requested_by,
-                    _at(d.as_of),
-                )
-            )
+        if isinstance(d, Prepared):
+            prepared_requests.append(d.rows[0])
+            prepared_audits.append(d.rows[1])
+        elif isinstance(d, ConversionAudited):
+            request, audit = audited_lines(d)
+            requests.write(request)
+            audits.write(audit)
         elif isinstance(d, ConversionRejected):
             requests.write(_line(d.request_id, "rejected", _at(d.occurred_at)))
             rejections.write(
@@ -108,6 +121,9 @@ def copy_decisions(engine: Engine, decisions: Sequence[Decision]) -> None:
                     _at(d.as_of),
                 )
             )
+    # Prepared lines are ASCII (their regex admits nothing else): text like the others, in any client encoding.
+    requests.write(b"".join(prepared_requests).decode("ascii"))
+    audits.write(b"".join(prepared_audits).decode("ascii"))
     with engine.begin() as conn:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:

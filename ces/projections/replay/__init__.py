@@ -38,6 +38,7 @@ from ces.projections.replay.model import (
     Partition,
     Phase,
     PhaseReport,
+    Prepared,
     Record,
     ReplayError,
     ReplayOptions,
@@ -45,7 +46,7 @@ from ces.projections.replay.model import (
     check_schema_name,
     parse_since,
 )
-from ces.projections.replay.ports import EventSource, ProgressSink, ReplayTarget
+from ces.projections.replay.ports import EventSource, Preparer, ProgressSink, ReplayTarget
 from ces.projections.replay.run import Replay
 
 __all__ = [
@@ -57,6 +58,8 @@ __all__ = [
     "Partition",
     "Phase",
     "PhaseReport",
+    "Prepared",
+    "Preparer",
     "ProgressSink",
     "Record",
     "Replay",

@@ -44,6 +44,16 @@ class Partition(NamedTuple):
 Record = tuple[str, int, int, bytes]  # topic, partition, offset, value
 
 
+class Prepared(NamedTuple):
+    """A record the target turned into its own rows straight from its bytes, without decoding it (see
+    `ReplayTarget.preparer`). The replay only carries it to `write`; `raw` decodes it again when a refused
+    batch is retried one event at a time."""
+
+    raw: bytes
+    key: bytes  # what decides "the first one stands" within a batch (the request id for decisions)
+    rows: tuple[bytes, ...]  # the target's encoding of the event's rows, opaque here
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str

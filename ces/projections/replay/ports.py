@@ -4,7 +4,7 @@ watches the progress. Adapters implement them (`ces/adapters/kafka/topic_source.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
@@ -12,7 +12,10 @@ from typing import Protocol
 
 from ces.events.base import Event
 from ces.projections.rate_rows import Refusal
-from ces.projections.replay.model import Partition, Record
+from ces.projections.replay.model import Partition, Prepared, Record
+
+# A record's value -> its rows, or None when its bytes are not in the one layout the target reads (decode it).
+Preparer = Callable[[bytes], Prepared | None]
 
 
 class EventSource(Protocol):
@@ -86,7 +89,15 @@ class ReplayTarget(Protocol):
         """The offsets on their own, in one transaction."""
         ...
 
-    def write(self, phase: str, events: Sequence[Event], offsets: Mapping[Partition, int] | None) -> list[Refusal]:
+    def preparer(self, phase: str, carried: tuple[type[Event], ...]) -> Preparer | None:
+        """For a topic carrying the event classes `carried`: a reader that turns a record straight into this
+        target's rows (the rows `write` makes of the decoded event, and only for bytes the decoder accepts),
+        or None when the target has none."""
+        ...
+
+    def write(
+        self, phase: str, events: Sequence[Event | Prepared], offsets: Mapping[Partition, int] | None
+    ) -> list[Refusal]:
         """The batch's rows and `offsets` as its checkpoint, in one transaction, or nothing at all.
 
         Returns the events the projection refuses itself; raises `BatchRefused` when the database refuses

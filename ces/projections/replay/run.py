@@ -20,6 +20,7 @@ from ces.projections.replay.model import (
     Partition,
     Phase,
     PhaseReport,
+    Prepared,
     Record,
     ReplayError,
     ReplayOptions,
@@ -27,7 +28,7 @@ from ces.projections.replay.model import (
     check_schema_name,
 )
 from ces.projections.replay.parallel import WorkerFactory, partition_groups, run_workers
-from ces.projections.replay.ports import EventSource, ProgressSink, ReplayTarget
+from ces.projections.replay.ports import EventSource, Preparer, ProgressSink, ReplayTarget
 
 log = logging.getLogger(LOGGER)
 
@@ -193,6 +194,8 @@ class Replay:
         """Read `pending` from `position` up to `ends`, writing batches with their checkpoints; returns the
         partitions not finished (only --max-events stops early)."""
         expected = {self.prefix + spec.name: cls for spec, cls in phase.sources}
+        # Records the target can turn into rows straight from their bytes skip decoding (and building events).
+        preparers = {topic: self.target.preparer(phase.name, carried) for topic, carried in expected.items()}
         pending = list(pending)
         source.seek({tp: position[tp] for tp in pending})  # replaces the previous phase's partitions
         budget = self.options.max_events
@@ -223,7 +226,7 @@ class Replay:
                         source.pause(tp)
                 if not advanced:
                     continue
-                events = self._decode(records, expected, report)
+                events = self._decode(records, expected, preparers, report)
                 self.read += len(records)
                 if writing is not None:
                     await writing
@@ -243,10 +246,19 @@ class Replay:
 
     @staticmethod
     def _decode(
-        records: list[Record], expected: dict[str, tuple[type[Event], ...]], report: PhaseReport
-    ) -> list[Event]:
-        events: list[Event] = []
+        records: list[Record],
+        expected: dict[str, tuple[type[Event], ...]],
+        preparers: dict[str, Preparer | None],
+        report: PhaseReport,
+    ) -> list[Event | Prepared]:
+        events: list[Event | Prepared] = []
         for topic, partition, offset, value in records:
+            prepare = preparers[topic]
+            if prepare is not None:
+                prepared = prepare(value)
+                if prepared is not None:
+                    events.append(prepared)
+                    continue
             try:
                 events.append(decode(value, expected=expected[topic]))
             except UndecodableEvent as exc:
@@ -257,7 +269,9 @@ class Replay:
         report.applied += len(events)
         return events
 
-    def _write(self, phase: Phase, events: list[Event], advanced: dict[Partition, int], report: PhaseReport) -> None:
+    def _write(
+        self, phase: Phase, events: list[Event | Prepared], advanced: dict[Partition, int], report: PhaseReport
+    ) -> None:
         """Blocking: the batch's rows and its checkpoint, in one transaction."""
         try:
             report.refused += self._refused(phase, self.target.write(phase.name, events, advanced))
@@ -270,7 +284,10 @@ class Replay:
                 phase.name,
                 exc.detail,
             )
-            self._one_by_one(phase, events, report)
+            # A prepared record decodes (the preparer takes only bytes the decoder accepts): as events, the
+            # one-by-one retry and its log lines are what they are without the preparer.
+            decoded = [decode(e.raw) if isinstance(e, Prepared) else e for e in events]
+            self._one_by_one(phase, decoded, report)
             self.target.save_checkpoints(advanced)  # the whole batch is applied now
 
     def _one_by_one(self, phase: Phase, events: Sequence[Event], report: PhaseReport) -> None:
