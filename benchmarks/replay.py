@@ -40,7 +40,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import create_engine, text
 
@@ -121,6 +121,17 @@ def realistic_audits(rates: dict[str, RateFetched], n: int) -> list[ConversionAu
     return events
 
 
+def ecb_rates(args: argparse.Namespace) -> dict[str, RateFetched]:
+    """The newest publication of each pair in the `--rate-days` published (what the audits reference)."""
+    end = date(2026, 10, 30)
+    rates: dict[str, RateFetched] = {}
+    for quote in bundled_quotes(end - timedelta(days=args.rate_days), end):
+        for event in backfill_events(quote):
+            assert isinstance(event, RateFetched)
+            rates[event.target_currency] = event
+    return rates
+
+
 def ids(i: int) -> tuple[str, str, str]:
     tail = f"{i:012x}"
     return f"e0000000-0000-4000-8000-{tail}", f"a0000000-0000-4000-8000-{tail}", f"c0000000-0000-4000-8000-{tail}"
@@ -131,7 +142,26 @@ def audit_json(templates: tuple[str, str], i: int) -> tuple[bytes, bytes]:
     return r.encode(), templates[i % 2].format(e=e, a=a, r=r).encode()
 
 
+async def published(settings: Settings, prefix: str, args: argparse.Namespace) -> bool:
+    """Whether an earlier run (`--topics`) left this many audits and rates on the prefix's topics."""
+    consumer = AIOKafkaConsumer(**kafka_kwargs(settings.kafka_bootstrap), group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads every topic's metadata
+        counts = {}
+        for name in ("rates-fetched", "conversions-audited"):
+            tps = [TopicPartition(prefix + name, p) for p in consumer.partitions_for_topic(prefix + name) or ()]
+            ends = await consumer.end_offsets(tps) if tps else {}
+            counts[name] = sum(ends.values())
+    finally:
+        await consumer.stop()
+    return counts["conversions-audited"] == args.events and counts["rates-fetched"] > 0
+
+
 async def publish(settings: Settings, prefix: str, args: argparse.Namespace) -> tuple[dict[str, RateFetched], float]:
+    if args.topics and await published(settings, prefix, args):
+        print(f"reusing the {args.events:,} audits and their rates on {prefix}*")
+        return ecb_rates(args), 0.0
     await ensure_topics(KafkaConnection.from_settings(settings), partitions=args.partitions, prefix=prefix)
     producer = AIOKafkaProducer(
         **kafka_kwargs(settings.kafka_bootstrap),
@@ -242,11 +272,18 @@ def main() -> None:
         help="the benchmark producer's compression_type for both topics (lz4, zstd need cramjam)",
     )
     parser.add_argument("--no-verify", action="store_true", help="skip timing --verify-only")
+    parser.add_argument(
+        "--topics",
+        metavar="NAME",
+        help="use the topics of prefix bench-replay-NAME- and keep them: published by the first run, reused by the "
+        "next ones with the same --events (--drop-topics deletes them after the run)",
+    )
+    parser.add_argument("--drop-topics", action="store_true", help="with --topics: delete them after this run")
     args = parser.parse_args()
 
     settings = Settings()
     run = uuid.uuid4().hex[:8]
-    prefix, schema = f"bench-replay-{run}-", f"bench_replay_{run}"
+    prefix, schema = f"bench-replay-{args.topics or run}-", f"bench_replay_{run}"
     rates, _ = asyncio.run(publish(settings, prefix, args))
     env = {**os.environ, "CES_TOPIC_PREFIX": prefix, "CES_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
     log = Path(f"/tmp/{schema}.log")
@@ -336,8 +373,9 @@ def main() -> None:
                     f"{size / count * 1e6 / 1e9:.2f} GB per 1M events"
                 )
     finally:
-        if not args.keep:
+        if not args.keep and (not args.topics or args.drop_topics):
             asyncio.run(delete_topics(settings, prefix))
+        if not args.keep:
             engine = create_engine(settings.migration_database_dsn)  # the replay made it as the owner
             with engine.begin() as conn:
                 conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
