@@ -144,18 +144,25 @@ def audit_json(templates: tuple[str, str], i: int) -> tuple[bytes, bytes]:
 
 async def published(settings: Settings, prefix: str, args: argparse.Namespace) -> bool:
     """Whether an earlier run (`--topics`) left this many audits and rates on the prefix's topics."""
+    names = [prefix + "rates-fetched", prefix + "conversions-audited"]
+    admin = AIOKafkaAdminClient(**kafka_kwargs(settings.kafka_bootstrap))
+    await admin.start()
+    try:
+        described = {t["topic"]: t for t in await admin.describe_topics(names)}
+    finally:
+        await admin.close()
+    if any(described.get(n, {}).get("error_code", 1) for n in names):
+        return False
     consumer = AIOKafkaConsumer(**kafka_kwargs(settings.kafka_bootstrap), group_id=None)
     await consumer.start()
     try:
-        await consumer.topics()  # loads every topic's metadata
         counts = {}
-        for name in ("rates-fetched", "conversions-audited"):
-            tps = [TopicPartition(prefix + name, p) for p in consumer.partitions_for_topic(prefix + name) or ()]
-            ends = await consumer.end_offsets(tps) if tps else {}
-            counts[name] = sum(ends.values())
+        for name in names:
+            tps = [TopicPartition(name, p["partition"]) for p in described[name]["partitions"]]
+            counts[name] = sum((await consumer.end_offsets(tps)).values())
     finally:
         await consumer.stop()
-    return counts["conversions-audited"] == args.events and counts["rates-fetched"] > 0
+    return counts[names[1]] == args.events and counts[names[0]] > 0
 
 
 async def publish(settings: Settings, prefix: str, args: argparse.Namespace) -> tuple[dict[str, RateFetched], float]:
