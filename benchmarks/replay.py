@@ -148,11 +148,12 @@ async def published(settings: Settings, prefix: str, args: argparse.Namespace) -
     admin = AIOKafkaAdminClient(**kafka_kwargs(settings.kafka_bootstrap))
     await admin.start()
     try:
+        # Listed first: describing a topic that does not exist would have the broker create it (1 partition).
+        if not set(names) <= set(await admin.list_topics()):
+            return False
         described = {t["topic"]: t for t in await admin.describe_topics(names)}
     finally:
         await admin.close()
-    if any(described.get(n, {}).get("error_code", 1) for n in names):
-        return False
     consumer = AIOKafkaConsumer(**kafka_kwargs(settings.kafka_bootstrap), group_id=None)
     await consumer.start()
     try:
