@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from ces.adapters.postgres import migrate
+from ces.adapters.postgres.audit_rows import audited_rows
 from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.bulk_audit import copy_decisions
 from ces.adapters.postgres.rate_projector import RateProjector
@@ -21,7 +22,7 @@ from ces.adapters.postgres.replay_target import PostgresReplayTarget, bulk_write
 from ces.adapters.postgres.verify import PROJECTION_TABLES, verify
 from ces.cli.replay_view import LogProgress
 from ces.events.conversions import ConversionAudited, ConversionRejected, Decision
-from ces.projections.replay import PHASES, Partition, PhaseReport, Replay, ReplayOptions
+from ces.projections.replay import PHASES, Partition, PhaseReport, Prepared, Replay, ReplayOptions
 from ces.settings import Settings
 from tests.integration.test_audit_store import audited, rejected
 from tests.integration.test_rate_projection import T0, rate_event
@@ -71,8 +72,18 @@ def counts(engine: Engine) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
+def from_bytes(decision: Decision) -> Decision | Prepared:
+    """An audit as the replay reads it from its topic: its COPY lines straight from its bytes."""
+    if isinstance(decision, ConversionRejected):
+        return decision
+    prepared = audited_rows(decision.to_json())
+    assert prepared is not None
+    return prepared
+
+
+@pytest.mark.parametrize("prepared", [False, True], ids=["decoded", "from-bytes"])
 def test_the_bulk_path_writes_exactly_the_live_rows(
-    pg_schema: tuple[Engine, str], bulk_schema: tuple[Engine, str]
+    pg_schema: tuple[Engine, str], bulk_schema: tuple[Engine, str], prepared: bool
 ) -> None:
     (live, live_schema), (bulk, bulk_name) = pg_schema, bulk_schema
     usd, jpy = rate_event("USD", "1.0892", T0), rate_event("JPY", "161.87", T0)
@@ -100,7 +111,7 @@ def test_the_bulk_path_writes_exactly_the_live_rows(
         RateProjector(engine).project([usd, jpy])
     for batch in batches:
         AuditStore(live).record(batch)
-        copy_decisions(bulk, batch)
+        copy_decisions(bulk, [from_bytes(d) for d in batch] if prepared else batch)
 
     assert counts(bulk) == counts(live) == (7, 4, 3)
     with live.begin() as conn:

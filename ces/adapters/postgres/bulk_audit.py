@@ -1,12 +1,13 @@
-"""The replay's bulk write of decisions: COPY into session-local staging tables, then one INSERT ... SELECT
-that claims each request id and writes the audit or rejection rows, in the caller's one transaction.
+"""The replay's bulk write of decisions, in the caller's one transaction: the request rows are COPYed into a
+session-local staging table and claimed with one `INSERT ... ON CONFLICT DO NOTHING RETURNING`; the audit and
+rejection rows of the newly claimed request ids are then COPYed straight into their tables.
 
 The rows are those `AuditStore.record` writes (same columns, same values rendered the same way: `str` of
 each Decimal, ISO timestamps with their offset), with the same rules: the first decision for a request id
 in the batch stands, a request id already claimed keeps its stored decision (`ON CONFLICT DO NOTHING` on
 `conversion_request`, and only the newly claimed ids get an audit or rejection row). A constraint
-violation fails the whole statement, as it fails the live path's batch, and the replay then retries one
-event at a time. What it does not do: return the standing decisions (the replay does not need them).
+violation fails the statement, as it fails the live path's batch, and the replay then retries one event at
+a time. What it does not do: return the standing decisions (the replay does not need them).
 A decision may come as its COPY lines already (`Prepared`, read straight from its bytes by `audit_rows.py`,
 byte for byte the lines written here for the decoded event); it counts like the event in the dedupe.
 """
@@ -17,47 +18,34 @@ import io
 from collections.abc import Sequence
 from datetime import datetime
 
+from psycopg2.extensions import encodings
 from sqlalchemy import Engine
 
 from ces.adapters.postgres.copy_text import copy_text
 from ces.events.conversions import ConversionAudited, ConversionRejected, Decision
 from ces.projections.replay.model import Prepared
 
+# The batch's rows and its checkpoint commit together or not at all whether or not the commit waits for its
+# WAL flush; not waiting saves a disk flush per batch. A database crash can then lose the last batches
+# committed, rows and checkpoints alike, and a re-run reads them again. The replay ends with a synchronous
+# commit (`PostgresReplayTarget.restore_constraints`), which flushes them all.
 _STAGE = """
+SET LOCAL synchronous_commit = off;
 CREATE TEMP TABLE IF NOT EXISTS replay_stage_request (
     request_id uuid NOT NULL, outcome text NOT NULL, decided_at timestamptz NOT NULL
 ) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS replay_stage_audit (
-    id uuid, request_id uuid, rate_used_id uuid, second_rate_id uuid, rate_kind text, base_currency text,
-    target_currency text, input_amount numeric, rate_value numeric, margin numeric, output_amount numeric,
-    converted_at timestamptz, requested_by uuid, as_of timestamptz
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS replay_stage_rejection (
-    request_id uuid, reason text, message text, rejected_at timestamptz, requested_by uuid, as_of timestamptz
-) ON COMMIT DELETE ROWS;
 """
-
-# One statement: the RETURNING of the claim feeds both inserts, and the foreign keys to
-# `conversion_request` are checked at its end, when the claims are there.
-_APPLY = """
-WITH claimed AS (
-    INSERT INTO conversion_request (request_id, outcome, decided_at)
-    SELECT request_id, outcome, decided_at FROM pg_temp.replay_stage_request
-    ON CONFLICT (request_id) DO NOTHING
-    RETURNING request_id
-), audits AS (
-    INSERT INTO conversion_audit (id, request_id, rate_used_id, second_rate_id, rate_kind, base_currency,
-        target_currency, input_amount, rate_value, margin, output_amount, converted_at, requested_by, as_of)
-    SELECT s.id, s.request_id, s.rate_used_id, s.second_rate_id, s.rate_kind, s.base_currency,
-        s.target_currency, s.input_amount, s.rate_value, s.margin, s.output_amount, s.converted_at,
-        s.requested_by, s.as_of
-    FROM pg_temp.replay_stage_audit s JOIN claimed USING (request_id)
-    RETURNING 1
+_CLAIM = """
+INSERT INTO conversion_request (request_id, outcome, decided_at)
+SELECT request_id, outcome, decided_at FROM pg_temp.replay_stage_request
+ON CONFLICT (request_id) DO NOTHING
+RETURNING request_id::text
+"""
+_AUDITS = (
+    "COPY conversion_audit (id, request_id, rate_used_id, second_rate_id, rate_kind, base_currency, "
+    "target_currency, input_amount, rate_value, margin, output_amount, converted_at, requested_by, as_of) FROM STDIN"
 )
-INSERT INTO conversion_rejection (request_id, reason, message, rejected_at, requested_by, as_of)
-SELECT s.request_id, s.reason, s.message, s.rejected_at, s.requested_by, s.as_of
-FROM pg_temp.replay_stage_rejection s JOIN claimed USING (request_id)
-"""
+_REJECTIONS = "COPY conversion_rejection (request_id, reason, message, rejected_at, requested_by, as_of) FROM STDIN"
 
 
 def _at(value: datetime | None) -> str | None:
@@ -89,6 +77,12 @@ def audited_lines(d: ConversionAudited) -> tuple[str, str]:
     )
 
 
+def _rejection_line(d: ConversionRejected) -> str:
+    return _line(
+        d.request_id, copy_text(d.reason), copy_text(d.message), _at(d.rejected_at), d.requested_by, _at(d.as_of)
+    )
+
+
 def copy_decisions(engine: Engine, decisions: Sequence[Decision | Prepared]) -> None:
     """Blocking: the batch's decisions in one transaction on `engine` (its COMMIT carries any armed checkpoint)."""
     unique: dict[bytes, Decision | Prepared] = {}
@@ -98,44 +92,39 @@ def copy_decisions(engine: Engine, decisions: Sequence[Decision | Prepared]) -> 
         unique.setdefault(decision.key if isinstance(decision, Prepared) else decision.key(), decision)
     if not unique:
         return
-    requests, audits, rejections = io.StringIO(), io.StringIO(), io.StringIO()
-    prepared_requests: list[bytes] = []
-    prepared_audits: list[bytes] = []
-    for d in unique.values():
+    requests: list[str | bytes] = []
+    rows: dict[bytes, tuple[bool, str | bytes]] = {}  # request id -> (an audit?, its line)
+    for key, d in unique.items():
         if isinstance(d, Prepared):
-            prepared_requests.append(d.rows[0])
-            prepared_audits.append(d.rows[1])
+            requests.append(d.rows[0])
+            rows[key] = (True, d.rows[1])
         elif isinstance(d, ConversionAudited):
             request, audit = audited_lines(d)
-            requests.write(request)
-            audits.write(audit)
+            requests.append(request)
+            rows[key] = (True, audit)
         elif isinstance(d, ConversionRejected):
-            requests.write(_line(d.request_id, "rejected", _at(d.occurred_at)))
-            rejections.write(
-                _line(
-                    d.request_id,
-                    copy_text(d.reason),
-                    copy_text(d.message),
-                    _at(d.rejected_at),
-                    d.requested_by,
-                    _at(d.as_of),
-                )
-            )
-    # Prepared lines are ASCII (their regex admits nothing else): text like the others, in any client encoding.
-    requests.write(b"".join(prepared_requests).decode("ascii"))
-    audits.write(b"".join(prepared_audits).decode("ascii"))
+            requests.append(_line(d.request_id, "rejected", _at(d.occurred_at)))
+            rows[key] = (False, _rejection_line(d))
     with engine.begin() as conn:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
+            codec = encodings[cursor.connection.encoding]
             cursor.execute(_STAGE)
-            for table, rows in (
-                ("replay_stage_request", requests),
-                ("replay_stage_audit", audits),
-                ("replay_stage_rejection", rejections),
-            ):
-                if rows.tell():
-                    rows.seek(0)
-                    cursor.copy_expert(f"COPY pg_temp.{table} FROM STDIN", rows)
-            cursor.execute(_APPLY)
+            cursor.copy_expert("COPY pg_temp.replay_stage_request FROM STDIN", _data(requests, codec))
+            cursor.execute(_CLAIM)
+            if cursor.rowcount != len(rows):  # some were claimed before: only the newly claimed get rows
+                claimed = {row[0].encode() for row in cursor.fetchall()}
+                rows = {key: row for key, row in rows.items() if key in claimed}
+            audits = [line for audit, line in rows.values() if audit]
+            if audits:
+                cursor.copy_expert(_AUDITS, _data(audits, codec))
+            if len(audits) < len(rows):
+                cursor.copy_expert(_REJECTIONS, _data([line for audit, line in rows.values() if not audit], codec))
         finally:
             cursor.close()
+
+
+def _data(lines: list[str | bytes], codec: str) -> io.BytesIO:
+    # Prepared lines are bytes in ASCII (their regex admits nothing else), so they are the same in any client
+    # encoding; the others are text, encoded as psycopg2 would encode them.
+    return io.BytesIO(b"".join(line if isinstance(line, bytes) else line.encode(codec) for line in lines))
