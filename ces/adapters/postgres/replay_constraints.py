@@ -54,14 +54,14 @@ ORDER BY 3, 2, 1
 _FOREIGN_KEY = re.compile(r"^FOREIGN KEY \((?P<cols>[^)]+)\) REFERENCES (?P<ref>[^(]+)\((?P<refcols>[^)]+)\)")
 
 
-def deferred(conn: Connection) -> list[tuple[str, str, str, str]]:
-    """What is still dropped: (name, table, kind, definition); empty when the table does not exist."""
-    exists = conn.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": DEFERRED_TABLE}).scalar()
+def deferred(conn: Connection, schema: str | None = None) -> list[tuple[str, str, str, str]]:
+    """What is still dropped: (name, table, kind, definition); empty when the table does not exist. In
+    `schema`, or else the one the connection's `search_path` resolves (the replay's own engine)."""
+    table = DEFERRED_TABLE if schema is None else f"{quote_ident(schema)}.{DEFERRED_TABLE}"
+    exists = conn.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table}).scalar()
     if not exists:
         return []
-    rows = conn.execute(
-        text(f"SELECT name, table_name, kind, definition FROM {DEFERRED_TABLE} ORDER BY kind DESC, name")
-    ).all()
+    rows = conn.execute(text(f"SELECT name, table_name, kind, definition FROM {table} ORDER BY kind DESC, name")).all()
     return [(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from ces.adapters.postgres.replay_constraints import DEFERRED_TABLE
+from ces.adapters.postgres.replay_constraints import DEFERRED_TABLE, deferred
 from ces.adapters.postgres.replay_target import schema_tables
 from ces.adapters.postgres.verify import PROJECTION_TABLES, TableResult, quote_ident, verify
 from ces.projections.replay.model import CHECKPOINT_TABLE, ReplayError, check_schema_name
@@ -50,13 +50,10 @@ def swap(database_url: str, live_schema: str, target_schema: str, *, lock_timeou
             live_only = schema_tables(conn, live_schema) - schema_tables(conn, target_schema)
             if live_only:
                 raise SwapRefused(f"live schema has tables the replay does not rebuild: {', '.join(sorted(live_only))}")
-            if DEFERRED_TABLE in schema_tables(conn, target_schema):
-                missing = conn.execute(
-                    text(f"SELECT string_agg(name, ', ') FROM {quote_ident(target_schema)}.{DEFERRED_TABLE}")
-                ).scalar()
-                if missing:  # a replay still loading, or whose foreign keys did not validate
-                    raise SwapRefused(f"the target still lacks {missing}: finish the replay first (re-run it)")
-                conn.execute(text(f"DROP TABLE {quote_ident(target_schema)}.{DEFERRED_TABLE}"))
+            missing = [name for name, *_ in deferred(conn, target_schema)]
+            if missing:  # a replay still loading, or whose foreign keys did not validate
+                raise SwapRefused(f"the target still lacks {', '.join(missing)}: finish the replay first (re-run it)")
+            conn.execute(text(f"DROP TABLE IF EXISTS {quote_ident(target_schema)}.{DEFERRED_TABLE}"))
             names = ", ".join(f"{quote_ident(live_schema)}.{quote_ident(t.name)}" for t in tables)
             conn.execute(text(f"LOCK TABLE {names} IN SHARE MODE"))
             results = verify(conn, live_schema, target_schema, tables, max_diffs=5)
