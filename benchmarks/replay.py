@@ -273,6 +273,7 @@ def main() -> None:
     parser.add_argument("--rate-days", type=int, default=30)
     parser.add_argument("--keep", action="store_true", help="keep the topics and the target schema")
     parser.add_argument("--jobs", type=int, default=None, help="ces replay --jobs (default: the replay's own)")
+    parser.add_argument("--batch-size", type=int, default=None, help="ces replay --batch-size (default: its own)")
     parser.add_argument(
         "--compression",
         choices=["none", "gzip", "lz4", "zstd"],
@@ -300,7 +301,8 @@ def main() -> None:
         with open(log, "w") as out:
             subprocess.run(
                 [sys.executable, "-m", "ces", "replay", "--projection", "all", "--target-schema", schema]
-                + ([] if args.jobs is None else ["--jobs", str(args.jobs)]),
+                + ([] if args.jobs is None else ["--jobs", str(args.jobs)])
+                + ([] if args.batch_size is None else ["--batch-size", str(args.batch_size)]),
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

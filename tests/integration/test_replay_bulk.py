@@ -137,8 +137,9 @@ def test_the_bulk_path_writes_exactly_the_live_rows(
     assert carried[0] == carried[1] and str(key) in carried[0] and "2001-09-11" in carried[0]
 
 
+@pytest.mark.parametrize("prepared", [False, True], ids=["decoded", "from-bytes"])
 def test_a_refused_row_fails_the_bulk_batch_and_the_replay_retries_one_by_one(
-    settings: Settings, bulk_schema: tuple[Engine, str]
+    settings: Settings, bulk_schema: tuple[Engine, str], prepared: bool
 ) -> None:
     engine, schema = bulk_schema
     usd = rate_event("USD", "1.0892", T0)
@@ -148,15 +149,17 @@ def test_a_refused_row_fails_the_bulk_batch_and_the_replay_retries_one_by_one(
     good, unknown_rate, later = (uuid.uuid4() for _ in range(3))
     events: list[Decision] = [audited(good, usd.rate_id), audited(unknown_rate, uuid.uuid4()), rejected(later)]
 
+    batch = [from_bytes(e) for e in events] if prepared else list(events)
+
     with pytest.raises(Exception, match="foreign key"):
-        copy_decisions(engine, events)
+        copy_decisions(engine, batch)
     assert counts(engine) == (0, 0, 0)  # nothing of the batch
 
     target = PostgresReplayTarget(settings.migration_database_dsn, schema, writers=bulk_writers())
     replay = Replay(ReplayOptions("audit", schema, "public"), cast(Any, None), target, LogProgress())
     report = PhaseReport("audit")
     try:
-        replay._write(PHASES["audit"], list(events), {TP: 3}, report)
+        replay._write(PHASES["audit"], batch, {TP: 3}, report)  # prepared ones are decoded for the retry
         assert target.load_checkpoints() == {TP: 3}
     finally:
         target.close()
