@@ -118,7 +118,7 @@ def test_a_batch_with_poison_and_refused_events_applies_the_rest_and_checkpoints
     report = PhaseReport("rates")
     replay = replay_of(settings, schema)
     try:
-        events = replay._decode(records, {"rates-fetched": (RateFetched,)}, report)
+        events = replay._decode(records, {"rates-fetched": (RateFetched,)}, {"rates-fetched": None}, report)
         replay._write(PHASES["rates"], events, {TP: 5}, report)
     finally:
         replay.target.close()
