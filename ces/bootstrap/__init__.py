@@ -7,7 +7,6 @@ asks the builders here for what each of its commands needs. Unit tests build the
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -43,21 +42,6 @@ def use_event_loop(settings: Settings) -> None:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-# Young objects collected at most every 20,000 net allocations, not 700: a batch's events, rows and futures
-# die young instead of being promoted in flight, so full collections stay rare (docs/scaling.md, "GC").
-YOUNG_GC_THRESHOLD = 20_000
-
-
-def settle_heap() -> None:
-    """Call once a long-running process has started. What it built to start (modules, schemas, pools, the
-    app) lives until exit, so the cyclic GC stops walking it (`gc.freeze`), and it collects young objects
-    less often. A worker under load spent 18% of its CPU in the GC before (~20 full collections of 80-130
-    ms each per 100,000 conversions), ~5% after."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def kafka_connection(settings: Settings) -> KafkaConnection:

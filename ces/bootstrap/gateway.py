@@ -31,11 +31,11 @@ from ces.bootstrap import (
     build_rate_lookup,
     build_redis,
     kafka_connection,
-    settle_heap,
     use_event_loop,
 )
 from ces.events.signing import RequestSigner
 from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED, RATES_FETCHED
+from ces.heap import settle_heap
 from ces.http.app import create_app
 from ces.http.auth import QuietBadRequests
 from ces.http.deps import Deps

@@ -30,11 +30,11 @@ from ces.bootstrap import (
     build_redis,
     ensure_all_topics,
     kafka_connection,
-    settle_heap,
     use_event_loop,
 )
 from ces.events import topics
 from ces.events.signing import RequestVerifier
+from ces.heap import settle_heap
 from ces.metrics import RATE_FETCH_RETRIES, RATE_FETCHES
 from ces.projections.rate_projection import RateEventHandler
 from ces.services.conversion_handler import ConversionHandler

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 from typing import Any
 
+from ces.heap import settle_heap
 from ces.settings import Settings
 
 
@@ -55,7 +55,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                 # What is built by now (modules, engine, clients) lives until exit. Frozen out of the cyclic
                 # collector's sight, the full collections that millions of decoded events trigger no longer
                 # walk it (docs/replay.md, "Where the time goes").
-                gc.freeze()
+                settle_heap()
                 report = runner.run()
             for line in report_lines(report, settings.topic_prefix):
                 console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -1,9 +1,9 @@
 """The dependency rule, read from the imports: no import runs back up a floor, no circle, no big runtime file.
 
 Floors, from the bottom: the pure domain; the event contract; use cases (services, projections) with the ports
-they own; adapters; entry points (agents, http, cli); bootstrap, the one place that wires them. `settings` and
-`metrics` are leaves anyone may import. `cesdev` (local stack, provider simulator) may import `ces`, never the
-other way round.
+they own; adapters; entry points (agents, http, cli); bootstrap, the one place that wires them. `settings`,
+`metrics` and `heap` are leaves anyone may import. `cesdev` (local stack, provider simulator) may import
+`ces`, never the other way round.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ FLOORS: dict[str, int] = {
     "ces.__init__": 0,  # the empty package marker
     "ces.settings": 0,
     "ces.metrics": 0,
+    "ces.heap": 0,
     "ces.domain": 1,
     "ces.events": 2,
     "ces.services": 3,

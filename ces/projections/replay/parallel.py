@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import gc
 import logging
 import multiprocessing
 import os
@@ -26,6 +25,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ces.heap import settle_heap
 from ces.projections.replay.model import LOGGER, PHASES, Partition, PhaseReport, ReplayError, ReplayOptions
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def _worker(
     report = PhaseReport(phase_name)
     try:
         source, target = factory()
-        gc.freeze()  # as `ces replay` does: what is built by now lives until exit (docs/replay.md)
+        settle_heap()  # as `ces replay` does: what is built by now lives until exit (docs/replay.md)
         try:
             replay = Replay(options, source, target, _QueueProgress(queue, worker), topic_prefix=prefix)
 
