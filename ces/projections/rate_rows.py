@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, overload
+from typing import Any, Protocol, TypeVar, overload
 from uuid import UUID
 
 from ces.domain.rates import Rate, Withdrawal
@@ -16,6 +16,7 @@ from ces.projections.rate_wire import RateRow, rate_of_row
 
 # A `RateFetched` comes decoded, or as its row when its bytes were canonical (`rate_wire.read_row`).
 RateEvent = RateFetched | RateRow | RateRevoked
+T = TypeVar("T")
 
 # Stable reasons for the events the projection refuses (dead-letter reasons, metric labels; docs/rates.md).
 IMPLAUSIBLE_PUBLISHED_AT = "implausible_published_at"
@@ -36,34 +37,34 @@ def rate_of(event: RateFetched) -> Rate:
     )
 
 
-class CurrentRates(Sequence[Rate]):
-    """Rates, each held as its row until it is read: a batch of history holds dozens of rates of each pair,
-    and the cache reads only each pair's newest (`newest_first`), so the others never become `Rate`s."""
+class _Lazy(Sequence[T]):
+    """Items held as they came and converted (`_convert`) when first read, then kept converted."""
 
-    def __init__(self, items: Sequence[Rate | RateRow] = ()) -> None:
+    def __init__(self, items: Sequence[Any] = ()) -> None:
         self._items = list(items)
 
-    def append(self, item: Rate | RateRow) -> None:
+    def _convert(self, item: Any) -> T:
+        raise NotImplementedError
+
+    def append(self, item: Any) -> None:
         self._items.append(item)
 
     def __len__(self) -> int:
         return len(self._items)
 
     @overload
-    def __getitem__(self, index: int) -> Rate: ...
+    def __getitem__(self, index: int) -> T: ...
 
     @overload
-    def __getitem__(self, index: slice) -> list[Rate]: ...
+    def __getitem__(self, index: slice) -> list[T]: ...
 
-    def __getitem__(self, index: int | slice) -> Rate | list[Rate]:
+    def __getitem__(self, index: int | slice) -> T | list[T]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self._items)))]
-        item = self._items[index]
-        if isinstance(item, RateRow):
-            item = self._items[index] = rate_of_row(item)
+        item = self._items[index] = self._convert(self._items[index])
         return item
 
-    def __iter__(self) -> Iterator[Rate]:
+    def __iter__(self) -> Iterator[T]:
         return (self[i] for i in range(len(self._items)))
 
     def __eq__(self, other: object) -> bool:
@@ -74,7 +75,15 @@ class CurrentRates(Sequence[Rate]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"CurrentRates({list(self)!r})"
+        return f"{type(self).__name__}({list(self)!r})"
+
+
+class CurrentRates(_Lazy[Rate]):
+    """Rates, each held as its row until it is read: a batch of history holds dozens of rates of each pair,
+    and the cache reads only each pair's newest (`newest_first`), so the others never become `Rate`s."""
+
+    def _convert(self, item: Rate | RateRow) -> Rate:
+        return rate_of_row(item) if isinstance(item, RateRow) else item
 
     def newest_first(self) -> list[Sequence[Rate]]:
         """Per pair, its rates newest first (published_at, then fetched_at; among equals the first here):
@@ -87,39 +96,11 @@ class CurrentRates(Sequence[Rate]):
         return [_Chain(self, [-k[2] for k in sorted(keys, reverse=True)]) for keys in by_pair.values()]
 
 
-class RateIds(Sequence[UUID]):
+class RateIds(_Lazy[UUID]):
     """Rate ids, each held as its text until it is read (the projection mostly only counts them)."""
 
-    def __init__(self, ids: Sequence[UUID | str] = ()) -> None:
-        self._ids = list(ids)
-
-    def append(self, rate_id: UUID | str) -> None:
-        self._ids.append(rate_id)
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    @overload
-    def __getitem__(self, index: int) -> UUID: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[UUID]: ...
-
-    def __getitem__(self, index: int | slice) -> UUID | list[UUID]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self._ids)))]
-        item = self._ids[index]
+    def _convert(self, item: UUID | str) -> UUID:
         return UUID(item) if isinstance(item, str) else item
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
-            return NotImplemented
-        return list(self) == list(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"RateIds({list(self)!r})"
 
 
 class _Chain(Sequence[Rate]):
