@@ -5,7 +5,7 @@ fields in declaration order, no whitespace, lower-case hyphenated UUIDs, plain d
 timestamps. `read_row` reads bytes in that layout, and only those, to the row the full decoder's event
 gives (`row_of(decode(raw))`), without building the pydantic event: the live projection spends most of
 its CPU there otherwise. Anything else (another layout, an escape in the provider's name, a 65-character
-value, a date that does not exist, another schema version) declines (None) and goes through
+value, a date that does not exist, a `.000000` fraction, another schema version) declines (None) and goes through
 `ces.events.registry.decode`, which decides. tests/unit/test_rate_wire.py proves it with hypothesis.
 """
 
@@ -71,7 +71,8 @@ def rate_of_row(row: RateRow) -> Rate:
 
 
 _UUID = "([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
-_AT = "([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.][0-9]{6})?Z)"
+# `.000000` declines: `rfc3339` writes no fraction for a whole second, so the row's text would differ.
+_AT = "([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.](?!000000)[0-9]{6})?Z)"
 _CODE = "([A-Z]{3})"
 # No leading zero, no exponent, at most MAX_DECIMAL_TEXT characters (the lookahead reaches the quote).
 _VALUE = f'((?=[0-9.]{{1,{MAX_DECIMAL_TEXT}}}")(?:0|[1-9][0-9]*)(?:[.][0-9]+)?)'
