@@ -22,6 +22,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, ProgrammingError
@@ -222,6 +223,18 @@ def fill(d: Deployment) -> None:
     poll(lambda: d.topic_records("conversions-audited") == CONVERSIONS + 2, timeout=60, what="duplicate re-published")
     # Something that did not come from CES on a replayed topic: the replay must skip it and say so.
     asyncio.run(produce(bootstrap, d.prefix + "conversions-audited", [(None, b"\xff not an event")]))
+    # The worker commits the offsets of finished batches together (every 0.5 s while busy, at once when idle),
+    # a little after their results are visible: wait until it has committed all it consumed, so the tests
+    # can hold the live groups' offsets still.
+    poll(lambda: live_offsets_settled(d), timeout=60, what="live consumer offsets committed")
+
+
+def live_offsets_settled(d: Deployment) -> bool:
+    groups = live_group_offsets(d)
+    return all(
+        sum(committed.offset for committed in groups[f"{d.app_id}-{group}"].values()) == d.topic_records(topic)
+        for group, topic in (("rates", "rates-fetched"), ("conversions", "conversion-requests"))
+    )
 
 
 @pytest.fixture
@@ -238,8 +251,8 @@ def scratch(deployment: Deployment) -> Iterator[str]:
     drop_schemas(deployment.admin, name, f"{name}_replaced_%")
 
 
-def live_group_offsets(d: Deployment) -> dict[str, object]:
-    async def read() -> dict[str, object]:
+def live_group_offsets(d: Deployment) -> dict[str, dict[TopicPartition, OffsetAndMetadata]]:
+    async def read() -> dict[str, dict[TopicPartition, OffsetAndMetadata]]:
         admin = AIOKafkaAdminClient(**kafka_kwargs(d.settings.kafka_bootstrap))
         await admin.start()
         try:
