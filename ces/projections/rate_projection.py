@@ -54,9 +54,7 @@ class RateEventHandler:
                     continue
                 assert isinstance(decoded, RateFetched | RateRevoked)
                 event = decoded
-                if isinstance(event, RateRevoked):
-                    fetched -= 1
-            fetched += 1
+            fetched += not isinstance(event, RateRevoked)
             messages.append(message)
             events.append(event)
         RATE_EVENTS.inc(fetched)

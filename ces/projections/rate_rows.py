@@ -5,7 +5,7 @@ The rate projection (`rate_projection.py`) owns this contract; `ces.adapters.pos
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload
 from uuid import UUID
@@ -40,7 +40,7 @@ def rate_of(event: RateFetched) -> Rate:
 class _Lazy(Sequence[T]):
     """Items held as they came and converted (`_convert`) when first read, then kept converted."""
 
-    def __init__(self, items: Sequence[Any] = ()) -> None:
+    def __init__(self, items: Iterable[Any] = ()) -> None:
         self._items = list(items)
 
     def _convert(self, item: Any) -> T:
@@ -93,7 +93,7 @@ class CurrentRates(_Lazy[Rate]):
             by_pair.setdefault((item.base_currency, item.target_currency), []).append(
                 (item.published_at, item.fetched_at, -i)
             )
-        return [_Chain(self, [-k[2] for k in sorted(keys, reverse=True)]) for keys in by_pair.values()]
+        return [CurrentRates([self._items[-k[2]] for k in sorted(keys, reverse=True)]) for keys in by_pair.values()]
 
 
 class RateIds(_Lazy[UUID]):
@@ -101,26 +101,6 @@ class RateIds(_Lazy[UUID]):
 
     def _convert(self, item: UUID | str) -> UUID:
         return UUID(item) if isinstance(item, str) else item
-
-
-class _Chain(Sequence[Rate]):
-    def __init__(self, rates: CurrentRates, indexes: list[int]) -> None:
-        self._rates = rates
-        self._indexes = indexes
-
-    def __len__(self) -> int:
-        return len(self._indexes)
-
-    @overload
-    def __getitem__(self, index: int) -> Rate: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Rate]: ...
-
-    def __getitem__(self, index: int | slice) -> Rate | list[Rate]:
-        if isinstance(index, slice):
-            return [self._rates[i] for i in self._indexes[index]]
-        return self._rates[self._indexes[index]]
 
 
 @dataclass(frozen=True)

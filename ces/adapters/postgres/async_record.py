@@ -99,10 +99,11 @@ class AsyncRecorder:
         except BaseException as exc:
             if conn is not None and (conn.closed or not isinstance(exc, _KEEPS_CONNECTION)):
                 conn.close()
-            elif conn is not None:
-                self._idle.append(conn)
+                conn = None
             raise
-        self._idle.append(conn)
+        finally:
+            if conn is not None:
+                self._idle.append(conn)
         return rows
 
     async def _connect(self) -> Any:
@@ -186,21 +187,18 @@ async def _ready(conn: Any) -> None:
         if state == psycopg2.extensions.POLL_OK:
             return
         fd = conn.fileno()  # may change while connecting
-        waiter = loop.create_future()
         if state == psycopg2.extensions.POLL_READ:
-            loop.add_reader(fd, _wake, waiter)
-            try:
-                await waiter
-            finally:
-                loop.remove_reader(fd)
+            add, remove = loop.add_reader, loop.remove_reader
         elif state == psycopg2.extensions.POLL_WRITE:
-            loop.add_writer(fd, _wake, waiter)
-            try:
-                await waiter
-            finally:
-                loop.remove_writer(fd)
+            add, remove = loop.add_writer, loop.remove_writer
         else:
             raise psycopg2.OperationalError(f"unexpected poll state {state}")
+        waiter = loop.create_future()
+        add(fd, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            remove(fd)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

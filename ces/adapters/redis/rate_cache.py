@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ces.domain.rates import Rate
+from ces.projections.rate_rows import CurrentRates
 from ces.services.ports import CacheUnavailable
 
 # KEYS: pair key, revoked set. ARGV: one pair's rates newest first, six fields each. The first that is not
@@ -114,16 +115,7 @@ class RateCache:
         """Offer rates; returns how many pairs moved forward. The same end state as offering each in turn:
         only a pair's newest rate is offered (the order, then the first of equals in `rates`); should it be
         revoked, the next newest is, and so on."""
-        by_pair: dict[tuple[str, str], list[tuple[datetime, datetime, int, Rate]]] = {}
-        for i, rate in enumerate(rates):
-            # Newest first (the order key's own order: published_at, then fetched_at, both aware instants);
-            # among equals the first offered, which is the one a sequential offer keeps.
-            by_pair.setdefault((rate.base_currency, rate.target_currency), []).append(
-                (rate.published_at, rate.fetched_at, -i, rate)
-            )
-        return await self.put_newest(
-            [[o[3] for o in sorted(offers, key=lambda o: o[:3], reverse=True)] for offers in by_pair.values()]
-        )
+        return await self.put_newest(CurrentRates(rates).newest_first())
 
     async def put_newest(self, chains: Iterable[Sequence[Rate]]) -> int:
         """Offer each pair's rates, newest first (one sequence per pair); returns how many pairs moved
