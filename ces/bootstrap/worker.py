@@ -105,6 +105,12 @@ class Worker:
     engine: Engine
     redis: aioredis.Redis
     producer: FaustSender  # the one producer every publisher of the worker sends through
+    recorder: AsyncRecorder
+
+    def close(self) -> None:
+        """Closes the database connections once the app has stopped (the Redis client dies with the loop)."""
+        self.recorder.close()
+        self.engine.dispose()
 
 
 def build_worker_app(settings: Settings) -> Worker:
@@ -171,14 +177,17 @@ def build_worker_app(settings: Settings) -> Worker:
             policy=consumer_policy(settings),
         )
     register_metrics_page(app)
-    return Worker(app, engine, redis_client, producer)
+    return Worker(app, engine, redis_client, producer, store)
 
 
 def run_worker(settings: Settings) -> None:
     use_event_loop(settings)
     ensure_all_topics(settings)
     worker = build_worker_app(settings)
-    ReadyWorker(worker.app, loglevel=logging.getLevelName(settings.log_level.upper())).execute_from_commandline()
+    try:
+        ReadyWorker(worker.app, loglevel=logging.getLevelName(settings.log_level.upper())).execute_from_commandline()
+    finally:
+        worker.close()
 
 
 READY_LINE = "ces worker ready"

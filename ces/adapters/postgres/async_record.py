@@ -26,7 +26,13 @@ import psycopg2
 import psycopg2.extensions
 from sqlalchemy import Engine
 
-from ces.adapters.postgres.audit_store import RECORD_SQL, AuditStore
+from ces.adapters.postgres.audit_store import (
+    RECORD_SQL,
+    AuditStore,
+    first_per_request,
+    in_input_order,
+    split_claimed,
+)
 from ces.events.conversions import ConversionAudited, Decision
 
 # `CAST(:name AS type)` in the record statement: its parameters, in order, with their SQL types.
@@ -71,20 +77,16 @@ class AsyncRecorder:
         self._slots = asyncio.Semaphore(connections)
 
     async def record(self, decisions: Sequence[Decision]) -> list[Decision]:
-        unique: dict[UUID, Decision] = {}
-        for decision in decisions:
-            unique.setdefault(decision.request_id, decision)
+        unique = first_per_request(decisions)
         if not unique:
             return []
         params = array_literals(unique.values())
         async with self._slots:
             rows = await self._execute(params)
-        claimed = {UUID(row[0]) for row in rows}
-        standing = {rid: d for rid, d in unique.items() if rid in claimed}
-        earlier = [rid for rid in unique if rid not in claimed]
+        standing, earlier = split_claimed(unique, {UUID(row[0]) for row in rows})
         if earlier:
             standing.update(await asyncio.to_thread(self._store.get, earlier))
-        return [standing[d.request_id] for d in decisions if d.request_id in standing]
+        return in_input_order(decisions, standing)
 
     async def _execute(self, params: list[str]) -> list[tuple[Any, ...]]:
         conn = self._idle.pop() if self._idle else None

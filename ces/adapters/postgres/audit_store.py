@@ -25,18 +25,15 @@ class AuditStore:
     def record(self, decisions: Sequence[Decision]) -> list[Decision]:
         """Write what is new; return, in input order, the decision that stands for each request: the very
         object given when this call recorded it, a rebuilt one when it was decided before."""
-        unique: dict[UUID, Decision] = {}
-        for decision in decisions:
-            unique.setdefault(decision.request_id, decision)
+        unique = first_per_request(decisions)
         if not unique:
             return []
         with self.engine.begin() as conn:
             claimed = {UUID(str(rid)) for rid in conn.execute(RECORD, record_params(unique.values())).scalars()}
-            earlier = [rid for rid in unique if rid not in claimed]
-            standing = {rid: d for rid, d in unique.items() if rid in claimed}
+            standing, earlier = split_claimed(unique, claimed)
             if earlier:
                 standing.update(self._load(conn, earlier))
-        return [standing[d.request_id] for d in decisions if d.request_id in standing]
+        return in_input_order(decisions, standing)
 
     def get(self, request_ids: Sequence[UUID]) -> dict[UUID, Decision]:
         with self.engine.connect() as conn:
@@ -106,6 +103,25 @@ RECORD_SQL = """
     SELECT request_id FROM claimed
 """
 RECORD = text(RECORD_SQL)
+
+
+def first_per_request(decisions: Iterable[Decision]) -> dict[UUID, Decision]:
+    """The first decision given for each request id, in input order: the one a record call tries to claim."""
+    unique: dict[UUID, Decision] = {}
+    for decision in decisions:
+        unique.setdefault(decision.request_id, decision)
+    return unique
+
+
+def split_claimed(unique: dict[UUID, Decision], claimed: set[UUID]) -> tuple[dict[UUID, Decision], list[UUID]]:
+    """The decisions this call recorded (they stand as given), and the request ids decided earlier."""
+    standing = {rid: d for rid, d in unique.items() if rid in claimed}
+    return standing, [rid for rid in unique if rid not in claimed]
+
+
+def in_input_order(decisions: Sequence[Decision], standing: dict[UUID, Decision]) -> list[Decision]:
+    """What a record call returns: the standing decision for each input, in input order."""
+    return [standing[d.request_id] for d in decisions if d.request_id in standing]
 
 
 def record_params(decisions: Iterable[Decision]) -> dict[str, list[Any]]:
