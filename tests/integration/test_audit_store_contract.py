@@ -104,3 +104,17 @@ def test_a_value_the_driver_refuses_is_the_message_s_fault_and_the_connection_st
     assert len(recorder.recorder._idle) == 1  # no reconnect for a bad value
     assert recorder.get([refused.request_id]) == {}  # nothing of it was written
     recorder.recorder.close()
+
+
+def test_a_host_name_is_resolved_on_the_loop_and_connects(pg_schema: tuple[Engine, str]) -> None:
+    """The stack's address as a name: the recorder resolves it itself and libpq connects to what it found."""
+    engine, schema = pg_schema
+    recorder = LoopRecorder(engine, schema)
+    assert recorder.recorder._connect_args[1]["host"] in {"127.0.0.1", "localhost"}
+    recorder.recorder._connect_args[1]["host"] = "localhost"
+    decision = rejected(uuid.uuid4())
+    assert recorder.record([decision]) == [decision]
+    (conn,) = recorder.recorder._idle
+    assert conn.info.host == "localhost"
+    assert set(conn.get_dsn_parameters()["hostaddr"].split(",")) <= {"127.0.0.1", "::1"}  # ours, not libpq's
+    recorder.recorder.close()

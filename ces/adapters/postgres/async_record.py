@@ -16,7 +16,9 @@ request id, rare) are read back through `AuditStore` in a thread.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
+import socket
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -110,7 +112,7 @@ class AsyncRecorder:
 
     async def _connect(self) -> Any:
         args, kwargs = self._connect_args
-        conn = psycopg2.connect(*args, **kwargs)
+        conn = psycopg2.connect(*args, **await resolved(kwargs))
         try:
             await _ready(conn)
             cursor = conn.cursor()  # held: psycopg2 drops an async query whose cursor was collected
@@ -179,6 +181,30 @@ def array_literals(decisions: Iterable[Decision]) -> list[str]:
 def _quoted(text: str) -> str:
     """An array element that is always text: quoted, so commas, braces, blanks and the word NULL stay data."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+async def resolved(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` with the host name resolved on the loop, as `hostaddr`: libpq would resolve it with a blocking
+    call inside `connect`, which stalls every task of the loop (the consumers' heartbeats included) for as
+    long as a DNS server takes to answer, on every reconnect after a PostgreSQL outage.
+
+    Every address is kept, in the resolver's order (libpq tries them in turn, as it would have); `host`
+    stays for TLS verification and the server's view. Unix sockets, IP literals, lists of hosts and an
+    explicit `hostaddr` pass through as given."""
+    host = kwargs.get("host")
+    if not host or "hostaddr" in kwargs or host.startswith("/") or "," in host or _is_ip(host):
+        return kwargs
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    return {**kwargs, "host": ",".join([host] * len(addresses)), "hostaddr": ",".join(addresses)}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 async def _ready(conn: Any) -> None:
