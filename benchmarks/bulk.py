@@ -34,8 +34,8 @@ from secrets import token_hex
 from typing import Any
 
 import aiohttp
+from isolation import in_schema  # benchmarks/ sibling
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from ces.adapters.kafka.admin import ensure_topics
 from ces.adapters.kafka.connection import KafkaConnection
@@ -101,10 +101,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def in_schema(url: str, schema: str) -> str:
-    return make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

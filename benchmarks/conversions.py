@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import random
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,20 +39,16 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import redis
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from isolation import Isolation, free_ports  # benchmarks/ sibling
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
 
-from ces.adapters.kafka.admin import ensure_topics
-from ces.adapters.kafka.connection import KafkaConnection, kafka_kwargs
-from ces.adapters.postgres import migrate
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.events.base import utc_now
 from ces.events.topics import CONVERSION_REQUESTS, RATES_FETCHED
 from ces.services.rate_fetching import quote_events
 from ces.services.rate_providers import ProviderQuote
-from ces.settings import Settings
 from cesdev.stack.secrets import export_role_env
 
 RATES = {"USD": "1.0892", "JPY": "161.87", "GBP": "0.85713", "KWD": "0.33421", "NGN": "1745.1234"}
@@ -164,15 +158,6 @@ def find_postmaster(engine: Engine) -> int | None:
 
 
 # --- workers ---------------------------------------------------------------------------------------------
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free TCP ports (held open together so the kernel cannot hand out one twice)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
 
 
 @dataclass
@@ -358,43 +343,20 @@ def main() -> None:
     args = parser.parse_args()
     n: int = args.requests
 
-    settings = Settings()
+    run = Isolation.new()
+    settings = run.settings
     bootstrap = settings.kafka_bootstrap
-    run = uuid.uuid4().hex[:8]
-    schema = f"bench_{run}"
-    app_id = f"bench-{run}"
-    prefix = f"bench-{run}-"
-    redis_prefix = f"bench-{run}:"
-    url = make_url(settings.database_dsn).update_query_dict({"options": f"-csearch_path={schema}"})
-    url_text = url.render_as_string(hide_password=False)
-    log_dir = Path(tempfile.mkdtemp(prefix=f"ces-bench-{run}-"))
-    print(f"run {run}: {n} requests, {args.workers} worker(s), {args.partitions} partitions; schema {schema}")
+    app_id = run.app_id
+    prefix = run.topic_prefix
+    log_dir = Path(tempfile.mkdtemp(prefix=f"ces-bench-{run.run}-"))
+    print(f"run {run.run}: {n} requests, {args.workers} worker(s), {args.partitions} partitions; schema {run.schema}")
 
     workers: list[WorkerProcess] = []
     engine: Engine | None = None
     try:
-        migrate.upgrade(settings.migration_database_dsn, schema=schema)
-        engine = create_engine(url_text)
-        asyncio.run(
-            ensure_topics(
-                KafkaConnection.from_settings(Settings(kafka_bootstrap=bootstrap)),
-                partitions=args.partitions,
-                prefix=prefix,
-            )
-        )
-
-        base_env = {
-            **os.environ,
-            "CES_APP_ID": app_id,
-            "CES_TOPIC_PREFIX": prefix,
-            "CES_REDIS_KEY_PREFIX": redis_prefix,
-            "CES_DATABASE_URL": url_text,
-            "CES_PROVIDER_URL": "http://127.0.0.1:9",  # no live fetches during the benchmark
-            "CES_FETCH_MAX_ATTEMPTS": "1",
-            "CES_TOPIC_PARTITIONS": str(args.partitions),
-            "CES_LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-        }
+        run.create(args.partitions)
+        engine = create_engine(run.database_url)
+        base_env = run.env(CES_TOPIC_PARTITIONS=str(args.partitions))
         for i, port in enumerate(free_ports(args.workers)):
             log = log_dir / f"worker-{i}.log"
             workers.append(start_worker({**base_env, "CES_WORKER_WEB_PORT": str(port)}, log))
@@ -456,34 +418,7 @@ def main() -> None:
             print("tracebacks in worker logs: " + ", ".join(map(str, errors)))
         if engine is not None:
             engine.dispose()
-        cleanup(settings, schema, prefix, redis_prefix)
-
-
-def cleanup(settings: Settings, schema: str, prefix: str, redis_prefix: str) -> None:
-    """Drop the schema, every topic under the run's prefix and its Redis keys (the last two best effort)."""
-    admin = create_engine(settings.migration_database_dsn)
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    admin.dispose()
-
-    async def delete_topics() -> None:
-        client = AIOKafkaAdminClient(**kafka_kwargs(settings.kafka_bootstrap))
-        await client.start()
-        try:
-            names = [t for t in await client.list_topics() if t.startswith(prefix)]  # Faust's own ones too
-            if names:
-                await client.delete_topics(names)
-        finally:
-            await client.close()
-
-    with contextlib.suppress(Exception):
-        asyncio.run(delete_topics())
-    with contextlib.suppress(Exception):
-        client = redis.Redis.from_url(settings.redis_dsn, socket_timeout=2, socket_connect_timeout=2)
-        keys = list(client.scan_iter(match=f"{redis_prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        run.cleanup()
 
 
 if __name__ == "__main__":

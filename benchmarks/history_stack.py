@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from secrets import token_hex
 
+from isolation import in_schema  # benchmarks/ sibling
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from ces.adapters.kafka.admin import ensure_topics
 from ces.adapters.kafka.connection import KafkaConnection
@@ -43,10 +43,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _in_schema(url: str, schema: str) -> str:
-    return make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
-
-
 @contextmanager
 def history_stack() -> Iterator[HistoryStack]:
     secrets.export_role_env("admin")
@@ -64,8 +60,8 @@ def history_stack() -> Iterator[HistoryStack]:
         "CES_APP_ID": app_id,
         "CES_TOPIC_PREFIX": prefix,
         "CES_REDIS_KEY_PREFIX": f"bench-{run}:",
-        "CES_DATABASE_URL": _in_schema(settings.database_url, schema),
-        "CES_MIGRATION_DATABASE_URL": _in_schema(settings.migration_database_url, schema),
+        "CES_DATABASE_URL": in_schema(settings.database_url, schema),
+        "CES_MIGRATION_DATABASE_URL": in_schema(settings.migration_database_url, schema),
         "CES_PROVIDER_URL": "http://127.0.0.1:9",
         "CES_FETCH_MAX_ATTEMPTS": "1",
         "CES_WORKER_WEB_PORT": str(_free_port()),
@@ -74,7 +70,7 @@ def history_stack() -> Iterator[HistoryStack]:
         "CES_REQUEST_SIGNING_KEY": token_hex(32),  # the stack's own key (role_env) wins when it has one
     }
     processes: list[subprocess.Popen[bytes]] = []
-    owner = create_engine(_in_schema(settings.migration_database_dsn, schema))
+    owner = create_engine(in_schema(settings.migration_database_dsn, schema))
     try:
         for role in ("worker", "gateway"):
             role_env = secrets.role_env(stack, role) if stack is not None else {}

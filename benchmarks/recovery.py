@@ -22,15 +22,12 @@ import uuid
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from conversions import cleanup, free_ports, seed_rates, start_worker, wait_for_group  # benchmarks/ sibling
+from conversions import seed_rates, start_worker, wait_for_group  # benchmarks/ sibling
+from isolation import Isolation, free_ports
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from ces.adapters.kafka.admin import ensure_topics
-from ces.adapters.kafka.connection import KafkaConnection, kafka_kwargs
-from ces.adapters.postgres import migrate
+from ces.adapters.kafka.connection import kafka_kwargs
 from ces.events.topics import CONVERSION_REQUESTS
-from ces.settings import Settings
 from cesdev.stack.secrets import export_role_env
 
 DECIDED = text("SELECT count(*) FROM conversion_request WHERE request_id = ANY(CAST(:ids AS uuid[]))")
@@ -66,33 +63,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    settings = Settings()
-    run = uuid.uuid4().hex[:8]
-    schema, app_id, prefix, redis_prefix = f"bench_{run}", f"bench-{run}", f"bench-{run}-", f"bench-{run}:"
-    url_text = (
-        make_url(settings.database_dsn)
-        .update_query_dict({"options": f"-csearch_path={schema}"})
-        .render_as_string(hide_password=False)
-    )
-    log_dir = Path(tempfile.mkdtemp(prefix=f"ces-recovery-{run}-"))
-    env = {
-        **os.environ,
-        "CES_APP_ID": app_id,
-        "CES_TOPIC_PREFIX": prefix,
-        "CES_REDIS_KEY_PREFIX": redis_prefix,
-        "CES_DATABASE_URL": url_text,
-        "CES_PROVIDER_URL": "http://127.0.0.1:9",
-        "CES_FETCH_MAX_ATTEMPTS": "1",
-        "CES_LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
-    migrate.upgrade(settings.migration_database_dsn, schema=schema)
-    engine = create_engine(url_text)
-    asyncio.run(
-        ensure_topics(KafkaConnection.from_settings(settings), partitions=settings.topic_partitions, prefix=prefix)
-    )
+    run = Isolation.new()
+    settings = run.settings
+    log_dir = Path(tempfile.mkdtemp(prefix=f"ces-recovery-{run.run}-"))
+    env = run.env()
+    run.create()
+    engine = create_engine(run.database_url)
+    app_id, prefix = run.app_id, run.topic_prefix
     session = int(os.environ.get("CES_CONSUMER_SESSION_TIMEOUT_MS", settings.consumer_session_timeout_ms))
-    print(f"run {run}: session timeout {session} ms; logs in {log_dir}")
+    print(f"run {run.run}: session timeout {session} ms; logs in {log_dir}")
     worker = start_worker({**env, "CES_WORKER_WEB_PORT": str(free_ports(1)[0])}, log_dir / "worker-0.log")
     results: list[tuple[float, float]] = []
     try:
@@ -141,7 +120,7 @@ def main() -> None:
     finally:
         worker.terminate()
         engine.dispose()
-        cleanup(settings, schema, prefix, redis_prefix)
+        run.cleanup()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import signal
 import subprocess
@@ -22,22 +21,17 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conversions import RATES, cleanup, free_ports, seed_rates, start_worker, wait_for_group
+from conversions import RATES, seed_rates, start_worker, wait_for_group
+from isolation import Isolation, free_ports
 
-from ces.adapters.kafka.admin import ensure_topics
-from ces.adapters.kafka.connection import KafkaConnection
-from ces.adapters.postgres import migrate
 from ces.adapters.postgres.api_keys import PostgresApiKeyStore
 from ces.services.api_keys import create_key, parse_scopes
-from ces.settings import Settings
 from cesdev.stack.secrets import export_role_env
 
 
@@ -64,14 +58,10 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args()
 
-    settings = Settings()
-    run = uuid.uuid4().hex[:8]
-    schema, app_id, prefix, redis_prefix = f"bench_{run}", f"bench-{run}", f"bench-{run}-", f"bench-{run}:"
-    url = make_url(settings.database_dsn).update_query_dict({"options": f"-csearch_path={schema}"})
-    url_text = url.render_as_string(hide_password=False)
-    owner_url = make_url(settings.migration_database_dsn).update_query_dict({"options": f"-csearch_path={schema}"})
-    log_dir = Path(tempfile.mkdtemp(prefix=f"ces-serve-{run}-"))
-    print(f"run {run}: schema {schema}, logs {log_dir}", flush=True)
+    run = Isolation.new()
+    settings = run.settings
+    log_dir = Path(tempfile.mkdtemp(prefix=f"ces-serve-{run.run}-"))
+    print(f"run {run.run}: schema {run.schema}, logs {log_dir}", flush=True)
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -82,32 +72,22 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        migrate.upgrade(settings.migration_database_dsn, schema=schema)
-        asyncio.run(ensure_topics(KafkaConnection.from_settings(settings), partitions=args.partitions, prefix=prefix))
-        env = {
-            **os.environ,
-            "CES_APP_ID": app_id,
-            "CES_TOPIC_PREFIX": prefix,
-            "CES_REDIS_KEY_PREFIX": redis_prefix,
-            "CES_DATABASE_URL": url_text,
-            "CES_PROVIDER_URL": "http://127.0.0.1:9",
-            "CES_FETCH_MAX_ATTEMPTS": "1",
-            "CES_TOPIC_PARTITIONS": str(args.partitions),
-            "CES_LOG_LEVEL": "WARNING",
-            "CES_REQUEST_SIGNING_KEY": secrets.token_hex(32),
-            "CES_RATE_LIMIT_PER_SECOND": "100000",
-            "CES_RATE_LIMIT_BURST": "100000",
-            "CES_GATEWAY_PORT": str(args.port),
-            "PYTHONUNBUFFERED": "1",
-        }
+        run.create(args.partitions)
+        env = run.env(
+            CES_TOPIC_PARTITIONS=str(args.partitions),
+            CES_REQUEST_SIGNING_KEY=secrets.token_hex(32),
+            CES_RATE_LIMIT_PER_SECOND="100000",
+            CES_RATE_LIMIT_BURST="100000",
+            CES_GATEWAY_PORT=str(args.port),
+        )
         workers = []
         for i, port in enumerate(free_ports(args.workers)):
             workers.append(start_worker({**env, "CES_WORKER_WEB_PORT": str(port)}, log_dir / f"worker-{i}.log"))
             procs.append(workers[-1].proc)
         for worker in workers:
             worker.wait_ready()
-        asyncio.run(wait_for_group(settings.kafka_bootstrap, f"{app_id}-conversions", args.workers))
-        seed_rates(settings.kafka_bootstrap, prefix, create_engine(url_text))
+        asyncio.run(wait_for_group(settings.kafka_bootstrap, f"{run.app_id}-conversions", args.workers))
+        seed_rates(settings.kafka_bootstrap, run.topic_prefix, create_engine(run.database_url))
         with open(log_dir / "gateway.log", "wb") as out:
             gateway = subprocess.Popen(
                 [sys.executable, "-m", "ces", "gateway", "--processes", str(args.processes)],
@@ -117,8 +97,8 @@ def main() -> None:
             )
         procs.append(gateway)
         wait_http(f"http://127.0.0.1:{args.port}/readyz")
-        owner = create_engine(owner_url.render_as_string(hide_password=False))
-        _, secret = create_key(PostgresApiKeyStore(owner), f"bench-{run}", parse_scopes("convert"))
+        owner = create_engine(run.owner_url)
+        _, secret = create_key(PostgresApiKeyStore(owner), run.app_id, parse_scopes("convert"))
         owner.dispose()
         args.key_file.write_text(secret)
         pids = " ".join(str(p.pid) for p in procs)
@@ -134,7 +114,7 @@ def main() -> None:
                 p.wait(60)
             except subprocess.TimeoutExpired:
                 p.kill()
-        cleanup(settings, schema, prefix, redis_prefix)
+        run.cleanup()
         print("stopped and cleaned up", flush=True)
 
 

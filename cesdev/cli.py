@@ -70,6 +70,14 @@ def _prepare(settings: Settings) -> None:
     from ces.adapters.postgres import migrate
     from cesdev.stack import secrets
 
+    other = secrets.other_principal(settings, "admin")
+    if other is not None:
+        raise StackError(
+            f"this shell acts as Kafka principal {other!r} (CES_KAFKA_USERNAME; a sourced "
+            f".stack/secrets/*.env?), but preparing the stack needs its admin, and each CES process gets "
+            f"its own principal from the stack: run this from a shell without CES_KAFKA_USERNAME and "
+            f"CES_KAFKA_PASSWORD (e.g. `unset CES_KAFKA_USERNAME CES_KAFKA_PASSWORD`)"
+        )
     admin = secrets.with_credentials(settings, "admin")
     migrate.upgrade(admin.migration_database_dsn, app_role=admin.database_app_role)
     print("  schema    migrated to head (as the owner role; application role granted)")

@@ -150,6 +150,16 @@ def with_credentials(settings: Settings, role: str, stack: StackSecrets | None =
     return settings.model_copy(update=update)
 
 
+def other_principal(settings: Settings, role: str, stack: StackSecrets | None = None) -> str | None:
+    """The Kafka principal `settings` name when it is not the stack's `role` (else None): explicit `CES_*`
+    win over the stack's secrets, so a shell that sourced another role's env file (`producer.env`) would
+    otherwise act as that role and fail deep inside Kafka with an authorization error."""
+    stack = stack or load(settings)
+    if stack is None or not settings.kafka_username:
+        return None
+    return None if settings.kafka_username == ROLES[role] else settings.kafka_username
+
+
 def for_probe(settings: Settings, role: str = "admin") -> Settings:
     """The credentials to probe a service with: the stack's own when it has a secrets file (its services
     were made with them, whatever the environment says), else the settings' (an external service)."""
