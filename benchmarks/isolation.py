@@ -45,26 +45,15 @@ def free_ports(n: int) -> list[int]:
 class Isolation:
     run: str
     settings: Settings  # the admin's: it migrates, creates topics and cleans up
+    schema: str
+    app_id: str
+    topic_prefix: str
+    redis_prefix: str
 
     @classmethod
     def new(cls, settings: Settings | None = None) -> Isolation:
-        return cls(uuid.uuid4().hex[:8], settings or Settings())
-
-    @property
-    def schema(self) -> str:
-        return f"bench_{self.run}"
-
-    @property
-    def app_id(self) -> str:
-        return f"bench-{self.run}"
-
-    @property
-    def topic_prefix(self) -> str:
-        return f"bench-{self.run}-"
-
-    @property
-    def redis_prefix(self) -> str:
-        return f"bench-{self.run}:"
+        run = uuid.uuid4().hex[:8]
+        return cls(run, settings or Settings(), f"bench_{run}", f"bench-{run}", f"bench-{run}-", f"bench-{run}:")
 
     @property
     def database_url(self) -> str:

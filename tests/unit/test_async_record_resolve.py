@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from typing import Any
 
 import pytest
 
-from ces.adapters.postgres import async_record
 from ces.adapters.postgres.async_record import resolved
 
 
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"host": "127.0.0.1", "port": 5432},
-        {"host": "::1"},
         {"host": "/var/run/postgresql"},
         {"host": "db1,db2"},
         {"host": "db.example", "hostaddr": "10.0.0.5"},
@@ -25,6 +23,11 @@ from ces.adapters.postgres.async_record import resolved
 )
 def test_what_needs_no_lookup_passes_through_unchanged(kwargs: dict[str, Any]) -> None:
     assert asyncio.run(resolved(kwargs)) == kwargs
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "::1"])
+def test_an_ip_literal_is_its_own_address(ip: str) -> None:
+    assert asyncio.run(resolved({"host": ip, "port": 5432})) == {"host": ip, "hostaddr": ip, "port": 5432}
 
 
 def test_a_name_becomes_every_address_it_resolves_to_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,5 +51,5 @@ def test_a_name_becomes_every_address_it_resolves_to_in_order(monkeypatch: pytes
 def test_localhost_resolves_for_real() -> None:
     out = asyncio.run(resolved({"host": "localhost"}))
     addresses = out["hostaddr"].split(",")
-    assert addresses and all(async_record._is_ip(a) for a in addresses)
+    assert addresses and all(ipaddress.ip_address(a).is_loopback for a in addresses)
     assert out["host"].split(",") == ["localhost"] * len(addresses)

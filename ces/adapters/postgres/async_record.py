@@ -16,7 +16,6 @@ request id, rare) are read back through `AuditStore` in a thread.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import re
 import socket
 from collections.abc import Iterable, Sequence
@@ -189,22 +188,14 @@ async def resolved(kwargs: dict[str, Any]) -> dict[str, Any]:
     long as a DNS server takes to answer, on every reconnect after a PostgreSQL outage.
 
     Every address is kept, in the resolver's order (libpq tries them in turn, as it would have); `host`
-    stays for TLS verification and the server's view. Unix sockets, IP literals, lists of hosts and an
-    explicit `hostaddr` pass through as given."""
+    stays for TLS verification and the server's view (an IP literal resolves to itself, without a lookup).
+    Unix sockets, lists of hosts and an explicit `hostaddr` pass through as given."""
     host = kwargs.get("host")
-    if not host or "hostaddr" in kwargs or host.startswith("/") or "," in host or _is_ip(host):
+    if not host or "hostaddr" in kwargs or host.startswith("/") or "," in host:
         return kwargs
     infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     return {**kwargs, "host": ",".join([host] * len(addresses)), "hostaddr": ",".join(addresses)}
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 async def _ready(conn: Any) -> None:
