@@ -20,7 +20,8 @@ Credentials come from the CES_* environment (`set -a; . .stack/secrets/admin.env
 
     python benchmarks/floor.py pg [-c 1 8] [--seconds 5] [--pg-mode async|thread]
     python benchmarks/floor.py kafka-echo [--mode plain|full] [-c 1 8 32] [--linger 0 1] [--inflight 1] [--seconds 5]
-    python benchmarks/floor.py http --mode full|hello [-c 8 32 128] [--seconds 10] [--rounds 2]
+    python benchmarks/floor.py http --mode full|hello [-c 8 32 128] [--seconds 10] [--rounds 2] [--inflight 1]
+    python benchmarks/floor.py http --serve [--port 58090]   # serve only (prints its and the echo's pid)
 """
 
 from __future__ import annotations
@@ -473,7 +474,12 @@ async def stage_http(a: argparse.Namespace) -> None:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", a.port).start()
     try:
-        for c in a.concurrency:
+        if a.serve:  # for an outside load generator (e.g. gateway_ab.py with CES beside it), until SIGTERM
+            stopping = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+            print(f"ready: port {a.port}, server pid {os.getpid()}, echo pid {proc.pid if proc else '-'}", flush=True)
+            await stopping.wait()
+        for c in [] if a.serve else a.concurrency:
             print(f"http {a.mode} c={c}: {load()}", flush=True)
             cpu0 = cpu_seconds(os.getpid())
             ecpu0 = cpu_seconds(proc.pid) if proc else 0.0
@@ -529,6 +535,7 @@ def main() -> None:
     p.add_argument("--pg-mode", nargs="+", default=["async", "thread"], choices=["async", "thread"])
     p.add_argument("--mode", choices=["full", "hello", "plain"], help="http: full|hello; kafka-echo: plain|full")
     p.add_argument("--port", type=int, default=58090)
+    p.add_argument("--serve", action="store_true", help="http: serve until SIGTERM instead of running compare.py")
     p.add_argument("--prefix", default=f"floor{uuid.uuid4().hex[:8]}")
     p.add_argument("--schema", default="")
     a = p.parse_args()
