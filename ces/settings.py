@@ -133,9 +133,12 @@ class Settings(BaseSettings):
     gateway_timeout_seconds: float = Field(default=10.0, gt=0)
     gateway_max_pending: int = Field(default=10_000, ge=1)  # requests awaiting a result, per instance
     gateway_max_body_bytes: int = Field(default=16 * 1024, ge=256)
-    # How long the gateway's producer waits to batch requests: every millisecond is added to each
-    # conversion's round trip when traffic is light (docs/http.md, "Where a round trip's time goes").
-    gateway_linger_ms: int = Field(default=1, ge=0, le=100)
+    # How long the gateway's producer waits to batch requests. None: aiokafka sends one request per broker
+    # at a time, so under load records gather while the previous send is in flight anyway, and at light
+    # load every millisecond of linger was in each round trip, and more (docs/http.md, "Producer linger").
+    gateway_linger_ms: int = Field(default=0, ge=0, le=100)
+    # The same for the worker's producer (results, dead letters, rates).
+    worker_linger_ms: int = Field(default=0, ge=0, le=100)
     gateway_processes: int = Field(default=1, ge=1, le=64)  # `ces gateway --processes N` overrides
     # POST /v1/conversions/batch (docs/http.md, "Batches"): its own body limit, item limit and a deadline
     # that grows with the batch (gateway_timeout_seconds + items * gateway_batch_seconds_per_item).

@@ -44,8 +44,8 @@ def create_app(settings: Settings, *, app_id: str | None = None, web_enabled: bo
         broker_heartbeat_interval=settings.consumer_heartbeat_interval_ms / 1000,
         producer_acks=-1,
         # Every millisecond of linger is added to each synchronous conversion's round trip; under load
-        # batches fill anyway while the previous send is in flight (docs/http.md).
-        producer_linger_ms=1,
+        # batches fill anyway while the previous send is in flight (docs/http.md, "Producer linger").
+        producer_linger_ms=settings.worker_linger_ms,
         producer_max_batch_size=512 * 1024,
     )
     app.transport.Producer = IdempotentProducer  # type: ignore[misc]  # before anything creates the producer
