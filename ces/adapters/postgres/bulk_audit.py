@@ -1,6 +1,8 @@
-"""The replay's bulk write of decisions, in the caller's one transaction: the request rows are COPYed into a
-session-local staging table and claimed with one `INSERT ... ON CONFLICT DO NOTHING RETURNING`; the audit and
-rejection rows of the newly claimed request ids are then COPYed straight into their tables.
+"""The replay's bulk write of decisions, in the caller's one transaction: the request rows are COPYed straight
+into `conversion_request` under a savepoint; only when that meets a request id claimed before (a unique
+violation: a re-published decision, a batch of a resumed replay) are they instead COPYed into a session-local
+staging table and claimed with one `INSERT ... ON CONFLICT DO NOTHING RETURNING`. The audit and rejection rows
+of the newly claimed request ids are then COPYed straight into their tables.
 
 The rows are those `AuditStore.record` writes (same columns, same values rendered the same way: `str` of
 each Decimal, ISO timestamps with their offset), with the same rules: the first decision for a request id
@@ -17,7 +19,9 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
+from psycopg2.errors import UniqueViolation
 from psycopg2.extensions import encodings
 from sqlalchemy import Engine
 
@@ -29,8 +33,14 @@ from ces.projections.replay.model import Prepared
 # WAL flush; not waiting saves a disk flush per batch. A database crash can then lose the last batches
 # committed, rows and checkpoints alike, and a re-run reads them again. The replay ends with a synchronous
 # commit (`PostgresReplayTarget.restore_constraints`), which flushes them all.
+_BEGIN = "SET LOCAL synchronous_commit = off; SAVEPOINT replay_claim"
+# A COPY straight into conversion_request claims every row or fails whole on the first id claimed before, which
+# `ROLLBACK TO SAVEPOINT` undoes: then the staging path decides row by row. Either way the newly claimed ids
+# are exactly the ones `ON CONFLICT DO NOTHING` would insert, so the rows are the same; the straight COPY
+# skips the staging COPY, the speculative inserts and the RETURNING of every batch that meets no claimed id
+# (all of a fresh target's, normally).
+_REQUESTS = "COPY conversion_request (request_id, outcome, decided_at) FROM STDIN"
 _STAGE = """
-SET LOCAL synchronous_commit = off;
 CREATE TEMP TABLE IF NOT EXISTS replay_stage_request (
     request_id uuid NOT NULL, outcome text NOT NULL, decided_at timestamptz NOT NULL
 ) ON COMMIT DELETE ROWS;
@@ -109,12 +119,13 @@ def copy_decisions(engine: Engine, decisions: Sequence[Decision | Prepared]) -> 
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             codec = encodings[cursor.connection.encoding]
-            cursor.execute(_STAGE)
-            cursor.copy_expert("COPY pg_temp.replay_stage_request FROM STDIN", _data(requests, codec))
-            cursor.execute(_CLAIM)
-            if cursor.rowcount != len(rows):  # some were claimed before: only the newly claimed get rows
-                claimed = {row[0].encode() for row in cursor.fetchall()}
-                rows = {key: row for key, row in rows.items() if key in claimed}
+            if not _copy_requests(cursor, _data(requests, codec)):
+                cursor.execute(_STAGE)
+                cursor.copy_expert("COPY pg_temp.replay_stage_request FROM STDIN", _data(requests, codec))
+                cursor.execute(_CLAIM)
+                if cursor.rowcount != len(rows):  # some were claimed before: only the newly claimed get rows
+                    claimed = {row[0].encode() for row in cursor.fetchall()}
+                    rows = {key: row for key, row in rows.items() if key in claimed}
             audits = [line for audit, line in rows.values() if audit]
             if audits:
                 cursor.copy_expert(_AUDITS, _data(audits, codec))
@@ -122,6 +133,17 @@ def copy_decisions(engine: Engine, decisions: Sequence[Decision | Prepared]) -> 
                 cursor.copy_expert(_REJECTIONS, _data([line for audit, line in rows.values() if not audit], codec))
         finally:
             cursor.close()
+
+
+def _copy_requests(cursor: Any, data: io.BytesIO) -> bool:
+    """Every request row COPYed straight in (True), or none of them: some id was claimed before (False)."""
+    cursor.execute(_BEGIN)
+    try:
+        cursor.copy_expert(_REQUESTS, data)
+    except UniqueViolation:
+        cursor.execute("ROLLBACK TO SAVEPOINT replay_claim")
+        return False
+    return True
 
 
 def _data(lines: list[str | bytes], codec: str) -> io.BytesIO:

@@ -1,7 +1,10 @@
-"""`--jobs N`: the audit phase in N worker processes, each owning a group of partitions with its own consumer,
-decoder and database connection; the parent takes the cut, starts them, adds up their progress and reports.
+"""`--jobs N`: the audit phase in N processes, each owning a group of partitions with its own consumer, decoder
+and database connection: the parent takes the cut, loads the first group itself (its consumer and connection
+are open already) and starts a worker process for each other group, adds up their progress and reports.
 
 Why processes: decoding is Python (the GIL), and a thread per partition would share one core's worth of it.
+Why the parent loads a group itself: a process costs its imports (~80 MiB of modules), and the parent would
+otherwise sit idle holding its own; `--jobs 2` is two processes, not three (docs/replay.md).
 Why it stays correct: checkpoints are per (topic, partition) and each worker writes only its own partitions'
 checkpoints, each batch with its rows in its own transaction, exactly as one process does. Decisions of one
 request id share a key, so a re-published decision lands in the same partition and the same worker; across
@@ -22,6 +25,7 @@ import queue as queues
 import resource
 import signal
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +53,30 @@ def partition_groups(remaining: Mapping[Partition, int], jobs: int) -> list[list
         groups[lightest].append(tp)
         load[lightest] += remaining[tp]
     return [sorted(group) for group in groups if group]
+
+
+def own_usage() -> tuple[float, float]:
+    """This process's CPU seconds and peak RSS in MiB so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+class LoopProgress:
+    """Progress from `run_workers`' thread, applied on the event loop's thread (where the parent's own group
+    reports too): the sinks are not thread-safe."""
+
+    def __init__(self, progress: ProgressSink, loop: asyncio.AbstractEventLoop) -> None:
+        self.progress = progress
+        self.loop = loop
+
+    def begin(self, phase: str, total: int) -> None:
+        self.loop.call_soon_threadsafe(self.progress.begin, phase, total)
+
+    def advance(self, phase: str, done: int) -> None:
+        self.loop.call_soon_threadsafe(self.progress.advance, phase, done)
+
+    def end(self, phase: str) -> None:
+        self.loop.call_soon_threadsafe(self.progress.end, phase)
 
 
 class _QueueProgress:
@@ -110,8 +138,7 @@ def _worker(
         finally:
             target.close()
         report.complete = not left
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        queue.put((worker, "done", (report, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)))
+        queue.put((worker, "done", (report, *own_usage())))
     except BaseException as exc:  # reported to the parent, which fails the replay with it
         queue.put((worker, "failed", f"{type(exc).__name__}: {exc}"))
         raise SystemExit(1) from None
@@ -127,11 +154,12 @@ def run_workers(
     ends: dict[Partition, int],
     report: PhaseReport,
     progress: ProgressSink,
+    stop: threading.Event | None = None,
 ) -> None:
     """Blocking: one process per group until all are done; their reports are added into `report`.
 
-    A worker that fails (or dies) stops the others (each has committed whole batches only) and raises
-    `ReplayError`; a re-run resumes from the checkpoints.
+    A worker that fails (or dies), or `stop` set (the parent's own group failed), stops the others (each has
+    committed whole batches only) and raises `ReplayError`; a re-run resumes from the checkpoints.
     """
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
@@ -145,15 +173,18 @@ def run_workers(
         )
         for i, group in enumerate(groups)
     ]
-    log.info("%s phase in %d processes: %s", phase_name, len(procs), [[f"{t}[{p}]" for t, p in g] for g in groups])
+    log.info("%s phase: %d worker processes: %s", phase_name, len(procs), [[f"{t}[{p}]" for t, p in g] for g in groups])
     for proc in procs:
         proc.start()
     done: set[int] = set()
     failure: str | None = None
     try:
         while len(done) < len(procs) and failure is None:
+            if stop is not None and stop.is_set():
+                failure = "the main process (its own group failed or was interrupted)"
+                break
             try:
-                worker, kind, value = queue.get(timeout=1.0)
+                worker, kind, value = queue.get(timeout=0.2)
             except queues.Empty:
                 dead = [i for i, p in enumerate(procs) if i not in done and p.exitcode is not None]
                 if dead:
@@ -164,7 +195,7 @@ def run_workers(
             elif kind == "done":
                 done.add(worker)
                 part, cpu, rss = value
-                _merge(report, part)
+                merge(report, part)
                 log.info(
                     "%s worker %d: %d events, CPU %.1fs, peak RSS %.0f MiB", phase_name, worker, part.events, cpu, rss
                 )
@@ -180,7 +211,7 @@ def run_workers(
         raise ReplayError(f"the {phase_name} phase failed in {failure}; re-run the same command to resume")
 
 
-def _merge(total: PhaseReport, part: PhaseReport) -> None:
+def merge(total: PhaseReport, part: PhaseReport) -> None:
     total.events += part.events
     total.applied += part.applied
     total.undecodable.update(part.undecodable)

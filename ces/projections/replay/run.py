@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
@@ -27,7 +28,14 @@ from ces.projections.replay.model import (
     ReplayReport,
     check_schema_name,
 )
-from ces.projections.replay.parallel import WorkerFactory, partition_groups, run_workers
+from ces.projections.replay.parallel import (
+    LoopProgress,
+    WorkerFactory,
+    merge,
+    own_usage,
+    partition_groups,
+    run_workers,
+)
 from ces.projections.replay.ports import EventSource, Preparer, ProgressSink, ReplayTarget
 
 log = logging.getLogger(LOGGER)
@@ -79,6 +87,7 @@ class Replay:
                     report.restored = self.target.restore_constraints()
                     report.restore_seconds = time.monotonic() - began
                 report.rows = self.target.count_rows(self.options.projection)
+                log.info("replay main process: CPU %.1fs, peak RSS %.0f MiB", *own_usage())
         finally:
             self.target.close()
         report.seconds = time.monotonic() - started
@@ -165,16 +174,58 @@ class Replay:
         self.progress.begin(phase.name, sum(ends[tp] - position[tp] for tp in pending))
         groups = partition_groups({tp: ends[tp] - position[tp] for tp in pending}, self._jobs(phase))
         if len(groups) > 1 and self.workers is not None:
-            work = functools.partial(
-                run_workers, self.workers, self.options, self.prefix, phase.name, groups, position, ends
-            )
-            await asyncio.to_thread(work, report, self.progress)
-            pending = []  # run_workers raised otherwise
+            await self._parallel(source, phase, groups, position, ends, report)
+            pending = []  # _parallel raised otherwise
         else:
             pending = await self.load(source, phase, pending, position, ends, report)
         report.complete = not pending
         report.seconds = time.monotonic() - started
         self.progress.end(phase.name)
+
+    async def _parallel(
+        self,
+        source: EventSource,
+        phase: Phase,
+        groups: list[list[Partition]],
+        position: dict[Partition, int],
+        ends: dict[Partition, int],
+        report: PhaseReport,
+    ) -> None:
+        """The first group in this process, each other group in a worker process (`parallel.py`). Whichever
+        side fails first stops the other (both commit whole batches only), and the error is raised."""
+        assert self.workers is not None
+        stop = threading.Event()
+        theirs, mine = PhaseReport(phase.name), PhaseReport(phase.name)  # each written by one thread only
+        work = functools.partial(
+            run_workers, self.workers, self.options, self.prefix, phase.name, groups[1:], position, ends, theirs
+        )
+        others = asyncio.ensure_future(
+            asyncio.to_thread(work, LoopProgress(self.progress, asyncio.get_running_loop()), stop)
+        )
+        own = asyncio.ensure_future(self.load(source, phase, groups[0], position, ends, mine))
+        try:
+            await asyncio.wait([own, others], return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            if not own.done():  # a worker failed, or this task is cancelled (Ctrl-C)
+                own.cancel()  # load() lets its batch in flight finish
+            if not others.done():
+                stop.set()
+            await asyncio.wait([own, others])
+        if not own.cancelled() and own.exception() is not None:
+            own.result()  # the main process's own error (the workers were stopped because of it)
+        others.result()  # a worker's error (the main process's group was cancelled because of it)
+        left = own.result()
+        if left:
+            raise ReplayError(f"the {phase.name} phase left {len(left)} partitions unfinished in the main process")
+        merge(report, mine)
+        merge(report, theirs)
+        log.info(
+            "%s main process: %d events (%s), CPU %.1fs so far, peak RSS %.0f MiB so far",
+            phase.name,
+            mine.events,
+            ", ".join(f"{tp.topic}[{tp.partition}]" for tp in groups[0]),
+            *own_usage(),
+        )
 
     def _jobs(self, phase: Phase) -> int:
         # --max-events is a test hook with an exact budget: one process keeps it exact.
