@@ -95,26 +95,28 @@ def _rejection_line(d: ConversionRejected) -> str:
 
 def copy_decisions(engine: Engine, decisions: Sequence[Decision | Prepared]) -> None:
     """Blocking: the batch's decisions in one transaction on `engine` (its COMMIT carries any armed checkpoint)."""
-    unique: dict[bytes, Decision | Prepared] = {}
-    for decision in decisions:
-        # The first decision in the batch stands; `key()` is the request id as `str(UUID)` writes it, which
-        # is how a prepared one spells it.
-        unique.setdefault(decision.key if isinstance(decision, Prepared) else decision.key(), decision)
-    if not unique:
-        return
     requests: list[str | bytes] = []
     rows: dict[bytes, tuple[bool, str | bytes]] = {}  # request id -> (an audit?, its line)
-    for key, d in unique.items():
+    for d in decisions:
+        # The first decision in the batch stands; `key()` is the request id as `str(UUID)` writes it, which
+        # is how a prepared one spells it.
         if isinstance(d, Prepared):
-            requests.append(d.rows[0])
-            rows[key] = (True, d.rows[1])
-        elif isinstance(d, ConversionAudited):
+            if d.key not in rows:
+                requests.append(d.rows[0])
+                rows[d.key] = (True, d.rows[1])
+            continue
+        key = d.key()
+        if key in rows:
+            continue
+        if isinstance(d, ConversionAudited):
             request, audit = audited_lines(d)
             requests.append(request)
             rows[key] = (True, audit)
-        elif isinstance(d, ConversionRejected):
+        else:
             requests.append(_line(d.request_id, "rejected", _at(d.occurred_at)))
             rows[key] = (False, _rejection_line(d))
+    if not rows:
+        return
     with engine.begin() as conn:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
