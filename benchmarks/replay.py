@@ -11,7 +11,8 @@ a subprocess, start to exit, and prints:
 - events/s end to end, and each phase's own events/s (from the replay's report);
 - a raw `COPY` of the same rows into empty tables of the same shape, in the same run, and the ratio;
 - the replay's peak RSS (of its largest process) and CPU time (`getrusage(RUSAGE_CHILDREN)` after it
-  exited), and with `--jobs` > 1 each audit worker's CPU and peak RSS (from the replay's log);
+  exited), and with `--jobs` > 1 each audit worker's CPU and peak RSS (from the replay's log), and every
+  process's peak RSS summed (the main process logs its own);
 - how long `--verify-only` takes over those rows (the target compared with itself);
 - bytes per event on disk for both topics (the local stack's segment files, uncompressed as CES produces
   them), bytes per 1M events, and what gzip on 1,000-event batches would make of the audits.
@@ -57,6 +58,7 @@ from ces.settings import Settings
 from cesdev.stack.secrets import export_role_env
 
 WORKER = re.compile(r"audit worker (?P<n>\d+): (?P<events>\d+) events, CPU (?P<cpu>[\d.]+)s, peak RSS (?P<rss>\d+) MiB")
+MAIN = re.compile(r"replay main process: CPU (?P<cpu>[\d.]+)s, peak RSS (?P<rss>\d+) MiB")
 
 # Sentinels replaced by format fields in the JSON template.
 EVENT_ID = uuid.UUID("11111111-1111-4111-8111-111111111111")
@@ -341,6 +343,14 @@ def main() -> None:
             f"CPU {cpu:.1f}s in all ({cpu / seconds:.0%} of one core); "
             f"main process {cpu - sum(worker_cpu):.1f}s" + (f", audit workers {worker_cpu}" if worker_cpu else "")
         )
+        main_rss = [int(m["rss"]) for m in map(MAIN.search, lines) if m]
+        if main_rss:  # the replay logs its main process's own peak (older code did not)
+            rss = main_rss + [int(m["rss"]) for m in workers if m]
+            print(
+                f"peak RSS per process: main {rss[0]} MiB"
+                + (f", audit workers {rss[1:]} MiB" if rss[1:] else "")
+                + f"; summed {sum(rss)} MiB (multiprocessing's resource tracker, ~13 MiB, not included)"
+            )
         if not args.no_verify:
             started = time.monotonic()
             subprocess.run(  # the target against itself: both sides' checksums computed, as a real verify does
