@@ -165,3 +165,31 @@ def test_a_refused_row_fails_the_bulk_batch_and_the_replay_retries_one_by_one(
         target.close()
     assert report.refused == 1
     assert counts(engine) == (2, 1, 1)
+
+
+def test_a_batch_meeting_an_id_claimed_before_falls_back_to_the_claim_with_its_checkpoint(
+    settings: Settings, bulk_schema: tuple[Engine, str]
+) -> None:
+    # The straight COPY into conversion_request fails whole on an id claimed by an earlier batch; the savepoint
+    # undoes it, the staging claim decides row by row, and the batch's checkpoint still commits with its rows.
+    engine, schema = bulk_schema
+    usd = rate_event("USD", "1.0892", T0)
+    RateProjector(engine).project([usd])
+    with engine.begin() as conn:
+        create_checkpoint_table(conn, schema)
+    old, new, fresh = (uuid.uuid4() for _ in range(3))
+    target = PostgresReplayTarget(settings.migration_database_dsn, schema, writers=bulk_writers())
+    try:
+        target.write("audit", [from_bytes(audited(old, usd.rate_id))], {TP: 1})
+        assert counts(engine) == (1, 1, 0)
+        again = [from_bytes(audited(new, usd.rate_id)), from_bytes(audited(old, usd.rate_id, output="9.99"))]
+        target.write("audit", [*again, rejected(fresh)], {TP: 4})
+        assert target.load_checkpoints() == {TP: 4}
+    finally:
+        target.close()
+    assert counts(engine) == (3, 2, 1)
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT output_amount::text FROM conversion_audit WHERE request_id = :r"), {"r": old}
+        )
+        assert stored.scalars().all() == ["108.83"]  # the decision claimed first stands
