@@ -13,7 +13,7 @@ import pytest
 
 from ces.events.base import Event
 from ces.projections.rate_rows import Refusal
-from ces.projections.replay import Partition, Prepared, Record, Replay, ReplayOptions
+from ces.projections.replay import Partition, Prepared, Record, Replay, ReplayError, ReplayOptions
 from ces.projections.replay.parallel import partition_groups
 
 TOPICS = {"rates-fetched": 1, "conversions-audited": 4, "conversions-rejected": 2}
@@ -187,3 +187,70 @@ def test_partition_groups_cover_every_partition_once_with_balanced_work(jobs: in
 
 def test_partition_groups_of_nothing_is_nothing() -> None:
     assert partition_groups({}, 4) == []
+
+
+def run_parallel(target: FakeTarget, monkeypatch: pytest.MonkeyPatch, workers: Any, **options: Any) -> Any:
+    monkeypatch.setattr("ces.projections.replay.run.run_workers", workers)
+    replay = Replay(
+        ReplayOptions("all", "rebuilt", "public", **options),
+        FakeSource(),
+        target,
+        Quiet(),
+        workers=lambda: (FakeSource(), FakeTarget(resuming=False)),
+    )
+    return replay.run()
+
+
+def test_jobs_load_the_first_group_in_the_main_process_and_the_others_in_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    given: list[list[Partition]] = []
+
+    def workers(*args: Any) -> None:
+        _, _, _, phase, groups, _, _, report, progress, _ = args
+        given.extend(tp for group in groups for tp in group)
+        report.events += PER_PARTITION * sum(len(g) for g in groups)
+        progress.advance(phase, 1)  # from this thread: relayed to the event loop's
+
+    target = FakeTarget(resuming=False)
+    report = run_parallel(target, monkeypatch, workers, jobs=2)
+    audit = [Partition("conversions-audited", p) for p in range(4)] + [
+        Partition("conversions-rejected", p) for p in range(2)
+    ]
+    mine = [tp for tp in audit if target.checkpoints.get(tp) == PER_PARTITION]
+    assert given and mine and sorted(given + mine) == sorted(audit)  # each partition loaded once, by one side
+    assert report.complete and report.phases[1].events == PER_PARTITION * len(audit)
+
+
+def test_a_failing_worker_fails_the_replay_and_stops_the_main_processs_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    def workers(*args: Any) -> None:
+        raise ReplayError("the audit phase failed in worker 0: boom; re-run the same command to resume")
+
+    target = FakeTarget(resuming=False)
+    with pytest.raises(ReplayError, match="worker 0: boom"):
+        run_parallel(target, monkeypatch, workers, jobs=2)
+    assert "restore" not in target.calls
+
+
+def test_a_failing_main_process_group_stops_the_workers_and_its_own_error_is_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stopped: list[bool] = []
+
+    def workers(*args: Any) -> None:
+        stop = args[-1]
+        stopped.append(stop.wait(timeout=30))
+        raise ReplayError("the audit phase failed in the main process")
+
+    class Failing(FakeTarget):
+        def write(
+            self, phase: str, events: Sequence[Event | Prepared], offsets: Mapping[Partition, int] | None
+        ) -> list[Refusal]:
+            if phase == "audit":
+                raise RuntimeError("database gone")
+            return super().write(phase, events, offsets)
+
+    target = Failing(resuming=False)
+    with pytest.raises(RuntimeError, match="database gone"):
+        run_parallel(target, monkeypatch, workers, jobs=2)
+    assert stopped == [True]

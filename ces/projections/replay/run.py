@@ -212,6 +212,7 @@ class Replay:
                 stop.set()
             await asyncio.wait([own, others])
         if not own.cancelled() and own.exception() is not None:
+            others.exception()  # retrieved: the workers' "stopped" error is a consequence of this one
             own.result()  # the main process's own error (the workers were stopped because of it)
         others.result()  # a worker's error (the main process's group was cancelled because of it)
         left = own.result()
