@@ -105,8 +105,8 @@ def add_parsers(sub: Any) -> None:
         "--jobs",
         type=int,
         default=None,
-        help="processes for the audit phase, each a group of partitions (default: the CPU count, at most one "
-        "per partition)",
+        help="processes for the audit phase, the main one included, each a group of partitions (default: the CPU "
+        "count, at most one per partition)",
     )
     replay.add_argument("--max-events", type=int, default=None, help=argparse.SUPPRESS)  # tests: stop early
     replay.set_defaults(func=cmd_replay)

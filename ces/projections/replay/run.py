@@ -196,8 +196,10 @@ class Replay:
         assert self.workers is not None
         stop = threading.Event()
         theirs, mine = PhaseReport(phase.name), PhaseReport(phase.name)  # each written by one thread only
+        # A copy: the workers' thread pickles it while this loop moves the first group's positions on.
+        starts = dict(position)
         work = functools.partial(
-            run_workers, self.workers, self.options, self.prefix, phase.name, groups[1:], position, ends, theirs
+            run_workers, self.workers, self.options, self.prefix, phase.name, groups[1:], starts, ends, theirs
         )
         others = asyncio.ensure_future(
             asyncio.to_thread(work, LoopProgress(self.progress, asyncio.get_running_loop()), stop)
