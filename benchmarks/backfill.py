@@ -8,6 +8,10 @@ bundled history (every day since 1999, every currency) while polling PostgreSQL,
 - CPU seconds of the producer process and of the worker (from its start of the backfill to the last row),
 - the load averages before and after (the machine is shared: read wall numbers next to them),
 - the topic's size on the broker's disk (set `CES_KAFKA_COMPRESSION` to compare codecs).
+`--backlog` produces the whole history first with no worker consuming, then starts the worker and times
+the projection alone (first row -> last row committed, and the worker's CPU from the first row it wrote):
+while the two run together the projection's rows/s is bounded by the producer's events/s.
+`--py-spy OUT` records a sampling profile of the worker from its first row to its last.
 Needs the stack (`cesdev stack up`); run it under `flock /work/notes/bench.lock` on a shared machine.
 """
 
@@ -17,6 +21,8 @@ import argparse
 import asyncio
 import os
 import resource
+import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +31,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from ces.adapters.kafka.connection import kafka_kwargs
@@ -65,8 +71,27 @@ async def _first_produced(settings: Settings, topic: str) -> float | None:
         await consumer.stop()
 
 
+def _count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM exchange_rate")).scalar_one())
+
+
+def _spy(pid: int, out: str) -> subprocess.Popen[bytes]:
+    """A sampling profile of `pid` until it is interrupted (`py-spy record -f raw`, folded stacks)."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    cmd = [py_spy, "record", "-r", "200", "-f", "raw", "--pid", str(pid), "-o", out]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--backlog",
+        action="store_true",
+        help="produce the whole history first with no worker, then start one: times the projection alone",
+    )
+    parser.add_argument("--py-spy", metavar="OUT", help="profile the worker from its first row to its last into OUT")
+    args = parser.parse_args()
     export_role_env("admin")  # the local stack's credentials, unless CES_* are set
     settings = Settings()
     run = uuid.uuid4().hex[:8]
@@ -90,13 +115,19 @@ def main() -> None:
     expected = sum(len(r) for r in history.rates.values())
     print(f"history: {len(history.days)} days, {expected} rates")
     engine = create_engine(url_text)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "ces", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    worker: subprocess.Popen[bytes] | None = None
+    spy: subprocess.Popen[bytes] | None = None
+
+    def start_worker() -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "ces", "worker"]
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     try:
-        time.sleep(8)  # let the worker join its groups first: its start-up is not the backfill's cost
+        if not args.backlog:
+            worker = start_worker()
+            time.sleep(8)  # let the worker join its groups first: its start-up is not the backfill's cost
         print(f"before: {_load()}")
-        worker_cpu0 = _cpu_seconds(worker.pid)
+        worker_cpu0 = _cpu_seconds(worker.pid) if worker else 0.0
         children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         result: dict[str, subprocess.CompletedProcess[str]] = {}
 
@@ -112,18 +143,32 @@ def main() -> None:
         started = time.time()
         producing = threading.Thread(target=backfill)
         producing.start()
+        if args.backlog:
+            producing.join()
+            produced = time.time()
+            print(f"produced (no worker): {produced - started:.1f}s, {_load()}")
+            worker = start_worker()
+        assert worker is not None
         count = 0
+        first_seen_cpu: float | None = None
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                count = conn.execute(text("SELECT count(*) FROM exchange_rate")).scalar_one()
+            count = _count(engine)
+            if count and first_seen_cpu is None:
+                first_seen_cpu = _cpu_seconds(worker.pid)
+                if args.py_spy:
+                    spy = _spy(worker.pid, args.py_spy)
             if count >= expected:
                 break
             time.sleep(0.1)
         done = time.time()
-        worker_cpu = _cpu_seconds(worker.pid) - worker_cpu0
+        worker_cpu_end = _cpu_seconds(worker.pid)
+        worker_cpu = worker_cpu_end - worker_cpu0
         producing.join()
-        children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        children1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # before py-spy, also a child, is waited for
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         producer_cpu = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
         print(f"after: {_load()}")
         print(result["out"].stdout.strip())
@@ -131,20 +176,36 @@ def main() -> None:
             first_row: datetime | None = conn.execute(text("SELECT min(recorded_at) FROM exchange_rate")).scalar_one()
         first_produced = asyncio.run(_first_produced(settings, prefix + "rates-fetched"))
         print(f"rows projected: {count} of {expected}")
-        print(f"backfill process start -> last row committed: {done - started:.1f}s")
-        if first_produced is not None:
-            print(f"first event produced -> last row committed: {done - first_produced:.1f}s")
+        if not args.backlog:
+            print(f"backfill process start -> last row committed: {done - started:.1f}s")
+            if first_produced is not None:
+                print(f"first event produced -> last row committed: {done - first_produced:.1f}s")
         if first_row is not None:
             seconds = done - first_row.timestamp()
-            print(f"projection (first row -> last row committed): {seconds:.1f}s, {count / seconds:,.0f} rows/s")
-        print(f"CPU: producer (ces rates backfill) {producer_cpu:.1f}s, worker {worker_cpu:.1f}s")
+            what = "backlog, first row -> last row committed" if args.backlog else "first row -> last row committed"
+            print(f"projection ({what}): {seconds:.1f}s, {count / seconds:,.0f} rows/s")
+        if args.backlog:
+            since_first = worker_cpu_end - (first_seen_cpu or 0.0)
+            print(
+                f"CPU: producer (ces rates backfill) {producer_cpu:.1f}s, worker {worker_cpu:.1f}s from its start, "
+                f"{since_first:.1f}s from the first row seen ({since_first / max(count, 1) * 1e6:.0f} us/row)"
+            )
+        else:
+            print(
+                f"CPU: producer (ces rates backfill) {producer_cpu:.1f}s, worker {worker_cpu:.1f}s "
+                f"({worker_cpu / max(count, 1) * 1e6:.0f} us/row)"
+            )
         data = Path(settings.stack_dir) / "kafka" / "data"  # the local stack's broker segments
         disk = sum(f.stat().st_size for f in data.glob(f"{prefix}rates-fetched-*/*.log"))
         codec = env.get("CES_KAFKA_COMPRESSION", settings.kafka_compression)
         print(f"on disk (CES_KAFKA_COMPRESSION={codec}): {disk:,} B")
     finally:
-        worker.terminate()
-        worker.wait(60)
+        if spy is not None and spy.poll() is None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+        if worker is not None:
+            worker.terminate()
+            worker.wait(60)
         engine.dispose()
         admin = create_engine(settings.migration_database_dsn)
         with admin.begin() as conn:

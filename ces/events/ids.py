@@ -8,6 +8,8 @@ from uuid import UUID
 # Version 5 in the top nibble of time_hi_and_version, the RFC 4122 variant (0b10) in clock_seq_hi.
 _CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _SET = (5 << 76) | (0x8000 << 48)
+# The variant's hex digit for the digest's 17th hex digit: its top two bits become 0b10.
+_VARIANT_DIGIT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
 class NameBasedIds:
@@ -20,6 +22,14 @@ class NameBasedIds:
     def __init__(self, namespace: UUID) -> None:
         self._fed = sha1(namespace.bytes, usedforsecurity=False)  # copied per id: cheaper than feeding it again
 
+    def prefixed(self, prefix: str) -> NameBasedIds:
+        """The ids of names that start with `prefix`: `prefixed(p)(n) == self(p + n)`, the prefix hashed once
+        (the backfill names thousands of rates of one publication, `rate|ecb|<instant>|EUR|<target>`)."""
+        ids = NameBasedIds.__new__(NameBasedIds)
+        ids._fed = self._fed.copy()
+        ids._fed.update(prefix.encode())
+        return ids
+
     def _digest(self, name: str) -> bytes:
         sha = self._fed.copy()
         sha.update(name.encode())
@@ -29,8 +39,6 @@ class NameBasedIds:
         return UUID(int=(int.from_bytes(self._digest(name)[:16]) & _CLEAR) | _SET)
 
     def text(self, name: str) -> str:
-        """`str(self(name))` without the UUID object."""
-        digest = bytearray(self._digest(name)[:16])
-        digest[6], digest[8] = (digest[6] & 0x0F) | 0x50, (digest[8] & 0x3F) | 0x80
-        h = digest.hex()
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        """`str(self(name))` without the UUID object: the digest's hex with the version and variant digits set."""
+        h = self._digest(name).hex()
+        return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:32]}"

@@ -18,9 +18,39 @@ RATE_NAMESPACE = UUID("6f1d3a52-3c55-4a8e-9a7e-5b1c2f0e8d41")
 RATE_IDS = NameBasedIds(RATE_NAMESPACE)
 
 
+# The names hashed into a rate's ids, spelled here only (`rate_id_for`, `RateFetched.for_quote` and the
+# backfill's `PublicationIds` all derive theirs from these).
+_RATE_FETCHED_IDS = RATE_IDS.prefixed("RateFetched|")  # + the rate id's text: its `RateFetched` event id
+
+
+def rate_name_prefix(provider: str, published_at: datetime, base: str) -> str:
+    """A rate id's name up to its target currency: the rates of one publication share it."""
+    return f"rate|{provider}|{rfc3339(published_at)}|{base}|"
+
+
 def rate_id_for(provider: str, published_at: datetime, base: str, target: str) -> UUID:
     """The idempotency key of a published rate: provider + publication timestamp + pair."""
-    return RATE_IDS(f"rate|{provider}|{rfc3339(published_at)}|{base}|{target}")
+    return RATE_IDS(rate_name_prefix(provider, published_at, base) + target)
+
+
+def rate_fetched_event_id(rate_id: UUID) -> UUID:
+    """The `event_id` of the `RateFetched` carrying `rate_id` (one event per rate, however often it is sent)."""
+    return _RATE_FETCHED_IDS(str(rate_id))
+
+
+class PublicationIds:
+    """`(rate id, RateFetched event id)` as text for each target of one publication, the two ids
+    `rate_id_for` and `RateFetched.for_quote` derive, with the publication's part of the name hashed once
+    (the backfill derives 443,404 ids; tests/unit/test_backfill_encoding.py holds them to the models')."""
+
+    __slots__ = ("_rates",)
+
+    def __init__(self, provider: str, published_at: datetime, base: str) -> None:
+        self._rates = RATE_IDS.prefixed(rate_name_prefix(provider, published_at, base))
+
+    def __call__(self, target: str) -> tuple[str, str]:
+        rate_id = self._rates.text(target)
+        return rate_id, _RATE_FETCHED_IDS.text(rate_id)
 
 
 class RateFetched(Event):
@@ -54,7 +84,7 @@ class RateFetched(Event):
     ) -> RateFetched:
         rate_id = rate_id_for(provider_name, published_at, base_currency, target_currency)
         return cls(
-            event_id=RATE_IDS(f"RateFetched|{rate_id}"),
+            event_id=rate_fetched_event_id(rate_id),
             occurred_at=fetched_at,
             rate_id=rate_id,
             base_currency=base_currency,

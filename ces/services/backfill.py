@@ -10,16 +10,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import date, datetime
 from decimal import Decimal
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import NAMESPACE_URL, UUID
 
-from ces.events.base import rfc3339, utc_now
+from ces.events.base import utc_now
 from ces.events.canonical_writer import RateFetchedWriter
-from ces.events.rates import RATE_IDS, RateFetched
+from ces.events.ids import NameBasedIds
+from ces.events.rates import PublicationIds, RateFetched
 from ces.services.rate_fetching import quote_events
 from ces.services.rate_providers import ProviderQuote, RateProvider
 
 # (Kafka key, value): an event as it goes on the wire.
 Encoded = tuple[bytes, bytes]
+_ZERO = Decimal(0)
 
 
 async def provider_quotes(provider: RateProvider, start: date, end: date) -> AsyncIterator[ProviderQuote]:
@@ -27,9 +29,12 @@ async def provider_quotes(provider: RateProvider, start: date, end: date) -> Asy
         yield quote
 
 
+_FETCH_IDS = NameBasedIds(NAMESPACE_URL).prefixed("ces-backfill|")
+
+
 def backfill_fetch_id(quote: ProviderQuote) -> UUID:
     # One fetch id per backfilled publication, stable across runs.
-    return uuid5(NAMESPACE_URL, f"ces-backfill|{quote.provider_name}|{quote.published_at.isoformat()}")
+    return _FETCH_IDS(f"{quote.provider_name}|{quote.published_at.isoformat()}")
 
 
 def backfill_events(quote: ProviderQuote) -> list[RateFetched]:
@@ -55,19 +60,15 @@ def backfill_encoded(quote: ProviderQuote, fetched_at: datetime | None = None) -
     )
     if writer is None:
         return _modelled(quote, fetch_id, fetched_at)
-    rate_prefix = f"rate|{provider}|{rfc3339(quote.published_at)}|{base}|"
+    ids = PublicationIds(provider, quote.published_at, base)  # = rate_id_for's and `for_quote`'s ids
+    write = writer.write
     encoded = []
     # The same events as `quote_events`: sorted by target, the base itself and non-positive values left out.
     for target, value in sorted(quote.rates.items()):
-        if target == base or (value.is_finite() and not value > Decimal(0)):
+        if target == base or (value.is_finite() and not value > _ZERO):
             continue
-        rate_id = RATE_IDS.text(f"{rate_prefix}{target}")  # = rate_id_for(provider, published, ...)
-        body = writer.write(
-            event_id=RATE_IDS.text(f"RateFetched|{rate_id}"),  # as `RateFetched.for_quote` derives it
-            rate_id=rate_id,
-            target_currency=target,
-            rate_value=value,
-        )
+        rate_id, event_id = ids(target)
+        body = write(event_id=event_id, rate_id=rate_id, target_currency=target, rate_value=value)
         if body is None:  # a value or code the models must judge (and refuse)
             return _modelled(quote, fetch_id, fetched_at)
         encoded.append((f"{base}:{target}".encode(), body))

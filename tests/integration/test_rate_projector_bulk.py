@@ -1,6 +1,6 @@
-"""The rate projection's bulk write (COPY + one INSERT ... SELECT) against the multi-row INSERT it replaced:
-the same batches give the same rows, the same refusals (reasons and messages) and the same results, whether
-the events come decoded or as the rows `read_row` takes straight from their canonical bytes."""
+"""The rate projection's bulk write (COPY straight in, else COPY + one INSERT ... SELECT) against the multi-row
+INSERT it replaced: the same batches give the same rows, the same refusals (reasons and messages) and the same
+results, whether the events come decoded or as the rows `read_row` takes straight from their canonical bytes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Connection, Engine, create_engine, select, text
 from sqlalchemy.dialects.postgresql import insert
 
-from ces.adapters.postgres import migrate
+from ces.adapters.postgres import migrate, rate_projector
 from ces.adapters.postgres.rate_projector import RateProjector
 from ces.adapters.postgres.tables import exchange_rate, exchange_rate_revocation
 from ces.domain.rates import Rate
@@ -144,10 +144,10 @@ class RowInsertProjector(RateProjector):
         new = {str(i) for i in conn.execute(stmt, values).scalars()}
         return None if len(new) == len(rows) else new
 
-    def _revoked(self, conn: Connection, accepted: list[Rate]) -> set[uuid.UUID]:
+    def _revoked(self, conn: Connection, accepted: list[Rate]) -> set[str]:
         ids = [r.rate_id for r in accepted]
         r = exchange_rate_revocation.c
-        return set(conn.execute(select(r.rate_id).where(r.rate_id.in_(ids))).scalars()) if ids else set()
+        return {str(i) for i in conn.execute(select(r.rate_id).where(r.rate_id.in_(ids))).scalars()} if ids else set()
 
 
 def as_rows(batch: Sequence[RateEvent]) -> list[RateEvent]:
@@ -202,3 +202,33 @@ def test_bulk_insert_keeps_every_digit_and_instant(pg_schema: tuple[Engine, str]
     assert RateProjector(engine).project(as_rows(odd)).inserted == [e.rate_id for e in odd]
     RowInsertProjector(second_schema).project(odd)
     assert table(engine, RATES) == table(second_schema, RATES)
+
+
+def test_a_batch_of_new_rates_is_copied_straight_in_and_a_batch_hitting_a_key_is_staged(
+    pg_schema: tuple[Engine, str], second_schema: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, _ = pg_schema
+    usd, jpy, gbp = fetched("USD", "1.0892", T0), fetched("JPY", "161.87", T0), fetched("GBP", "0.8571", T0 + DAY)
+    new = [usd, jpy, revoked(jpy), gbp]  # a rate revoked in the batch that inserts it: never current
+
+    def staged(*_: object) -> None:
+        raise AssertionError("a batch of new rates went through the staging table")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(rate_projector, "staged_insert", staged)
+        patched.setattr(rate_projector, "staged_revoked", staged)
+        copied = described(RateProjector(engine).project(as_rows(new)))
+    assert copied == described(RowInsertProjector(second_schema).project(new))
+    assert copied["inserted"] == [usd.rate_id, jpy.rate_id, gbp.rate_id] and len(copied["revocations"]) == 1
+    assert [r.rate_id for r in copied["current"]] == [usd.rate_id, gbp.rate_id]
+    # A redelivered rate next to a new one: the COPY hits the stored key, nothing of it stays, the
+    # staging table takes the batch (the new rate in, the stored one a no-op, the revoked one not current).
+    again = [fetched("CHF", "0.95", T0), usd, jpy]
+    staged_result = described(RateProjector(engine).project(as_rows(again)))
+    assert staged_result == described(RowInsertProjector(second_schema).project(again))
+    assert len(staged_result["inserted"]) == 1 and [r.target_currency for r in staged_result["current"]] == [
+        "CHF",
+        "USD",
+    ]
+    assert table(engine, RATES) == table(second_schema, RATES)
+    assert table(engine, REVOCATIONS) == table(second_schema, REVOCATIONS)

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert
 
-from ces.adapters.postgres.rate_copy import staged_insert, staged_revoked
+from ces.adapters.postgres.rate_copy import copied_insert, staged_insert, staged_revoked
 from ces.adapters.postgres.rate_store import latest_query, rate_from_row
 from ces.adapters.postgres.tables import exchange_rate, exchange_rate_revocation
 from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW, Rate, Withdrawal, implausible_publication
@@ -89,9 +89,14 @@ class RateProjector:
             else:
                 fetched.append((i, row))
         with self.engine.begin() as conn:
-            accepted = self._insert_rates(conn, fetched, result)
+            accepted, all_new = self._insert_rates(conn, fetched, result)
             self._insert_revocations(conn, revoked, result)
-            gone = {str(g) for g in self._revoked(conn, accepted)} if accepted else set()
+            if all_new:
+                # A revocation names a stored rate (a foreign key; rows are never deleted), so a rate this
+                # transaction inserted can only be revoked by a revocation it inserted too.
+                gone = {str(g) for g in result.revocations_inserted}
+            else:
+                gone = self._revoked(conn, accepted) if accepted else set()
             result.current = CurrentRates(
                 [r for r in accepted if (r.rate_id if isinstance(r, RateRow) else str(r.rate_id)) not in gone]
                 if gone
@@ -104,23 +109,25 @@ class RateProjector:
         """Insert the rows in order, `ON CONFLICT DO NOTHING` on every unique key: the ids inserted, or None
         when every row was. (tests/integration/test_rate_projector_bulk.py overrides it with a multi-row
         INSERT as the oracle these rules are checked against.)"""
-        return staged_insert(conn, rows)
+        return None if copied_insert(conn, rows) else staged_insert(conn, rows)
 
-    def _revoked(self, conn: Connection, accepted: list[Rate | RateRow]) -> set[UUID]:
-        """Which of the accepted rates are revoked (`_write`'s staged rows cover them all)."""
+    def _revoked(self, conn: Connection, accepted: list[Rate | RateRow]) -> set[str]:
+        """Which of the accepted rates are revoked, ids as text (`_write` staged rows covering them all: it
+        is asked only when not every row went in)."""
         return staged_revoked(conn)
 
     def _insert_rates(
         self, conn: Connection, fetched: list[tuple[int, RateRow]], result: Projection
-    ) -> list[Rate | RateRow]:
+    ) -> tuple[list[Rate | RateRow], bool]:
+        """The accepted rates, and whether every one of them was inserted by this transaction."""
         if not fetched:
-            return []
+            return [], True
         # DO NOTHING on any unique key (id, event id, publication); what was skipped is checked below.
         rows = [row for _, row in fetched]
         new_text = self._write(conn, rows)
         if new_text is None:  # every row went in (so no two shared a key): each holds its event's values
             result.inserted = RateIds([row.rate_id for row in rows])
-            return list(rows)
+            return list(rows), True
         new = {UUID(t) for t in new_text}
         events = [(i, rate_of_row(row), UUID(row.event_id)) for i, row in fetched]
         result.inserted = RateIds(list(dict.fromkeys(e.rate_id for _, e, _ in events if e.rate_id in new)))
@@ -199,7 +206,7 @@ class RateProjector:
                 )
                 continue
             accepted.append(found[0])
-        return accepted
+        return accepted, False
 
     @staticmethod
     def _insert_revocations(conn: Connection, revoked: list[tuple[int, RateRevoked]], result: Projection) -> None:
