@@ -50,6 +50,45 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def _local_ports(pid: int) -> set[int]:
+    """The local TCP ports of `pid`'s sockets (/proc/<pid>/fd against /proc/net/tcp)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _backends_cpu(pid: int) -> float:
+    """CPU seconds of the PostgreSQL backends serving `pid` (their `postgres: user db host(port)` titles name
+    the client's port); 0 when they cannot be read (another user's processes)."""
+    ports = _local_ports(pid)
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes().decode(errors="replace")
+            if title.startswith("postgres: ") and "(" in title:
+                port = int(title.split("(", 1)[1].split(")", 1)[0])
+                if port in ports:
+                    total += _cpu_seconds(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def _load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
@@ -163,6 +202,7 @@ def main() -> None:
             time.sleep(0.1)
         done = time.time()
         worker_cpu_end = _cpu_seconds(worker.pid)
+        backends_cpu = _backends_cpu(worker.pid)
         worker_cpu = worker_cpu_end - worker_cpu0
         producing.join()
         children1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # before py-spy, also a child, is waited for
@@ -195,6 +235,8 @@ def main() -> None:
                 f"CPU: producer (ces rates backfill) {producer_cpu:.1f}s, worker {worker_cpu:.1f}s "
                 f"({worker_cpu / max(count, 1) * 1e6:.0f} us/row)"
             )
+        # Its backends were started with the worker: in --backlog mode this is all the projection's database work.
+        print(f"CPU: PostgreSQL backends of the worker {backends_cpu:.1f}s (its pool's, since they connected)")
         data = Path(settings.stack_dir) / "kafka" / "data"  # the local stack's broker segments
         disk = sum(f.stat().st_size for f in data.glob(f"{prefix}rates-fetched-*/*.log"))
         codec = env.get("CES_KAFKA_COMPRESSION", settings.kafka_compression)

@@ -65,7 +65,7 @@ class RateCacheContract:
         assert await cache.get_many([("EUR", "USD")]) == [usd[1]]
 
     async def test_a_long_run_of_revoked_newest_rates_still_caches_the_newest_other(self, cache: RateCache) -> None:
-        # Longer than what the Redis cache sends in one script call (8): the rest goes in a second round.
+        # Longer than what the Redis cache sends in its first two rounds (1, then 8): the rest goes in a third.
         usd = [stored_rate("USD", f"1.{i:02d}", T0 + timedelta(days=i)) for i in range(20)]
         for rate in usd[3:]:
             await cache.revoke(rate, None)

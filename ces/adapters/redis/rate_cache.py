@@ -44,9 +44,11 @@ for i = 1, #ARGV, 6 do
 end
 return -1
 """
-# How many of a pair's rates one script call is given: enough for any plausible run of revoked rates at the
-# head of a batch (a longer run takes another round), few enough that a batch of history (dozens of rates
-# per pair) sends only its newest.
+# How many of a pair's rates one script call is given after its first, which is given only the newest: the
+# projection leaves out every rate revoked when its rows commit, so the newest is revoked only when a
+# revocation landed in between (a batch of history, 2,000 rates of ~30 pairs, sends ~30 rates, not ~240).
+# A pair whose newest was revoked gets enough for any plausible run of revoked rates; a longer run takes
+# another round.
 _WALK = 8
 
 # KEYS: pair key, revoked set. ARGV: revoked rate_id, then either nothing (delete) or the fallback's fields.
@@ -120,8 +122,8 @@ class RateCache:
     async def put_newest(self, chains: Iterable[Sequence[Rate]]) -> int:
         """Offer each pair's rates, newest first (one sequence per pair); returns how many pairs moved
         forward. One script call per pair, in one round trip: the newest rate not revoked is written if it
-        is newer than the cached one. Only the first `_WALK` of a pair's rates are read and sent; a pair
-        whose every one of those is revoked is offered its next `_WALK` in another round."""
+        is newer than the cached one. Only a pair's newest rate is read and sent; a pair whose newest is
+        revoked is offered its next `_WALK` in another round, and so on."""
         try:
             return await self._put_newest(chains)
         except (RedisError, OSError) as exc:
@@ -130,10 +132,11 @@ class RateCache:
     async def _put_newest(self, chains: Iterable[Sequence[Rate]]) -> int:
         pending = [(chain, 0) for chain in chains if len(chain)]
         moved = 0
+        size = 1
         while pending:
             async with self.client.pipeline(transaction=False) as pipe:
                 for chain, start in pending:
-                    offered = chain[start : start + _WALK]
+                    offered = chain[start : start + size]
                     await self._script(
                         keys=[self.key(offered[0].base_currency, offered[0].target_currency), self.revoked_key],
                         args=[field for rate in offered for field in _fields(rate)],
@@ -142,10 +145,11 @@ class RateCache:
                 results = await pipe.execute()
             moved += sum(1 for r in results if int(r) == 1)
             pending = [
-                (chain, start + _WALK)
+                (chain, start + size)
                 for (chain, start), r in zip(pending, results, strict=True)
-                if int(r) == -1 and start + _WALK < len(chain)
+                if int(r) == -1 and start + size < len(chain)
             ]
+            size = _WALK
         return moved
 
     async def get(self, base: str, target: str) -> Rate | None:
