@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from uuid import UUID
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ces.adapters.providers.ecb_history import bundled_quotes
-from ces.events.rates import RateFetched
+from ces.events.rates import PublicationIds, RateFetched, rate_fetched_event_id, rate_id_for
 from ces.events.registry import decode
 from ces.services.backfill import backfill_encoded, backfill_events, backfill_fetch_id
 from ces.services.rate_fetching import quote_events
@@ -61,3 +64,25 @@ def test_edge_quotes_encode_as_the_models_do_or_fail_as_they_do(
             backfill_encoded(quote, at)
         return
     assert backfill_encoded(quote, at) == expected
+
+
+_NAMES = st.text(st.characters(blacklist_categories=["Cs"]))  # a lone surrogate encodes nowhere
+
+
+@given(provider=_NAMES, base=_NAMES, target=_NAMES, published=st.datetimes(timezones=st.just(UTC)))
+def test_publication_ids_are_the_ids_rate_id_for_and_for_quote_derive(
+    provider: str, base: str, target: str, published: datetime
+) -> None:
+    rate_id, event_id = PublicationIds(provider, published, base)(target)
+    assert rate_id == str(rate_id_for(provider, published, base, target))
+    assert event_id == str(rate_fetched_event_id(UUID(rate_id)))
+    event = RateFetched.for_quote(
+        provider_name="ecb",
+        base_currency="EUR",
+        target_currency="USD",
+        rate_value=Decimal("1.08"),
+        published_at=published,
+        fetched_at=published,
+        fetch_id=UUID(int=1),
+    )
+    assert (str(event.rate_id), str(event.event_id)) == PublicationIds("ecb", published, "EUR")("USD")
