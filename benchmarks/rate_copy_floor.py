@@ -1,0 +1,90 @@
+"""Benchmark: PostgreSQL's own cost of the rate rows, the projection's floor.
+
+COPYs the whole bundled ECB history (221,702 rows, as `rate_copy.copied_insert` formats them, 2,000 a batch,
+one commit each) into `exchange_rate` of a fresh schema from one connection, and prints the wall time and
+the backend's CPU seconds (read from /proc: run it on the database's host, as root or its user), then the
+same without the `exchange_rate_pair_published` index, and without it and the CHECK constraints, to show
+what each costs. No worker, no Kafka. Needs the stack; run it under `flock /work/notes/bench.lock`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import time
+import uuid
+from datetime import date
+
+from sqlalchemy import create_engine
+
+from ces.adapters.postgres import migrate
+from ces.adapters.postgres.rate_copy import _COPY_IN, _lines
+from ces.adapters.providers.ecb_history import bundled_quotes
+from ces.projections.rate_wire import RateRow, read_row
+from ces.services.backfill import backfill_encoded
+from ces.settings import Settings
+from cesdev.stack.secrets import export_role_env
+
+_TICK = os.sysconf("SC_CLK_TCK")
+_WITHOUT_PAIR_INDEX = ["DROP INDEX exchange_rate_pair_published"]
+_WITHOUT_CHECKS = [
+    "ALTER TABLE exchange_rate DROP CONSTRAINT exchange_rate_base_currency_check, "
+    "DROP CONSTRAINT exchange_rate_target_currency_check, DROP CONSTRAINT exchange_rate_rate_value_check, "
+    "DROP CONSTRAINT exchange_rate_check"
+]
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _run(settings: Settings, label: str, ddl: list[str], batches: list[str], rows: int) -> None:
+    schema = f"bench_copy_{uuid.uuid4().hex[:8]}"
+    migrate.upgrade(settings.migration_database_dsn, schema=schema)
+    engine = create_engine(settings.migration_database_dsn, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        with engine.begin() as conn:
+            for statement in ddl:
+                conn.exec_driver_sql(statement)
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("SELECT pg_backend_pid()")
+            found = cursor.fetchone()
+            assert found is not None
+            pid = int(found[0])
+            cpu, started = _cpu_seconds(pid), time.time()
+            for batch in batches:
+                cursor.copy_expert(_COPY_IN, io.StringIO(batch))
+                raw.commit()
+            wall, cpu = time.time() - started, _cpu_seconds(pid) - cpu
+        finally:
+            raw.close()
+        load = os.getloadavg()[0]
+        print(f"{label}: {wall:.1f}s wall, backend CPU {cpu:.1f}s ({cpu / rows * 1e6:.0f} us/row), load {load:.2f}")
+    finally:
+        engine.dispose()
+        admin = create_engine(settings.migration_database_dsn)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    export_role_env("admin")
+    settings = Settings()
+    encoded = (v for q in bundled_quotes(date(1999, 1, 1), date.today()) for _, v in backfill_encoded(q))
+    rows: list[RateRow] = [row for row in map(read_row, encoded) if row is not None]
+    batches = [_lines(rows[i : i + 2000], ordinal=False) for i in range(0, len(rows), 2000)]
+    print(f"{len(rows)} rows, {len(batches)} batches")
+    _run(settings, "exchange_rate as migrated", [], batches, len(rows))
+    _run(settings, "without the pair index", _WITHOUT_PAIR_INDEX, batches, len(rows))
+    _run(settings, "without the pair index and the CHECKs", _WITHOUT_PAIR_INDEX + _WITHOUT_CHECKS, batches, len(rows))
+
+
+if __name__ == "__main__":
+    main()
