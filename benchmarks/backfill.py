@@ -27,15 +27,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 
+from isolation import Isolation, free_ports  # benchmarks/ sibling
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
 
 from ces.adapters.kafka.connection import kafka_kwargs
-from ces.adapters.postgres import migrate
 from ces.adapters.providers.ecb_history import load_history
 from ces.settings import Settings
 from cesdev.stack.secrets import export_role_env
@@ -132,28 +130,15 @@ def main() -> None:
     parser.add_argument("--py-spy", metavar="OUT", help="profile the worker from its first row to its last into OUT")
     args = parser.parse_args()
     export_role_env("admin")  # the local stack's credentials, unless CES_* are set
-    settings = Settings()
-    run = uuid.uuid4().hex[:8]
-    schema = f"bench_{run}"
-    migrate.upgrade(settings.migration_database_dsn, schema=schema)
-    url = make_url(settings.database_dsn).update_query_dict({"options": f"-csearch_path={schema}"})
-    url_text = url.render_as_string(hide_password=False)
-    prefix = f"bench-{run}-"
-    env = {
-        **os.environ,
-        "CES_APP_ID": f"bench-{run}",
-        "CES_TOPIC_PREFIX": prefix,
-        "CES_REDIS_KEY_PREFIX": f"bench-{run}:",
-        "CES_DATABASE_URL": url_text,
-        "CES_PROVIDER_URL": "http://127.0.0.1:9",  # no live fetches during the benchmark
-        "CES_FETCH_MAX_ATTEMPTS": "1",
-        "CES_WORKER_WEB_PORT": "16066",
-        "CES_LOG_LEVEL": "WARNING",
-    }
+    run = Isolation.new()
+    settings = run.settings
+    run.create()
+    prefix = run.topic_prefix
+    env = run.env(CES_WORKER_WEB_PORT=str(free_ports(1)[0]))
     history = load_history()
     expected = sum(len(r) for r in history.rates.values())
     print(f"history: {len(history.days)} days, {expected} rates")
-    engine = create_engine(url_text)
+    engine = create_engine(run.database_url)
     worker: subprocess.Popen[bytes] | None = None
     spy: subprocess.Popen[bytes] | None = None
 
@@ -249,10 +234,7 @@ def main() -> None:
             worker.terminate()
             worker.wait(60)
         engine.dispose()
-        admin = create_engine(settings.migration_database_dsn)
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        run.cleanup()
 
 
 if __name__ == "__main__":
