@@ -22,6 +22,7 @@ from ces.adapters.postgres.replay_target import PostgresReplayTarget, bulk_write
 from ces.adapters.postgres.verify import PROJECTION_TABLES, verify
 from ces.cli.replay_view import LogProgress
 from ces.events.conversions import ConversionAudited, ConversionRejected, Decision
+from ces.events.rates import RateFetched
 from ces.projections.replay import PHASES, Partition, PhaseReport, Prepared, Replay, ReplayOptions
 from ces.settings import Settings
 from tests.integration.test_audit_store import audited, rejected
@@ -137,15 +138,21 @@ def test_the_bulk_path_writes_exactly_the_live_rows(
     assert carried[0] == carried[1] and str(key) in carried[0] and "2001-09-11" in carried[0]
 
 
+def _rate_and_checkpoints(engine: Engine, schema: str) -> RateFetched:
+    """A stored USD rate for the audits to reference, and the replay's checkpoint table."""
+    usd = rate_event("USD", "1.0892", T0)
+    RateProjector(engine).project([usd])
+    with engine.begin() as conn:
+        create_checkpoint_table(conn, schema)
+    return usd
+
+
 @pytest.mark.parametrize("prepared", [False, True], ids=["decoded", "from-bytes"])
 def test_a_refused_row_fails_the_bulk_batch_and_the_replay_retries_one_by_one(
     settings: Settings, bulk_schema: tuple[Engine, str], prepared: bool
 ) -> None:
     engine, schema = bulk_schema
-    usd = rate_event("USD", "1.0892", T0)
-    RateProjector(engine).project([usd])
-    with engine.begin() as conn:
-        create_checkpoint_table(conn, schema)
+    usd = _rate_and_checkpoints(engine, schema)
     good, unknown_rate, later = (uuid.uuid4() for _ in range(3))
     events: list[Decision] = [audited(good, usd.rate_id), audited(unknown_rate, uuid.uuid4()), rejected(later)]
 
@@ -173,10 +180,7 @@ def test_a_batch_meeting_an_id_claimed_before_falls_back_to_the_claim_with_its_c
     # The straight COPY into conversion_request fails whole on an id claimed by an earlier batch; the savepoint
     # undoes it, the staging claim decides row by row, and the batch's checkpoint still commits with its rows.
     engine, schema = bulk_schema
-    usd = rate_event("USD", "1.0892", T0)
-    RateProjector(engine).project([usd])
-    with engine.begin() as conn:
-        create_checkpoint_table(conn, schema)
+    usd = _rate_and_checkpoints(engine, schema)
     old, new, fresh = (uuid.uuid4() for _ in range(3))
     target = PostgresReplayTarget(settings.migration_database_dsn, schema, writers=bulk_writers())
     try:
