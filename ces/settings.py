@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     # Per-key token bucket in Redis, shared by every gateway instance.
     rate_limit_per_second: float = Field(default=1000.0, gt=0)
     rate_limit_burst: int = Field(default=2000, ge=1)
+    # Spare tokens a gateway instance may take from a busy key's bucket in one Redis call and spend locally
+    # (within 1 s): N instances may admit up to N x this many requests above the bucket (docs/security.md).
+    # 0: one Redis call per request, exact.
+    rate_limit_lease: int = Field(default=10, ge=0)
 
     # Redis keys: the latest rate of a pair is at `<prefix>BASE:TARGET`.
     redis_key_prefix: str = ""

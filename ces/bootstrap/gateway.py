@@ -97,6 +97,7 @@ async def _open(settings: Settings) -> AsyncIterator[Deps]:
             rate=settings.rate_limit_per_second,
             burst=settings.rate_limit_burst,
             key_prefix=settings.redis_key_prefix,
+            lease=settings.rate_limit_lease,
         ),
         quotes=build_decider(settings, lookup),
         live=broadcast,

@@ -80,7 +80,7 @@ async def test_concurrent_takes_share_round_trips_and_the_bucket_still_holds(
     assert all(w > 0 for w in waits[30:])  # ... and the other 20 were refused, as 50 single calls would be
     assert calls < 50  # the takes that arrived during a call went out together
     assert await limiter.take(key) > 0  # nothing was left in the bucket
-    assert limiter._queued == {}  # the key is idle again
+    assert not limiter._leases[limiter.key_prefix + f"ces:rate-limit:{key}"].calling  # the key is idle again
 
 
 async def test_an_unreachable_redis_is_cache_unavailable() -> None:
@@ -104,3 +104,83 @@ async def test_a_batch_takes_one_token_per_item_and_one_bigger_than_the_burst_le
     assert await limiter.take(other, 60) == 0  # a full bucket pays for a batch above its burst ...
     wait = await limiter.take(other)
     assert 0.2 <= wait <= 0.52  # ... and is 50 tokens in debt: 0.5 s at 100/s before the next request
+
+
+async def _admitted(limiter: RedisRateLimiter, key: uuid.UUID, takes: int) -> int:
+    """How many of `takes` concurrent single takes were let through."""
+    waits = await asyncio.gather(*(limiter.take(key) for _ in range(takes)))
+    return sum(1 for w in waits if w == 0)
+
+
+async def _bucket(redis_client: aioredis.Redis, limiter: RedisRateLimiter, key: uuid.UUID) -> float:
+    tokens = await redis_client.hget(f"{limiter.key_prefix}ces:rate-limit:{key}", "tokens")
+    assert tokens is not None
+    return float(tokens)
+
+
+async def test_two_gateways_leasing_one_key_exceed_the_bucket_by_at_most_their_leases(
+    redis_client: aioredis.Redis, unique: str
+) -> None:
+    # Two instances ("gateways") sharing one key's bucket, each with a lease of 5. The bucket barely refills
+    # (one token in 1000 s), so what each window admits is countable: at most what the bucket held at its
+    # start plus the spare tokens the two instances held then (docs/security.md: N x lease).
+    lease, burst = 5, 40
+    prefix = f"lease-{unique}:"
+    a, b = (RedisRateLimiter(redis_client, rate=0.001, burst=burst, key_prefix=prefix, lease=lease) for _ in "ab")
+    key = uuid.uuid4()
+    calls = 0
+    for limiter in (a, b):
+        take = limiter._take
+
+        async def counted(take: object = take, **kwargs: object) -> object:
+            nonlocal calls
+            calls += 1
+            return await take(**kwargs)  # type: ignore[operator]
+
+        limiter._take = counted  # type: ignore[assignment]
+    # Warm both: sequential takes build up demand, so each instance ends up holding spare tokens.
+    admitted = 0
+    for _ in range(4):
+        admitted += await _admitted(a, key, 1) + await _admitted(b, key, 1)
+    held = a._leases[f"{prefix}ces:rate-limit:{key}"].tokens + b._leases[f"{prefix}ces:rate-limit:{key}"].tokens
+    assert 0 < held <= 2 * lease
+    before = await _bucket(redis_client, a, key)
+    assert admitted + held + before == pytest.approx(burst, abs=0.01)  # every token is accounted for
+    calls_before = calls
+    window = sum(await asyncio.gather(_admitted(a, key, 30), _admitted(b, key, 30)))
+    assert window <= int(before) + 2 * lease  # the bound
+    assert window == int(before) + held  # here exactly: the bucket's tokens plus the leases, nothing more
+    assert admitted + window <= burst  # over the whole run never more than the bucket ever held
+    assert calls - calls_before < 60  # far fewer Redis calls than takes
+    assert await a.take(key) > 0 and await b.take(key) > 0  # both empty now
+
+
+async def test_a_busy_key_costs_one_redis_call_per_lease_and_spare_tokens_expire(
+    redis_client: aioredis.Redis, unique: str
+) -> None:
+    now = [0.0]
+    limiter = RedisRateLimiter(
+        redis_client, rate=0.001, burst=100, key_prefix=f"lease-{unique}:", lease=4, clock=lambda: now[0]
+    )
+    calls = 0
+    take = limiter._take
+
+    async def counted(**kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        return await take(**kwargs)  # type: ignore[arg-type]
+
+    limiter._take = counted  # type: ignore[assignment]
+    key = uuid.uuid4()
+    assert [await limiter.take(key) for _ in range(23)] == [0.0] * 23
+    # Calls for 1 (idle: no spare), 2 (one spare), 4 (three), then 5 (the lease of four) each time: 22 takes
+    # in 6 calls, and the 23rd's call leases four more.
+    assert calls == 7
+    tokens = f"{limiter.key_prefix}ces:rate-limit:{key}"
+    assert limiter._leases[tokens].tokens == 4
+    now[0] += 1.0  # the lease expires: its 4 tokens are dropped, not spent and not given back
+    assert await limiter.take(key) == 0
+    assert calls == 8
+    assert await _bucket(redis_client, limiter, key) == pytest.approx(
+        100 - 23 - 4 - 1 - limiter._leases[tokens].tokens, abs=0.01
+    )

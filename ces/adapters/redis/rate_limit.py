@@ -1,12 +1,15 @@
 """Per-key rate limits in Redis: one token bucket per API key, refilled continuously (the `RateLimiter` port).
 
 One Lua script takes tokens atomically, so every gateway instance shares the same bucket. Redis's own
-clock (`TIME`) is the only clock used: gateways with skewed clocks cannot refill a bucket early.
+clock (`TIME`) is the only clock used: gateways with skewed clocks cannot refill a bucket early. Each
+instance takes a busy key's tokens a few at a time (a lease, `RedisRateLimiter`), within a documented bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from uuid import UUID
 
 import redis.asyncio as aioredis
@@ -47,65 +50,131 @@ return {granted, wait}
 """
 
 
-class RedisRateLimiter:
-    """Takes of one token for the same key that arrive while a call for that key is in flight wait for it and
-    then go to Redis together, as one script call (`count`): under load one round trip serves many requests
-    (a Redis call per request was ~15% of the gateway's CPU, docs/http.md). The first take of an idle key goes
-    out at once, so nothing waits that would not have; every token is still taken in Redis, atomically, from
-    the one bucket all gateway instances share."""
+# A process holds lease state for at most this many keys (keys are verified API keys, so few; a bound anyway).
+_MAX_KEYS = 10_000
 
-    def __init__(self, client: aioredis.Redis, *, rate: float, burst: int, key_prefix: str = "") -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
+
+class _Lease:
+    """One key on this instance: spare tokens taken from the shared bucket, recent demand, waiting takes."""
+
+    __slots__ = ("calling", "expires", "previous", "recent", "since", "tokens", "waiters")
+
+    def __init__(self, now: float) -> None:
+        self.tokens = 0
+        self.expires = 0.0
+        # Takes in the current window of `lease_seconds` (from `since`) and in the one before it.
+        self.since = now
+        self.recent = 0
+        self.previous = 0
+        self.waiters: list[asyncio.Future[float]] = []
+        self.calling = False
+
+
+class RedisRateLimiter:
+    """The shared bucket in Redis, taken from through a small local lease per key.
+
+    A take of one token is served from this instance's lease of the key when it holds an unexpired token;
+    otherwise it waits for the key's next call to Redis, which takes in one script call a token for every
+    take waiting plus up to `lease` spare tokens: as many as this key was taken here in the last one to two
+    `lease_seconds`, so an idle key leases nothing and a busy one `lease`. Takes that arrive while a call is
+    in flight wait for it and go in the next one. A busy key thus costs one Redis call per `lease + 1`
+    requests instead of one per request (that call was ~10% of the gateway's CPU, docs/http.md). Spare
+    tokens not spent within `lease_seconds` are dropped, never given back: they only make the limit stricter.
+
+    The bound (docs/security.md): every token spent was taken from the one shared bucket, atomically and in
+    arrival order, so over any window of time the requests admitted for a key by N gateway instances exceed
+    what the bucket alone admits in that window by at most N x `lease` (tokens leased before the window and
+    spent in it). `lease=0` takes every token from Redis when it is spent, exactly as without leases.
+
+    A batch (`cost > 1`) is charged in Redis directly, all or nothing, never from the lease."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        rate: float,
+        burst: int,
+        key_prefix: str = "",
+        lease: int = 0,
+        lease_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate <= 0 or burst < 1 or lease < 0 or lease_seconds <= 0:
+            raise ValueError("rate must be > 0, burst >= 1, lease >= 0 and lease_seconds > 0")
         self.rate = rate
         self.burst = burst
         self.key_prefix = key_prefix
+        self.lease = lease
+        self.lease_seconds = lease_seconds
+        self.clock = clock
         self._take = client.register_script(_TAKE)
-        # Per key with a call in flight: the single takes that arrived since, waiting for the next call.
-        self._queued: dict[str, list[asyncio.Future[float]]] = {}
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._leases: dict[str, _Lease] = {}
+        self._calls: set[asyncio.Task[None]] = set()
 
     async def take(self, key_id: UUID, cost: int = 1) -> float:
         key = f"{self.key_prefix}ces:rate-limit:{key_id}"
         if cost > 1:
             granted, wait = await self._call(key, cost, 1)
             return 0.0 if granted else wait
-        queue = self._queued.get(key)
-        if queue is not None:
-            fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-            queue.append(fut)
-            return await fut
-        self._queued[key] = []
-        try:
-            granted, wait = await self._call(key, 1, 1)
-        finally:
-            self._next(key)
-        return 0.0 if granted else wait
+        now = self.clock()
+        held = self._leases.get(key)
+        if held is None:
+            if len(self._leases) >= _MAX_KEYS:
+                self._leases = {k: v for k, v in self._leases.items() if v.calling}
+            held = self._leases[key] = _Lease(now)
+        elif now - held.since >= self.lease_seconds:
+            held.previous = held.recent if now - held.since < 2 * self.lease_seconds else 0
+            held.recent = 0
+            held.since = now
+        held.recent += 1
+        if held.tokens > 0:
+            if now < held.expires:
+                held.tokens -= 1
+                return 0.0
+            held.tokens = 0  # expired: dropped (see the class docstring)
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        held.waiters.append(fut)
+        if not held.calling:
+            held.calling = True
+            task = asyncio.create_task(self._refill(key, held))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+        return await fut
 
-    def _next(self, key: str) -> None:
-        """The call for `key` returned: send what queued behind it as one call, or mark the key idle."""
-        queued = self._queued.pop(key, [])
-        if queued:
-            self._queued[key] = []
-            task = asyncio.create_task(self._flush(key, queued))
-            self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
-
-    async def _flush(self, key: str, waiters: list[asyncio.Future[float]]) -> None:
+    async def _refill(self, key: str, held: _Lease) -> None:
+        """Call Redis for `key` until no take of it waits; each call asks for the waiting takes and the spares."""
         try:
-            granted, wait = await self._call(key, 1, len(waiters))
-        except BaseException as exc:
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_exception(exc if isinstance(exc, CacheUnavailable) else CacheUnavailable(repr(exc)))
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            for i, fut in enumerate(waiters):
-                if not fut.done():
-                    fut.set_result(0.0 if i < granted else wait)
+            while held.waiters:
+                waiters, held.waiters = held.waiters, []
+                spare = min(self.lease, max(0, held.previous + held.recent - len(waiters)))
+                try:
+                    granted, wait = await self._call(key, 1, len(waiters) + spare)
+                except BaseException as exc:
+                    failure = exc if isinstance(exc, CacheUnavailable) else CacheUnavailable(repr(exc))
+                    for fut in [*waiters, *held.waiters]:
+                        if not fut.done():
+                            fut.set_exception(failure)
+                    held.waiters = []
+                    if not isinstance(exc, Exception):
+                        raise
+                    return
+                for i, fut in enumerate(waiters):
+                    if fut.done():  # cancelled (the caller went away): its token is a spare one
+                        held.tokens += 1 if i < granted else 0
+                    else:
+                        fut.set_result(0.0 if i < granted else wait)
+                if granted > len(waiters):
+                    held.tokens += granted - len(waiters)
+                if held.tokens > 0:
+                    held.expires = self.clock() + self.lease_seconds
+                # Takes that queued during the call spend what it brought before asking for more.
+                while held.waiters and held.tokens > 0:
+                    fut = held.waiters.pop(0)
+                    if not fut.done():
+                        held.tokens -= 1
+                        fut.set_result(0.0)
         finally:
-            self._next(key)
+            held.calling = False
 
     async def _call(self, key: str, cost: int, count: int) -> tuple[int, float]:
         try:
