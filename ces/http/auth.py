@@ -15,7 +15,7 @@ import math
 from aiohttp import web
 
 from ces.http.deps import DEPS
-from ces.http.problems import Handler, problem
+from ces.http.problems import problem
 from ces.metrics import AUTH_REFUSALS, CACHE_ERRORS
 from ces.services.api_keys import ApiKey, Scope
 from ces.services.ports import CacheUnavailable
@@ -46,14 +46,14 @@ METRICS_ROUTE = "/metrics"
 SELF_CHARGED = frozenset({"/v1/conversions/batch"})
 
 
-def required_scope(request: web.Request, *, metrics_require_key: bool) -> Scope | None:
-    resource = request.match_info.route.resource
-    if resource is None:
-        return None  # no such route: 404/405 need no key
-    canonical = resource.canonical
+def required_scope(canonical: str | None, method: str, *, metrics_require_key: bool) -> Scope | None:
+    """`canonical`: the matched route's template, None when no route matched (404/405 need no key)."""
+    if canonical is None:
+        return None
     if canonical == METRICS_ROUTE:
         return Scope.READ if metrics_require_key else None
-    return ROUTE_SCOPES.get(canonical, {}).get(request.method)
+    scopes = ROUTE_SCOPES.get(canonical)
+    return None if scopes is None else scopes.get(method)
 
 
 class QuietBadRequests(logging.Filter):
@@ -77,14 +77,16 @@ def bearer_token(header: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token and len(token) <= 200 else None
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def authorize(request: web.Request, canonical: str | None) -> web.Response | None:
+    """The 401/403/429 refusal for this request, or None (and the caller's key in `request[API_KEY]`).
+
+    `canonical`: the matched route's template (None: no route matched)."""
     deps = request.app[DEPS]
     if deps.keys is None:
-        return await handler(request)  # CES_API_KEYS_REQUIRED=false: an operator's explicit choice
-    scope = required_scope(request, metrics_require_key=deps.settings.metrics_require_key)
+        return None  # CES_API_KEYS_REQUIRED=false: an operator's explicit choice
+    scope = required_scope(canonical, request.method, metrics_require_key=deps.settings.metrics_require_key)
     if scope is None:
-        return await handler(request)
+        return None
     given = request.headers.getall("Authorization", [])
     # Two credentials are ambiguous (which one did a proxy check?): refused, like repeated JSON keys.
     secret = bearer_token(given[0]) if len(given) == 1 else None
@@ -100,8 +102,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if scope not in key.scopes:
         AUTH_REFUSALS.labels("scope").inc()
         return problem("forbidden", f"this API key lacks the `{scope.value}` scope")
-    resource = request.match_info.route.resource
-    if deps.limiter is not None and (resource is None or resource.canonical not in SELF_CHARGED):
+    if deps.limiter is not None and canonical not in SELF_CHARGED:
         try:
             wait = await deps.limiter.take(key.id)
         except CacheUnavailable as exc:
@@ -117,4 +118,4 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
     request[API_KEY] = key
-    return await handler(request)
+    return None

@@ -112,28 +112,26 @@ def _caller_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-@web.middleware
-async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn aiohttp's HTTP errors and anything unexpected into problem+json; never leak a stack trace."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
+def problem_for(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """Turn aiohttp's HTTP errors and anything unexpected into problem+json; never leak a stack trace.
+
+    An `HTTPException` below 400 (a redirect) is not an error: it is raised again."""
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
         # A 405 must say which methods the resource has (RFC 9110 15.5.6); aiohttp put them in `Allow`.
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return problem(code.get(exc.status, "invalid_request"), exc.reason or exc.text or "", headers=allow)
-    except Exception as exc:
-        if _caller_gone(request):
-            # The caller hung up before its answer (a client timeout, a load generator stopping): nothing
-            # failed on our side, so no "backend unavailable" warning and no 503 in the metrics. 499 is
-            # nginx's "client closed request"; nobody receives it.
-            log.debug("%s %s: the caller disconnected: %s", request.method, request.path, type(exc).__name__)
-            return web.Response(status=CLIENT_CLOSED_REQUEST)
-        if classify(exc) is Failure.TRANSIENT:
-            # Kafka, PostgreSQL or Redis down: the caller can retry (conversions with the same request_id).
-            log.warning("%s %s: backend unavailable: %s: %s", request.method, request.path, type(exc).__name__, exc)
-            return problem("unavailable", f"a backend is unavailable ({type(exc).__name__}); retry later")
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return problem("internal_error", "an unexpected error occurred; it has been logged")
+    if _caller_gone(request):
+        # The caller hung up before its answer (a client timeout, a load generator stopping): nothing
+        # failed on our side, so no "backend unavailable" warning and no 503 in the metrics. 499 is
+        # nginx's "client closed request"; nobody receives it.
+        log.debug("%s %s: the caller disconnected: %s", request.method, request.path, type(exc).__name__)
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
+    if classify(exc) is Failure.TRANSIENT:
+        # Kafka, PostgreSQL or Redis down: the caller can retry (conversions with the same request_id).
+        log.warning("%s %s: backend unavailable: %s: %s", request.method, request.path, type(exc).__name__, exc)
+        return problem("unavailable", f"a backend is unavailable ({type(exc).__name__}); retry later")
+    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return problem("internal_error", "an unexpected error occurred; it has been logged")

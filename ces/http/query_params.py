@@ -12,7 +12,7 @@ from functools import cache
 from aiohttp import web
 
 from ces.http.openapi import openapi_document
-from ces.http.problems import Handler, problem
+from ces.http.problems import problem
 
 API_PREFIX = "/v1/"
 # The longest refusal message: a caller sending thousands of names gets a readable answer, not an echo.
@@ -30,14 +30,13 @@ def declared_query_params() -> dict[tuple[str, str], frozenset[str]]:
     }
 
 
-def query_problem(request: web.Request) -> web.Response | None:
-    """The 400 for an undeclared or repeated query parameter of a `/v1/` operation, or None."""
-    if not request.query:
+def query_problem(request: web.Request, canonical: str | None) -> web.Response | None:
+    """The 400 for an undeclared or repeated query parameter of a `/v1/` operation, or None.
+
+    `canonical`: the matched route's template (None: no route matched)."""
+    if canonical is None or not request.query_string:
         return None
-    resource = request.match_info.route.resource
-    if resource is None:
-        return None
-    allowed = declared_query_params().get((resource.canonical, request.method))
+    allowed = declared_query_params().get((canonical, request.method))
     if allowed is None:
         return None  # not an API operation (dashboard, static files, health, metrics)
     unknown = sorted(set(request.query) - allowed)
@@ -47,9 +46,3 @@ def query_problem(request: web.Request) -> web.Response | None:
     if repeated:
         return problem("invalid_request", f"query parameter(s) given more than once: {', '.join(repeated)}")
     return None
-
-
-@web.middleware
-async def query_params_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    refused = query_problem(request)
-    return refused if refused is not None else await handler(request)

@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from ces.events.conversions import ConversionRejected
 from ces.http.app import create_app
 from ces.http.deps import Deps
-from ces.http.problems import problems_middleware
+from ces.http.problems import problem_for
 from ces.http.query_params import declared_query_params
 from ces.services.conversion_requests import BackendUnavailable, IdempotencyConflict, ResultTimeout
 from ces.services.ports import TooManyPending
@@ -230,11 +230,8 @@ async def test_a_caller_that_hung_up_is_not_a_backend_failure(gone: bool, caplog
     transport.is_closing.return_value = gone
     request = make_mocked_request("POST", "/v1/conversions", transport=transport)
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        raise ConnectionResetError("Connection lost")
-
     with caplog.at_level(logging.DEBUG, logger="ces.http.problems"):
-        response = await problems_middleware(request, handler)
+        response = problem_for(request, ConnectionResetError("Connection lost"))
     assert response.status == (499 if gone else 503)
     warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert (warned == []) is gone
