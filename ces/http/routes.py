@@ -27,7 +27,7 @@ from ces.http.schemas import (
     RateHistory,
     RatesTable,
     Status,
-    audit_json,
+    audit_body,
     leg_out,
     rate_json,
     rate_out,
@@ -41,6 +41,12 @@ MAX_HISTORY_PAGE = 5000
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(body, status=status, headers=headers, dumps=lambda o: json.dumps(o))
+
+
+def _audit(audit: ConversionAudited, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=audit_body(audit), status=status, headers=headers, content_type="application/json", charset="utf-8"
+    )
 
 
 async def post_conversion(request: web.Request) -> web.Response:
@@ -79,7 +85,7 @@ async def post_conversion(request: web.Request) -> web.Response:
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
     if isinstance(decision, ConversionAudited):
         headers["Location"] = f"/v1/conversions/{decision.audit_id}"
-        return _json(audit_json(decision), status=201, headers=headers)
+        return _audit(decision, status=201, headers=headers)
     code = decision.reason.value
     return problem(code, decision.message, request_id=request_id, rejected_at=rfc3339(decision.rejected_at))
 
@@ -92,7 +98,7 @@ async def get_conversion(request: web.Request) -> web.Response:
     audit = await asyncio.to_thread(deps.audits.get_audit, audit_id)
     if audit is None:
         return problem("not_found", f"no conversion {audit_id}")
-    return _json(audit_json(audit))
+    return _audit(audit)
 
 
 async def get_conversion_request(request: web.Request) -> web.Response:
@@ -104,7 +110,7 @@ async def get_conversion_request(request: web.Request) -> web.Response:
     if decision is None:
         return problem("not_found", f"no decision for request {request_id} (yet)")
     if isinstance(decision, ConversionAudited):
-        return _json(audit_json(decision))
+        return _audit(decision)
     return _json(rejection_json(decision))
 
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
+
+import pytest
 
 from ces.domain.as_of import AS_OF_SCHEMA_PATTERN, read_as_of
 from ces.domain.money import DECIMAL_PATTERN, currencies, parse_decimal
 from ces.http.app import ALL_ROUTES
 from ces.http.openapi import docs_html, openapi_document
 from ces.http.problems import PROBLEMS, Problem
-from ces.http.schemas import ConversionBody
+from ces.http.schemas import ConversionBody, audit_body, audit_json
+from tests.fakes import audited
 
 # The contract and its page describe the API, not part of it; the dashboard is a page that uses it.
 UNDOCUMENTED = {"/openapi.json", "/docs", "/", "/dashboard", "/dashboard/static/{name}"}
@@ -82,3 +89,16 @@ def test_every_rejection_reason_is_a_documented_problem() -> None:
     from ces.http.problems import PROBLEMS
 
     assert {reason.value for reason in RejectionReason} <= set(PROBLEMS)
+
+
+@pytest.mark.parametrize("as_of", [None, datetime(2024, 3, 1, 23, 59, 59, 999999, tzinfo=UTC)])
+@pytest.mark.parametrize("requested_by", [None, uuid.uuid4()])
+def test_the_audit_body_is_the_audit_json_serialized(as_of: datetime | None, requested_by: uuid.UUID | None) -> None:
+    # The conversions' responses are serialized by pydantic in one step (`audit_body`); they must say exactly
+    # what `audit_json` (the batch slots, the dashboard) says, member by member and in the same order.
+    audit = audited(uuid.uuid4(), "EUR", "JPY", Decimal("1234.5")).model_copy(
+        update={"as_of": as_of, "requested_by": requested_by, "rate_ids": [uuid.uuid4(), uuid.uuid4()]}
+    )
+    body = json.loads(audit_body(audit))
+    assert list(body.items()) == list(audit_json(audit).items())
+    assert "requested_by" not in body and body["status"] == "audited"
