@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 
 from ces.http.app import create_app
 from ces.http.deps import Deps
@@ -213,3 +214,38 @@ def test_a_request_the_parser_refuses_is_logged_without_its_bytes() -> None:
         record = logging.LogRecord("aiohttp.server", logging.ERROR, "", 0, "Error handling request", (), sys.exc_info())
     assert QuietBadRequests().filter(record) is True  # the event stays
     assert secret not in logging.Formatter().format(record)
+
+
+def _observed(method: str, route: str, status: int) -> float:
+    value = REGISTRY.get_sample_value(
+        "ces_http_request_seconds_count", {"method": method, "route": route, "status": str(status)}
+    )
+    return value or 0.0
+
+
+async def test_one_middleware_keeps_the_order_of_the_four_it_replaced(gateway: Make) -> None:
+    # The key is checked before the query string (no key and a bad parameter: 401, not 422), the query
+    # before the handler, a failure anywhere below (here the key store) is problem+json, and every answer
+    # is counted under its route template.
+    store = FakeApiKeyStore()
+    _, secret = create_key(store, "k", frozenset(Scope))
+    limiter = FakeRateLimiter()
+    client = await gateway(store, limiter)
+    before = {s: _observed("GET", "/v1/currencies", s) for s in (200, 401, 422, 503)}
+    assert (await client.get("/v1/currencies?limt=1")).status == 401
+    refused = await client.get("/v1/currencies?limt=1", headers=bearer(secret))
+    assert refused.status == 422 and refused.content_type == "application/problem+json"
+    assert sum(limiter.taken.values()) == 1  # refused for its query after the key paid its token
+    assert (await client.get("/v1/currencies", headers=bearer(secret))).status == 200
+    store.find = _broken  # type: ignore[method-assign]
+    failed = await client.get("/v1/currencies", headers=bearer("ces_" + "n" * 43))
+    assert failed.status == 503 and (await failed.json())["code"] == "unavailable"
+    for status in (200, 401, 422, 503):
+        assert _observed("GET", "/v1/currencies", status) == before[status] + 1
+    unmatched = _observed("GET", "unmatched", 404)
+    assert (await client.get("/nowhere")).status == 404
+    assert _observed("GET", "unmatched", 404) == unmatched + 1
+
+
+def _broken(digest: bytes) -> None:
+    raise ConnectionError("PostgreSQL went away")
