@@ -141,10 +141,6 @@ class Settings(BaseSettings):
     # at a time, so under load records gather while the previous send is in flight anyway, and at light
     # load every millisecond of linger was in each round trip, and more (docs/http.md, "Producer linger").
     gateway_linger_ms: int = Field(default=0, ge=0, le=100)
-    # What the gateway's producer compresses its request batches with. Its batches are one to a few requests
-    # of ~400 bytes, which zstd barely shrinks, for CPU in the gateway (~2% of its samples) and the worker;
-    # the topic is kept 7 days. The decisions, kept forever, are compressed by the worker (CES_KAFKA_COMPRESSION).
-    gateway_kafka_compression: Literal["none", "gzip", "lz4", "zstd"] = "none"
     # The same for the worker's producer (results, dead letters, rates).
     worker_linger_ms: int = Field(default=0, ge=0, le=100)
     gateway_processes: int = Field(default=1, ge=1, le=64)  # `ces gateway --processes N` overrides

@@ -51,9 +51,7 @@ from ces.settings import Settings
 async def _open(settings: Settings) -> AsyncIterator[Deps]:
     engine = build_engine(settings)
     redis_client = build_redis(settings)
-    producer = build_producer(
-        settings, linger_ms=settings.gateway_linger_ms, compression=settings.gateway_kafka_compression
-    )
+    producer = build_producer(settings, linger_ms=settings.gateway_linger_ms)
     await producer.start()
     prefix = settings.topic_prefix
     router = ReplyRouter(
