@@ -18,12 +18,17 @@ from ces.services.ports import CacheUnavailable, RateCache, StoredRates
 
 log = logging.getLogger(__name__)
 
+_MAX_DERIVED = 4096  # pairs remembered (every pair of ~170 currencies is ~29,000; the hot ones are few)
+
 
 class RateLookup:
     def __init__(self, cache: RateCache | None, repository: StoredRates, pivot: str) -> None:
         self.cache = cache
         self.repository = repository
         self.pivot = pivot
+        # The last rate derived per pair, with the legs it came from: a cache that hands back the same leg
+        # objects while they are current (the Redis cache does) spares the derivation and its Decimal math.
+        self._derived: dict[tuple[str, str], DerivedRate] = {}
 
     async def latest(self, base: str, target: str) -> DerivedRate | None:
         if base == target:
@@ -42,8 +47,17 @@ class RateLookup:
         for base, target in pairs:
             wanted = [legs[leg] for leg in legs_needed(base, target, self.pivot)]
             present = [leg for leg in wanted if leg is not None]
-            ok = base != target and len(present) == len(wanted)
-            result[(base, target)] = derive(base, target, self.pivot, present) if ok else None
+            if base == target or len(present) != len(wanted):
+                result[(base, target)] = None
+                continue
+            before = self._derived.get((base, target))
+            if before is not None and all(a is b for a, b in zip(before.legs, present, strict=True)):
+                result[(base, target)] = before
+                continue
+            rate = result[(base, target)] = derive(base, target, self.pivot, present)
+            if len(self._derived) >= _MAX_DERIVED:
+                self._derived.clear()
+            self._derived[(base, target)] = rate
         return result
 
     async def at_many(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -184,3 +184,36 @@ def test_the_oracle_rounds_half_even() -> None:
     assert round(Fraction("0.125"), 2) == Fraction("0.12") and round(Fraction("0.135"), 2) == Fraction("0.14")
     assert significant(Fraction(1, 3), 4) == Fraction("0.3333")
     assert significant(Fraction(200, 3), 4) == Fraction("66.67")
+
+
+@pytest.mark.parametrize(
+    ("base", "target", "extra"),
+    [
+        ("EUR", "USD", {}),
+        ("USD", "EUR", {"requested_by": str(uuid.uuid4())}),
+        ("USD", "JPY", {"as_of": "2020-01-31"}),
+        ("KWD", "JPY", {"as_of": "2020-01-31T10:00:00+02:00", "requested_by": str(uuid.uuid4())}),
+    ],
+)
+async def test_an_audit_built_without_validation_equals_the_validated_one(
+    base: str, target: str, extra: dict[str, str]
+) -> None:
+    # `decide` builds audits with `model_construct`: the same event, field for field and byte for byte, as
+    # validating its fields would give.
+    raw = {"request_id": str(uuid.uuid4()), "base_currency": base, "target_currency": target, "amount": "1234.56"}
+    parsed = parse_request(json.dumps(raw | extra).encode(), max_amount=Decimal(10**9))
+    legs = list(LEGS.values())
+    then = datetime(2020, 1, 31, 6, tzinfo=UTC)
+    past = [stored_rate(leg.target_currency, str(leg.rate_value), then) for leg in legs]
+    lookup = FakeRateLookup(past + legs)  # the latest rate of a pair is its last
+    (built,) = await ConversionDecider(
+        lookup,  # type: ignore[arg-type]
+        default_margin=Decimal("0.0010"),
+        margin_overrides={},
+        max_rate_age=timedelta(days=1),
+    ).decide([parsed])
+    assert isinstance(built, ConversionAudited)
+    validated = ConversionAudited.model_validate(dict(built))
+    assert built == validated
+    assert built.to_json() == validated.to_json()
+    assert built.model_dump() == validated.model_dump()
