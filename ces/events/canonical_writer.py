@@ -1,8 +1,9 @@
 """The canonical layout's writer side: an event's `to_json()` bytes written without building the model.
 
 The reader side is `canonical.py`; both follow the one layout `Event.to_json()` writes. Used where events
-are written in bulk (the backfill: `ces.services.backfill`); tests/unit/test_canonical_writer.py holds
-what is written here to the model's bytes, and `None` (declined) sends the caller through the model.
+are written in bulk (the backfill: `ces.services.backfill`) or on a hot path (the worker's audits);
+tests/unit/test_canonical_writer.py holds what is written here to the model's bytes, and `None` (declined)
+sends the caller through the model.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from ces.events.base import decimal_text, rfc3339
+from ces.events.conversions import ConversionAudited
 
 _ZERO, _WRITABLE_CODE, _WRITABLE_NAME = timedelta(0), re.compile(r"[A-Z]{3}"), re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
@@ -50,4 +52,37 @@ class RateFetchedWriter:
         return (
             f'{{"event_id":"{event_id}{self._middle}{rate_id}{self._pair}{target_currency}'
             f'","rate_value":"{decimal_text(rate_value)}{self._tail}'
+        ).encode()
+
+
+class ConversionAuditedWriter:
+    """`ConversionAudited.to_json()`, byte for byte, without pydantic's serializer (its Python callbacks for four
+    decimals and two or more instants were a third of the worker's publish stage). A decision's `occurred_at`
+    and `converted_at` are one instant, as are a batch's: the last instant's text is kept. Anything not plain
+    (a code that is not upper-case ISO) goes through the model. tests/unit/test_canonical_writer.py holds it
+    to the model."""
+
+    def __init__(self) -> None:
+        self._instant: datetime | None = None
+        self._text = ""
+
+    def _time(self, value: datetime) -> str:
+        if value is not self._instant:
+            self._instant, self._text = value, rfc3339(value)
+        return self._text
+
+    def write(self, d: ConversionAudited) -> bytes:
+        if not (_WRITABLE_CODE.fullmatch(d.base_currency) and _WRITABLE_CODE.fullmatch(d.target_currency)):
+            return d.to_json()
+        rate_ids = '","'.join([str(rate_id) for rate_id in d.rate_ids])
+        requested_by = "null" if d.requested_by is None else f'"{d.requested_by}"'
+        as_of = "null" if d.as_of is None else f'"{rfc3339(d.as_of)}"'
+        return (
+            f'{{"event_id":"{d.event_id}","event_type":"ConversionAudited","schema_version":3,'
+            f'"occurred_at":"{self._time(d.occurred_at)}","audit_id":"{d.audit_id}","request_id":"{d.request_id}",'
+            f'"rate_id":"{d.rate_id}","rate_ids":["{rate_ids}"],"rate_kind":"{d.rate_kind}",'
+            f'"base_currency":"{d.base_currency}","target_currency":"{d.target_currency}",'
+            f'"input_amount":"{decimal_text(d.input_amount)}","rate_value":"{decimal_text(d.rate_value)}",'
+            f'"margin":"{decimal_text(d.margin)}","output_amount":"{decimal_text(d.output_amount)}",'
+            f'"converted_at":"{self._time(d.converted_at)}","requested_by":{requested_by},"as_of":{as_of}}}'
         ).encode()

@@ -11,7 +11,8 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ces.events.canonical_writer import RateFetchedWriter
+from ces.events.canonical_writer import ConversionAuditedWriter, RateFetchedWriter
+from ces.events.conversions import ConversionAudited
 from ces.events.rates import RateFetched
 from tests.unit.test_canonical_decoding import instants
 
@@ -97,3 +98,85 @@ def test_a_plain_publication_is_written_as_the_model_writes_it() -> None:
         event_id=str(event.event_id), rate_id=str(event.rate_id), target_currency="XAG", rate_value=Decimal("1.91E-7")
     )
     assert written == event.to_json() and b'"rate_value":"0.000000191"' in written
+
+
+amounts = st.decimals(allow_nan=False, allow_infinity=False) | st.from_regex(
+    r"[0-9]{1,20}(\.[0-9]{1,20})?(E[+-]?[0-9]{1,2})?", fullmatch=True
+).map(Decimal)
+
+
+@SETTINGS
+@given(
+    ids=st.lists(st.uuids(), min_size=4, max_size=4),
+    rate_ids=st.lists(st.uuids(), min_size=1, max_size=2),
+    kind=st.sampled_from(["direct", "inverse", "cross"]),
+    base=codes,
+    target=codes,
+    decimals=st.lists(amounts, min_size=4, max_size=4),
+    occurred=instants,
+    converted=st.none() | instants,
+    requested_by=st.none() | st.uuids(),
+    as_of=st.none() | instants,
+)
+def test_the_audit_writer_writes_what_the_model_writes(
+    ids: list[uuid.UUID],
+    rate_ids: list[uuid.UUID],
+    kind: str,
+    base: str,
+    target: str,
+    decimals: list[Decimal],
+    occurred: datetime,
+    converted: datetime | None,
+    requested_by: uuid.UUID | None,
+    as_of: datetime | None,
+) -> None:
+    try:
+        event = ConversionAudited(
+            event_id=ids[0],
+            occurred_at=occurred,
+            audit_id=ids[1],
+            request_id=ids[2],
+            rate_id=rate_ids[0],
+            rate_ids=rate_ids,
+            rate_kind=kind,  # type: ignore[arg-type]  # one of the Literal's values
+            base_currency=base,
+            target_currency=target,
+            input_amount=decimals[0],
+            rate_value=decimals[1],
+            margin=decimals[2],
+            output_amount=decimals[3],
+            converted_at=occurred if converted is None else converted,  # the worker's: one instant for both
+            requested_by=requested_by,
+            as_of=as_of,
+        )
+    except ValueError:
+        return  # an instant past year 9999 in UTC: no such event to write
+    writer = ConversionAuditedWriter()
+    assert writer.write(event) == event.to_json()
+    assert writer.write(event) == event.to_json()  # again, with its instant's text kept
+
+
+def test_a_batch_of_audits_is_written_as_the_model_writes_each() -> None:
+    now = datetime(2026, 11, 26, 9, 0, 0, 1, tzinfo=UTC)
+    later = now + timedelta(microseconds=1)
+    events = [
+        ConversionAudited(
+            event_id=uuid.uuid4(),
+            occurred_at=at,
+            audit_id=uuid.uuid4(),
+            request_id=uuid.uuid4(),
+            rate_id=rate_id,
+            rate_ids=[rate_id],
+            rate_kind="direct",
+            base_currency="EUR",
+            target_currency="USD",
+            input_amount=Decimal("100.00"),
+            rate_value=Decimal("1.0892"),
+            margin=Decimal("0.0010"),
+            output_amount=Decimal("108.81"),
+            converted_at=at,
+        )
+        for at, rate_id in ((now, uuid.uuid4()), (now, uuid.uuid4()), (later, uuid.uuid4()), (now, uuid.uuid4()))
+    ]
+    writer = ConversionAuditedWriter()
+    assert [writer.write(e) for e in events] == [e.to_json() for e in events]

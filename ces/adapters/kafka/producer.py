@@ -12,7 +12,8 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from ces.adapters.kafka.connection import KafkaConnection
 from ces.events.base import Event
-from ces.events.conversions import ConversionRequested
+from ces.events.canonical_writer import ConversionAuditedWriter
+from ces.events.conversions import ConversionAudited, ConversionRequested
 from ces.events.signing import SIGNATURE_HEADER, RequestSigner
 from ces.services.ports import REPUBLISHED_HEADER
 
@@ -111,12 +112,13 @@ class AckedPublisher:
         self.producer = producer
         self.topic_prefix = topic_prefix
         self.signer = signer
+        self._audits = ConversionAuditedWriter()  # the worker's results: written without the model's serializer
 
     async def publish(self, events: Iterable[Event], *, republished: bool = False) -> None:
         headers = [(REPUBLISHED_HEADER, b"1")] if republished else None
         futures = []
         for event in events:
-            value = event.to_json()
+            value = self._audits.write(event) if type(event) is ConversionAudited else event.to_json()
             sent_headers = headers
             if self.signer is not None and isinstance(event, ConversionRequested):
                 sent_headers = [*(headers or ()), (SIGNATURE_HEADER, self.signer.sign(value))]
