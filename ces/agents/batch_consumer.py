@@ -74,6 +74,7 @@ class BatchConsumer:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.commit_interval = commit_interval
         self._finished: dict[TopicPartition, int] = {}  # next offset per partition, handled but not committed
+        self._consumed = CONSUMED.labels(name)  # looked up once: at light load every request is a batch
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -137,7 +138,7 @@ class BatchConsumer:
         await self._handle(records)
         if after is not None:
             await after  # offsets advance in order
-        CONSUMED.labels(self.name).inc(len(records))
+        self._consumed.inc(len(records))
         for tp, recs in batches.items():
             self._finished[tp] = recs[-1].offset + 1
 

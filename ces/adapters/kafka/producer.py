@@ -125,7 +125,10 @@ class AckedPublisher:
             futures.append(
                 await self.producer.send(self.topic_prefix + event.TOPIC, value, key=event.key(), headers=sent_headers)
             )
-        await asyncio.gather(*futures)
+        if len(futures) == 1:
+            await futures[0]  # the common case at light load, without gather's task and callbacks
+        else:
+            await asyncio.gather(*futures)
 
 
 def compression_type(codec: str) -> str | None:
