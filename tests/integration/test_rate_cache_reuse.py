@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -105,3 +106,44 @@ async def test_a_cache_outage_is_reported_even_with_rates_decoded(writer: RateCa
             await dead.get_many([USD])
     finally:
         await dead_client.aclose()
+
+
+async def test_a_connection_that_broke_while_held_is_replaced_without_an_error(
+    writer: RateCache, reader: RateCache
+) -> None:
+    usd = stored_rate("USD", "1.08", T0)
+    await writer.put_many([usd])
+    assert await reader.get_many([USD]) == [usd]
+    (held,) = reader._readers
+    # The socket dies under the held connection, as when Redis restarts (the app user may not CLIENT KILL).
+    broken = held._writer
+    broken.transport.abort()
+    assert await reader.get_many([USD]) == [usd]  # one retry, on a new socket
+    assert reader._readers[0]._writer is not broken
+
+
+async def test_a_script_redis_forgot_is_loaded_again(writer: RateCache, reader: RateCache) -> None:
+    usd = stored_rate("USD", "1.08", T0)
+    await writer.put_many([usd])
+    reader._get_changed.sha = "0" * 40  # as after a restart: Redis answers NOSCRIPT
+    assert await reader.get_many([USD]) == [usd]
+    assert reader._get_changed.sha != "0" * 40
+
+
+async def test_a_redis_that_does_not_answer_is_unavailable_within_the_socket_timeout() -> None:
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts, reads, never answers
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        cache = RateCache(client, key_prefix="hung:")
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(CacheUnavailable):
+            await cache.get_many([USD])
+        assert asyncio.get_running_loop().time() - started < 5
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
