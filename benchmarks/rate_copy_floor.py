@@ -2,9 +2,10 @@
 
 COPYs the whole bundled ECB history (221,702 rows, as `rate_copy.copied_insert` formats them, 2,000 a batch,
 one commit each) into `exchange_rate` of a fresh schema from one connection, and prints the wall time and
-the backend's CPU seconds (read from /proc: run it on the database's host, as root or its user), then the
-same without the `exchange_rate_pair_published` index, and without it and the CHECK constraints, to show
-what each costs. No worker, no Kafka. Needs the stack; run it under `flock /work/notes/bench.lock`.
+the backend's CPU seconds (read from /proc: run it on the database's host, as root or its user): with the
+table as migrated (head), as it was before migration 0009 (four indexes: the publication key and the pair
+index apart), and as migrated without the CHECK constraints, to show what each costs. `--rounds N` repeats
+the whole set, alternately. No worker, no Kafka. Needs the stack; run it under `flock /work/notes/bench.lock`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from ces.settings import Settings
 from cesdev.stack.secrets import export_role_env
 
 _TICK = os.sysconf("SC_CLK_TCK")
-_WITHOUT_PAIR_INDEX = ["DROP INDEX exchange_rate_pair_published"]
 _WITHOUT_CHECKS = [
     "ALTER TABLE exchange_rate DROP CONSTRAINT exchange_rate_base_currency_check, "
     "DROP CONSTRAINT exchange_rate_target_currency_check, DROP CONSTRAINT exchange_rate_rate_value_check, "
@@ -41,9 +41,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def _run(settings: Settings, label: str, ddl: list[str], batches: list[str], rows: int) -> None:
+def _run(settings: Settings, label: str, revision: str, ddl: list[str], batches: list[str], rows: int) -> None:
     schema = f"bench_copy_{uuid.uuid4().hex[:8]}"
-    migrate.upgrade(settings.migration_database_dsn, schema=schema)
+    migrate.upgrade(settings.migration_database_dsn, schema=schema, revision=revision)
     engine = create_engine(settings.migration_database_dsn, connect_args={"options": f"-csearch_path={schema}"})
     try:
         with engine.begin() as conn:
@@ -74,16 +74,19 @@ def _run(settings: Settings, label: str, ddl: list[str], batches: list[str], row
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
     export_role_env("admin")
     settings = Settings()
     encoded = (v for q in bundled_quotes(date(1999, 1, 1), date.today()) for _, v in backfill_encoded(q))
     rows: list[RateRow] = [row for row in map(read_row, encoded) if row is not None]
     batches = [_lines(rows[i : i + 2000], ordinal=False) for i in range(0, len(rows), 2000)]
     print(f"{len(rows)} rows, {len(batches)} batches")
-    _run(settings, "exchange_rate as migrated", [], batches, len(rows))
-    _run(settings, "without the pair index", _WITHOUT_PAIR_INDEX, batches, len(rows))
-    _run(settings, "without the pair index and the CHECKs", _WITHOUT_PAIR_INDEX + _WITHOUT_CHECKS, batches, len(rows))
+    for _ in range(args.rounds):
+        _run(settings, "exchange_rate as migrated (head)", "head", [], batches, len(rows))
+        _run(settings, "as before 0009 (four indexes)", "0008", [], batches, len(rows))
+        _run(settings, "as migrated, without the CHECKs", "head", _WITHOUT_CHECKS, batches, len(rows))
 
 
 if __name__ == "__main__":

@@ -70,6 +70,38 @@ LATEST_AT_MANY = text(
 )
 
 
+# The newest non-revoked row of each pair, as `latest_query` orders them, one index descent per pair: the
+# recursive part steps from pair to pair through the index (base_currency, target_currency, ...), the LATERAL
+# takes each pair's newest. (`DISTINCT ON (pair) ... ORDER BY pair, published_at DESC, fetched_at DESC` reads
+# every row of the table: 200 ms for the ECB history, and 4x that once the pair index became the unique
+# publication index of migration 0009, whose last key is the provider, not `fetched_at`.)
+LATEST_PER_PAIR = text(
+    """
+    WITH RECURSIVE pairs (base, target) AS (
+        (SELECT base_currency, target_currency FROM exchange_rate
+         WHERE CAST(:base AS char(3)) IS NULL OR base_currency >= :base
+         ORDER BY base_currency, target_currency LIMIT 1)
+        UNION ALL
+        SELECT n.base_currency, n.target_currency FROM pairs p CROSS JOIN LATERAL (
+            SELECT base_currency, target_currency FROM exchange_rate
+            WHERE (base_currency, target_currency) > (p.base, p.target)
+            ORDER BY base_currency, target_currency LIMIT 1
+        ) n
+        WHERE CAST(:base AS char(3)) IS NULL OR p.base = :base
+    )
+    SELECT e.* FROM pairs p CROSS JOIN LATERAL (
+        SELECT r.* FROM exchange_rate r
+        WHERE r.base_currency = p.base AND r.target_currency = p.target
+          AND NOT EXISTS (SELECT 1 FROM exchange_rate_revocation v WHERE v.rate_id = r.id)
+        ORDER BY r.published_at DESC, r.fetched_at DESC
+        LIMIT 1
+    ) e
+    WHERE CAST(:base AS char(3)) IS NULL OR p.base = :base
+    ORDER BY p.base, p.target
+    """
+)
+
+
 class RateRepository:
     """Read side of `exchange_rate` (blocking; call from a thread). Revoked rows are never answered."""
 
@@ -127,18 +159,10 @@ class RateRepository:
             }
 
     def latest_per_pair(self, base: str | None = None) -> list[Rate]:
-        """The newest non-revoked row of every stored pair (of every pair `base -> *` when `base` is given)."""
-        t = exchange_rate.c
-        query = (
-            select(exchange_rate)
-            .distinct(t.base_currency, t.target_currency)
-            .where(not_revoked(t.id))
-            .order_by(t.base_currency, t.target_currency, t.published_at.desc(), t.fetched_at.desc())
-        )
-        if base is not None:
-            query = query.where(t.base_currency == base)
+        """The newest non-revoked row of every stored pair (of every pair `base -> *` when `base` is given),
+        ordered by pair (`LATEST_PER_PAIR`)."""
         with self.engine.connect() as conn:
-            return [rate_from_row(row) for row in conn.execute(query).mappings()]
+            return [rate_from_row(row) for row in conn.execute(LATEST_PER_PAIR, {"base": base}).mappings()]
 
     def find(self, rate_id: UUID) -> tuple[Rate, Revocation | None] | None:
         """A row by id, revoked or not, with its revocation (for `ces rates revoke`)."""
