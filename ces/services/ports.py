@@ -32,8 +32,8 @@ class Received(NamedTuple):
     """One consumed message, with what is needed to dead-letter it.
 
     Immutable, and a NamedTuple rather than a frozen dataclass: the batch consumer builds one per record, and
-    a frozen dataclass's `__init__` (one `object.__setattr__` per field) cost about 4x as much, ~15% of the
-    rate projection's event loop on a backlog (docs/rates.md)."""
+    a frozen dataclass's `__init__` (one `object.__setattr__` per field) costs several times as much
+    (docs/rates.md)."""
 
     topic: str
     partition: int
