@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 
 from ces.adapters.postgres import migrate
-from ces.adapters.postgres.rate_projector import RateProjector
+from ces.adapters.postgres.rate_projector import RateProjector, _stored_matching
 from ces.adapters.postgres.rate_store import RateRepository, not_revoked, rate_from_row
 from ces.adapters.postgres.tables import exchange_rate
 from ces.domain.rates import Rate
@@ -161,3 +161,22 @@ def test_downgrade_restores_the_0008_indexes_and_upgrade_merges_them(
     command.upgrade(config, "head")
     assert _indexes(engine) == merged
     assert len(RateRepository(engine).latest_per_pair()) == 2
+
+
+def test_a_batchs_stored_publications_are_found_through_the_whole_index_key(pg_schema: tuple[Engine, str]) -> None:
+    """The conflict lookup of a batch bounds the index scan by all four key columns. With the currencies
+    compared as text, only `published_at` and the provider were index conditions: a scan of the whole index
+    (~200 ms on the ECB history) on every batch that met a stored row."""
+    engine, _ = pg_schema
+    events = [
+        (Rate(uuid.uuid4(), "EUR", target, Decimal("1.5"), "ecb", T0, T0), uuid.uuid4()) for target in ("USD", "GBP")
+    ]
+    query = _stored_matching(events).compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+    with engine.connect() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + query.string, query.params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    conditions = [line for line in plan.splitlines() if "Index Cond" in line and "published_at" in line]
+    assert conditions, plan
+    assert all("base_currency =" in c and "target_currency =" in c for c in conditions), plan

@@ -117,7 +117,7 @@ class RateRepository:
         """For each (base, target, at): the newest non-revoked row published at or before `at`, or None.
 
         One statement for any number of keys: a LATERAL join over the keys, each one descent of the index
-        `exchange_rate_pair_published` (base, target, published_at)."""
+        `exchange_rate_publication` (base, target, published_at DESC, provider)."""
         if not keys:
             return []
         params = {
