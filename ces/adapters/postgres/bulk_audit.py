@@ -39,6 +39,10 @@ _BEGIN = "SET LOCAL synchronous_commit = off; SAVEPOINT replay_claim"
 # are exactly the ones `ON CONFLICT DO NOTHING` would insert, so the rows are the same; the straight COPY
 # skips the staging COPY, the speculative inserts and the RETURNING of every batch that meets no claimed id
 # (all of a fresh target's, normally).
+# psycopg2 reads a COPY's file in chunks of this size, one Python `read` and one CopyData message each: its
+# default (8 KiB) is ~100 of them for a batch of 5,000 audits, a whole batch is one or two (client CPU per row
+# 0.22-0.32 -> 0.12-0.15 us, docs/replay.md).
+_CHUNK = 1 << 20
 _REQUESTS = "COPY conversion_request (request_id, outcome, decided_at) FROM STDIN"
 _STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS replay_stage_request (
@@ -123,16 +127,17 @@ def copy_decisions(engine: Engine, decisions: Sequence[Decision | Prepared]) -> 
             codec = encodings[cursor.connection.encoding]
             if not _copy_requests(cursor, _data(requests, codec)):
                 cursor.execute(_STAGE)
-                cursor.copy_expert("COPY pg_temp.replay_stage_request FROM STDIN", _data(requests, codec))
+                cursor.copy_expert("COPY pg_temp.replay_stage_request FROM STDIN", _data(requests, codec), _CHUNK)
                 cursor.execute(_CLAIM)
                 if cursor.rowcount != len(rows):  # some were claimed before: only the newly claimed get rows
                     claimed = {row[0].encode() for row in cursor.fetchall()}
                     rows = {key: row for key, row in rows.items() if key in claimed}
             audits = [line for audit, line in rows.values() if audit]
             if audits:
-                cursor.copy_expert(_AUDITS, _data(audits, codec))
+                cursor.copy_expert(_AUDITS, _data(audits, codec), _CHUNK)
             if len(audits) < len(rows):
-                cursor.copy_expert(_REJECTIONS, _data([line for audit, line in rows.values() if not audit], codec))
+                rejections = [line for audit, line in rows.values() if not audit]
+                cursor.copy_expert(_REJECTIONS, _data(rejections, codec), _CHUNK)
         finally:
             cursor.close()
 
@@ -141,7 +146,7 @@ def _copy_requests(cursor: Any, data: io.BytesIO) -> bool:
     """Every request row COPYed straight in (True), or none of them: some id was claimed before (False)."""
     cursor.execute(_BEGIN)
     try:
-        cursor.copy_expert(_REQUESTS, data)
+        cursor.copy_expert(_REQUESTS, data, _CHUNK)
     except UniqueViolation:
         cursor.execute("ROLLBACK TO SAVEPOINT replay_claim")
         return False
