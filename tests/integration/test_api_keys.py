@@ -61,24 +61,30 @@ async def test_the_bucket_allows_the_burst_then_asks_to_wait_and_refills(
         await asyncio.sleep(0.01)
 
 
+def count_calls(*limiters: RedisRateLimiter) -> list[int]:
+    """Counts the Redis script calls of `limiters` together, in the list's one item."""
+    calls = [0]
+    for limiter in limiters:
+        take = limiter._take
+
+        async def counted(take: object = take, **kwargs: object) -> object:
+            calls[0] += 1
+            return await take(**kwargs)  # type: ignore[operator]
+
+        limiter._take = counted  # type: ignore[assignment]
+    return calls
+
+
 async def test_concurrent_takes_share_round_trips_and_the_bucket_still_holds(
     redis_client: aioredis.Redis, unique: str
 ) -> None:
     limiter = RedisRateLimiter(redis_client, rate=0.5, burst=30, key_prefix=f"limit-{unique}:")
-    calls = 0
-    take = limiter._take
-
-    async def counted(**kwargs: object) -> object:
-        nonlocal calls
-        calls += 1
-        return await take(**kwargs)  # type: ignore[arg-type]
-
-    limiter._take = counted  # type: ignore[assignment]
+    calls = count_calls(limiter)
     key = uuid.uuid4()
     waits = await asyncio.gather(*(limiter.take(key) for _ in range(50)))
     assert waits[:30] == [0] * 30  # in arrival order: the first 30 got the burst ...
     assert all(w > 0 for w in waits[30:])  # ... and the other 20 were refused, as 50 single calls would be
-    assert calls < 50  # the takes that arrived during a call went out together
+    assert calls[0] < 50  # the takes that arrived during a call went out together
     assert await limiter.take(key) > 0  # nothing was left in the bucket
     assert not limiter._leases[limiter.key_prefix + f"ces:rate-limit:{key}"].calling  # the key is idle again
 
@@ -128,16 +134,7 @@ async def test_two_gateways_leasing_one_key_exceed_the_bucket_by_at_most_their_l
     prefix = f"lease-{unique}:"
     a, b = (RedisRateLimiter(redis_client, rate=0.001, burst=burst, key_prefix=prefix, lease=lease) for _ in "ab")
     key = uuid.uuid4()
-    calls = 0
-    for limiter in (a, b):
-        take = limiter._take
-
-        async def counted(take: object = take, **kwargs: object) -> object:
-            nonlocal calls
-            calls += 1
-            return await take(**kwargs)  # type: ignore[operator]
-
-        limiter._take = counted  # type: ignore[assignment]
+    calls = count_calls(a, b)
     # Warm both: sequential takes build up demand, so each instance ends up holding spare tokens.
     admitted = 0
     for _ in range(4):
@@ -146,12 +143,12 @@ async def test_two_gateways_leasing_one_key_exceed_the_bucket_by_at_most_their_l
     assert 0 < held <= 2 * lease
     before = await _bucket(redis_client, a, key)
     assert admitted + held + before == pytest.approx(burst, abs=0.01)  # every token is accounted for
-    calls_before = calls
+    calls_before = calls[0]
     window = sum(await asyncio.gather(_admitted(a, key, 30), _admitted(b, key, 30)))
     assert window <= int(before) + 2 * lease  # the bound
     assert window == int(before) + held  # here exactly: the bucket's tokens plus the leases, nothing more
     assert admitted + window <= burst  # over the whole run never more than the bucket ever held
-    assert calls - calls_before < 60  # far fewer Redis calls than takes
+    assert calls[0] - calls_before < 60  # far fewer Redis calls than takes
     assert await a.take(key) > 0 and await b.take(key) > 0  # both empty now
 
 
@@ -162,25 +159,17 @@ async def test_a_busy_key_costs_one_redis_call_per_lease_and_spare_tokens_expire
     limiter = RedisRateLimiter(
         redis_client, rate=0.001, burst=100, key_prefix=f"lease-{unique}:", lease=4, clock=lambda: now[0]
     )
-    calls = 0
-    take = limiter._take
-
-    async def counted(**kwargs: object) -> object:
-        nonlocal calls
-        calls += 1
-        return await take(**kwargs)  # type: ignore[arg-type]
-
-    limiter._take = counted  # type: ignore[assignment]
+    calls = count_calls(limiter)
     key = uuid.uuid4()
     assert [await limiter.take(key) for _ in range(23)] == [0.0] * 23
     # Calls for 1 (idle: no spare), 2 (one spare), 4 (three), then 5 (the lease of four) each time: 22 takes
     # in 6 calls, and the 23rd's call leases four more.
-    assert calls == 7
+    assert calls[0] == 7
     tokens = f"{limiter.key_prefix}ces:rate-limit:{key}"
     assert limiter._leases[tokens].tokens == 4
     now[0] += 1.0  # the lease expires: its 4 tokens are dropped, not spent and not given back
     assert await limiter.take(key) == 0
-    assert calls == 8
+    assert calls[0] == 8
     assert await _bucket(redis_client, limiter, key) == pytest.approx(
         100 - 23 - 4 - 1 - limiter._leases[tokens].tokens, abs=0.01
     )

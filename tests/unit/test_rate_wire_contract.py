@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from ces.domain.money import MAX_DECIMAL_TEXT
 from ces.events.rates import RateFetched
 from ces.projections.rate_wire import RateRow, read_row
-from tests.unit.test_rate_wire import CANONICAL, ODD_FIELD_TEXTS, _with, events
+from tests.unit.test_rate_wire import CANONICAL, ODD_FIELD_TEXTS, _with, events, mutated
 
 SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -120,24 +120,10 @@ def test_the_canonical_bytes_are_read() -> None:
     assert assert_same(CANONICAL) is not None
 
 
-ALPHABET = list(b'0129aAfFzZ-.:T"\\ ,{}\x00\x7f\xc3\xa9\xff')
-
-
 @SETTINGS
 @given(st.data())
 def test_mutated_bytes_are_read_alike(data: Any) -> None:
-    raw = bytearray(CANONICAL)
-    for _ in range(data.draw(st.integers(1, 4))):
-        at = data.draw(st.integers(0, len(raw) - 1))
-        what = data.draw(st.sampled_from(["replace", "insert", "delete"]))
-        byte = data.draw(st.sampled_from(ALPHABET))
-        if what == "replace":
-            raw[at] = byte
-        elif what == "insert":
-            raw.insert(at, byte)
-        else:
-            del raw[at]
-    assert_same(bytes(raw))
+    assert_same(mutated(data, CANONICAL, 4))
 
 
 @SETTINGS
