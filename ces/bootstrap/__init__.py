@@ -11,25 +11,29 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Engine, create_engine
 
 from ces.adapters.kafka.admin import ensure_topics
 from ces.adapters.kafka.connection import KafkaConnection
-from ces.adapters.kafka.producer import AckedPublisher, compression_type
-from ces.adapters.kafka.replies import ReplyRouter
-from ces.adapters.kafka.topic_source import KafkaTopicSource
-from ces.adapters.postgres.rate_store import RateRepository
-from ces.adapters.postgres.replay_target import PostgresReplayTarget, bulk_preparers, bulk_writers
-from ces.adapters.redis.rate_cache import RateCache
+from ces.adapters.kafka.producer import AckedPublisher, BulkPublisher, bulk_publisher, compression_type
 from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED, TopicSpec
-from ces.projections.replay import EventSource, ProgressSink, Replay, ReplayOptions, ReplayTarget
-from ces.services.conversion_requests import ConversionRequester
-from ces.services.conversions import ConversionDecider
-from ces.services.rate_lookup import RateLookup
 from ces.settings import Settings
+
+# Imported where they are built: `ces rates backfill` needs Kafka only, and these (SQLAlchemy, Redis, the
+# replay, the conversion services) were most of its start-up (docs/replay.md "Backfill").
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+    from sqlalchemy import Engine
+
+    from ces.adapters.kafka.topic_source import KafkaTopicSource
+    from ces.adapters.postgres.replay_target import PostgresReplayTarget
+    from ces.adapters.redis.rate_cache import RateCache
+    from ces.projections.replay import EventSource, ProgressSink, Replay, ReplayOptions, ReplayTarget
+    from ces.services.conversion_requests import ConversionRequester
+    from ces.services.conversions import ConversionDecider
+    from ces.services.rate_lookup import RateLookup
 
 
 def topic_name(settings: Settings, spec: TopicSpec) -> str:
@@ -54,23 +58,34 @@ def build_engine(settings: Settings, *, pre_ping: bool = True) -> Engine:
     every batch it records paid that round trip (PostgreSQL CPU and latency), and a connection that died with
     a restart fails its batch with a transient error instead, which the batch consumer retries while
     SQLAlchemy replaces the pool's connections (docs/http.md)."""
+    from sqlalchemy import create_engine
+
     return create_engine(settings.database_dsn, pool_size=5, max_overflow=5, pool_pre_ping=pre_ping)
 
 
 def build_redis(settings: Settings) -> aioredis.Redis:
+    import redis.asyncio as aioredis
+
     return aioredis.Redis.from_url(settings.redis_dsn, socket_timeout=2, socket_connect_timeout=2)
 
 
 def build_rate_cache(settings: Settings, client: aioredis.Redis) -> RateCache:
+    from ces.adapters.redis.rate_cache import RateCache
+
     return RateCache(client, key_prefix=settings.redis_key_prefix)
 
 
 def build_rate_lookup(settings: Settings, engine: Engine, redis_client: aioredis.Redis) -> RateLookup:
+    from ces.adapters.postgres.rate_store import RateRepository
+    from ces.services.rate_lookup import RateLookup
+
     return RateLookup(build_rate_cache(settings, redis_client), RateRepository(engine), settings.provider_base)
 
 
 def build_decider(settings: Settings, lookup: RateLookup) -> ConversionDecider:
     """The conversion rules (margins, staleness) the worker decides with and the gateway quotes with."""
+    from ces.services.conversions import ConversionDecider
+
     return ConversionDecider(
         lookup,
         default_margin=settings.default_margin,
@@ -103,7 +118,26 @@ def ensure_all_topics(settings: Settings) -> list[str]:
     )
 
 
+@asynccontextmanager
+async def backfill_publisher(settings: Settings) -> AsyncIterator[BulkPublisher]:
+    """`ces rates backfill`: CES's topics ensured, then a bulk publisher, flushed (acknowledged) when the block
+    exits. Kafka only: the backfill's start-up imports none of the rest (SQLAlchemy, Redis, the services)."""
+    await ensure_topics(
+        kafka_connection(settings),
+        partitions=settings.topic_partitions,
+        replication_factor=settings.topic_replication_factor,
+        prefix=settings.topic_prefix,
+    )
+    async with bulk_publisher(
+        kafka_connection(settings), settings.topic_prefix, compression=settings.kafka_compression
+    ) as publisher:
+        yield publisher
+
+
 def _replay_parts(settings: Settings, options: ReplayOptions) -> tuple[KafkaTopicSource, PostgresReplayTarget]:
+    from ces.adapters.kafka.topic_source import KafkaTopicSource
+    from ces.adapters.postgres.replay_target import PostgresReplayTarget, bulk_preparers, bulk_writers
+
     source = KafkaTopicSource(
         kafka_connection(settings), batch_size=options.batch_size, topic_prefix=settings.topic_prefix
     )
@@ -130,6 +164,8 @@ class ReplayWorkerParts:
 
 def build_replay(settings: Settings, options: ReplayOptions, progress: ProgressSink) -> Replay:
     """`ces replay` on the real Kafka and PostgreSQL: audits by COPY, rates with the live worker's clock skew."""
+    from ces.projections.replay import Replay
+
     source, target = _replay_parts(settings, options)
     return Replay(
         options,
@@ -146,6 +182,9 @@ async def conversion_requester(settings: Settings, *, max_pending: int) -> Async
     """`ces convert`: produce requests and read their decisions as this process's principal (an outside
     producer: `ces-producer`). Decisions are read like the gateway reads them, from the end of the decision
     topics with manually assigned partitions: no consumer group, so no group ACL is needed."""
+    from ces.adapters.kafka.replies import ReplyRouter
+    from ces.services.conversion_requests import ConversionRequester
+
     producer = build_producer(settings, linger_ms=20)
     await producer.start()
     try:

@@ -17,9 +17,6 @@ if TYPE_CHECKING:
 def cmd_rates_backfill(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    from ces.bootstrap import ensure_all_topics
-
-    ensure_all_topics(settings)
     produced, seconds = asyncio.run(_backfill(args, settings))
     rate = produced / seconds if seconds else 0.0
     print(f"backfill: {produced} RateFetched events produced in {seconds:.1f}s ({rate:,.0f} events/s)")
@@ -27,22 +24,23 @@ def cmd_rates_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _backfill(args: argparse.Namespace, settings: Settings) -> tuple[int, float]:
-    import aiohttp
-
-    from ces.adapters.kafka.connection import KafkaConnection
-    from ces.adapters.kafka.producer import bulk_publisher
-    from ces.adapters.providers.ecb import EcbClient
-    from ces.adapters.providers.ecb_history import bundled_quotes
+    from ces.bootstrap import backfill_publisher
     from ces.events.topics import RATES_FETCHED
-    from ces.services.backfill import backfill_encoded, provider_quotes
+    from ces.services.backfill import backfill_encoded
 
     started = time.monotonic()
-    kafka = KafkaConnection.from_settings(settings)
-    async with bulk_publisher(kafka, settings.topic_prefix, compression=settings.kafka_compression) as publisher:
+    async with backfill_publisher(settings) as publisher:
         if args.source == "bundled":
+            from ces.adapters.providers.ecb_history import bundled_quotes
+
             for quote in bundled_quotes(args.start, args.end):
                 await publisher.publish_encoded(RATES_FETCHED.name, backfill_encoded(quote))
         else:
+            import aiohttp
+
+            from ces.adapters.providers.ecb import EcbClient
+            from ces.services.backfill import provider_quotes
+
             async with aiohttp.ClientSession() as session:
                 provider = EcbClient(session, settings.provider_url, timeout=settings.fetch_timeout_seconds)
                 async for quote in provider_quotes(provider, args.start, args.end):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from hashlib import sha1
 from uuid import UUID
 
@@ -42,3 +43,15 @@ class NameBasedIds:
         """`str(self(name))` without the UUID object: the digest's hex with the version and variant digits set."""
         h = self._digest(name).hex()
         return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+    def texts(self, names: Iterable[str]) -> list[str]:
+        """`[self.text(name) for name in names]` in one loop: the backfill derives 443,404 ids, and the two
+        calls per id were a third of their cost."""
+        fed, variant = self._fed, _VARIANT_DIGIT
+        texts = []
+        for name in names:
+            sha = fed.copy()
+            sha.update(name.encode())
+            h = sha.hexdigest()
+            texts.append(f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant[h[16]]}{h[17:20]}-{h[20:32]}")
+        return texts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar, Literal
@@ -51,6 +52,11 @@ class PublicationIds:
     def __call__(self, target: str) -> tuple[str, str]:
         rate_id = self._rates.text(target)
         return rate_id, _RATE_FETCHED_IDS.text(rate_id)
+
+    def texts(self, targets: Sequence[str]) -> tuple[list[str], list[str]]:
+        """The rate ids and the event ids of `targets`, in their order: `__call__` for all of them at once."""
+        rate_ids = self._rates.texts(targets)
+        return rate_ids, _RATE_FETCHED_IDS.texts(rate_ids)
 
 
 class RateFetched(Event):

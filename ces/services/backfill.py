@@ -60,18 +60,17 @@ def backfill_encoded(quote: ProviderQuote, fetched_at: datetime | None = None) -
     )
     if writer is None:
         return _modelled(quote, fetch_id, fetched_at)
-    ids = PublicationIds(provider, quote.published_at, base)  # = rate_id_for's and `for_quote`'s ids
-    write = writer.write
-    encoded = []
     # The same events as `quote_events`: sorted by target, the base itself and non-positive values left out.
-    for target, value in sorted(quote.rates.items()):
-        if target == base or (value.is_finite() and not value > _ZERO):
-            continue
-        rate_id, event_id = ids(target)
-        body = write(event_id=event_id, rate_id=rate_id, target_currency=target, rate_value=value)
-        if body is None:  # a value or code the models must judge (and refuse)
-            return _modelled(quote, fetch_id, fetched_at)
-        encoded.append((f"{base}:{target}".encode(), body))
+    rates = [
+        (target, value)
+        for target, value in sorted(quote.rates.items())
+        if target != base and not (value.is_finite() and not value > _ZERO)
+    ]
+    # = rate_id_for's and `for_quote`'s ids, all of a publication's in one call (so are its bodies).
+    rate_ids, event_ids = PublicationIds(provider, quote.published_at, base).texts([target for target, _ in rates])
+    encoded = writer.write_all(event_ids, rate_ids, rates)
+    if encoded is None:  # a value or code the models must judge (and refuse)
+        return _modelled(quote, fetch_id, fetched_at)
     return encoded
 
 

@@ -180,3 +180,33 @@ def test_a_batch_of_audits_is_written_as_the_model_writes_each() -> None:
     ]
     writer = ConversionAuditedWriter()
     assert [writer.write(e) for e in events] == [e.to_json() for e in events]
+
+
+@SETTINGS
+@given(
+    base=codes,
+    rates=st.lists(st.tuples(codes, values, st.uuids(), st.uuids()), max_size=6),
+    at=instants,
+)
+def test_a_publication_written_at_once_is_each_rate_written_with_its_key_or_declined_as_a_whole(
+    base: str, rates: list[tuple[str, Decimal, uuid.UUID, uuid.UUID]], at: datetime
+) -> None:
+    writer = RateFetchedWriter.for_publication(
+        provider_name="ecb", base_currency=base, published_at=at, fetched_at=at, fetch_id=uuid.UUID(int=3)
+    )
+    if writer is None:
+        return
+    one_by_one = [
+        writer.write(event_id=str(event_id), rate_id=str(rate_id), target_currency=target, rate_value=value)
+        for target, value, event_id, rate_id in rates
+    ]
+    written = writer.write_all(
+        [str(event_id) for *_, event_id, _ in rates],
+        [str(rate_id) for *_, rate_id in rates],
+        [(target, value) for target, value, *_ in rates],
+    )
+    if None in one_by_one:
+        assert written is None
+    else:
+        keys = [f"{base}:{target}".encode() for target, *_ in rates]
+        assert written == list(zip(keys, one_by_one, strict=True))

@@ -23,9 +23,8 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from ces.adapters.providers import EcbClient, FixerClient
-from ces.adapters.providers.ecb import parse_feed, publication_instant
-from ces.adapters.providers.fixer import parse_latest, parse_timeseries
+from ces.adapters.providers.ecb import EcbClient, parse_feed, publication_instant
+from ces.adapters.providers.fixer import FixerClient, parse_latest, parse_timeseries
 from ces.services.rate_providers import (
     PermanentProviderError,
     ProviderError,

@@ -1,8 +1,5 @@
-"""FX rate provider clients: each turns one provider's wire format into `ProviderQuote`s."""
+"""FX rate provider clients: each turns one provider's wire format into `ProviderQuote`s.
 
-from __future__ import annotations
-
-from ces.adapters.providers.ecb import EcbClient
-from ces.adapters.providers.fixer import FixerClient
-
-__all__ = ["EcbClient", "FixerClient"]
+Import a client from its module (`ces.adapters.providers.ecb`, `.fixer`): this package imports none of them,
+so the bundled history (`ecb_history`, the offline backfill's source) loads without aiohttp.
+"""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from ces.events.base import without_query_strings
 from ces.services.rate_providers import PermanentProviderError, TransientProviderError
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 _EXCERPT_CHARS = 200
@@ -28,6 +30,8 @@ async def http_get(
     Statuses are left to the caller, which knows how its provider reports errors. Messages name the
     URL without `params`, because params may carry an access key.
     """
+    import aiohttp  # here: `ces rates backfill` reads the bundled history through this package, offline
+
     try:
         async with session.get(url, params=params, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
             return response.status, await response.read()

@@ -7,12 +7,14 @@ import io
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from ces.adapters.providers.base import body_excerpt, http_get, parse_rate, raise_for_status
 from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW
 from ces.services.rate_providers import ProviderQuote, TransientProviderError, check_not_future
+
+if TYPE_CHECKING:
+    import aiohttp
 
 # Paths as the ECB serves them under https://www.ecb.europa.eu; the simulator mirrors them.
 DAILY_PATH = "/stats/eurofxref/eurofxref-daily.xml"
