@@ -11,7 +11,9 @@ bundled history (every day since 1999, every currency) while polling PostgreSQL,
 `--backlog` produces the whole history first with no worker consuming, then starts the worker and times
 the projection alone (first row -> last row committed, and the worker's CPU from the first row it wrote):
 while the two run together the projection's rows/s is bounded by the producer's events/s.
-`--py-spy OUT` records a sampling profile of the worker from its first row to its last.
+`--py-spy OUT` records a sampling profile of the worker from its first row to its last; `--py-spy-producer OUT`
+one of `ces rates backfill` from its start, idle (waiting) samples included (the producer's CPU then counts
+py-spy's too). `ces rates backfill` prints its own CPU split: start-up (imports) and producing.
 Needs the stack (`cesdev stack up`); run it under `flock /work/notes/bench.lock` on a shared machine.
 """
 
@@ -128,6 +130,9 @@ def main() -> None:
         help="produce the whole history first with no worker, then start one: times the projection alone",
     )
     parser.add_argument("--py-spy", metavar="OUT", help="profile the worker from its first row to its last into OUT")
+    parser.add_argument(
+        "--py-spy-producer", metavar="OUT", help="profile `ces rates backfill` (idle samples included) into OUT"
+    )
     args = parser.parse_args()
     export_role_env("admin")  # the local stack's credentials, unless CES_* are set
     run = Isolation.new()
@@ -156,8 +161,12 @@ def main() -> None:
         result: dict[str, subprocess.CompletedProcess[str]] = {}
 
         def backfill() -> None:
+            cmd = [sys.executable, "-m", "ces", "rates", "backfill", "--start", "1999-01-01"]
+            if args.py_spy_producer:
+                py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+                cmd = [py_spy, "record", "-r", "200", "-f", "raw", "--idle", "-o", args.py_spy_producer, "--", *cmd]
             result["out"] = subprocess.run(
-                [sys.executable, "-m", "ces", "rates", "backfill", "--start", "1999-01-01"],
+                cmd,
                 env=env,
                 capture_output=True,
                 text=True,
