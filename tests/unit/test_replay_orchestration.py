@@ -206,7 +206,7 @@ def test_jobs_load_the_first_group_in_the_main_process_and_the_others_in_workers
 ) -> None:
     given: list[list[Partition]] = []
 
-    def workers(*args: Any) -> None:
+    def workers(*args: Any, **kwargs: Any) -> None:
         _, _, _, phase, groups, _, _, report, progress, _ = args
         given.extend(tp for group in groups for tp in group)
         report.events += PER_PARTITION * sum(len(g) for g in groups)
@@ -223,7 +223,7 @@ def test_jobs_load_the_first_group_in_the_main_process_and_the_others_in_workers
 
 
 def test_a_failing_worker_fails_the_replay_and_stops_the_main_processs_group(monkeypatch: pytest.MonkeyPatch) -> None:
-    def workers(*args: Any) -> None:
+    def workers(*args: Any, **kwargs: Any) -> None:
         raise ReplayError("the audit phase failed in worker 0: boom; re-run the same command to resume")
 
     target = FakeTarget(resuming=False)
@@ -237,7 +237,7 @@ def test_a_failing_main_process_group_stops_the_workers_and_its_own_error_is_rai
 ) -> None:
     stopped: list[bool] = []
 
-    def workers(*args: Any) -> None:
+    def workers(*args: Any, **kwargs: Any) -> None:
         stop = args[-1]
         stopped.append(stop.wait(timeout=30))
         raise ReplayError("the audit phase failed in the main process")

@@ -27,10 +27,10 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ces.heap import settle_heap
-from ces.projections.replay.model import LOGGER, PHASES, Partition, PhaseReport, ReplayError, ReplayOptions
+from ces.projections.replay.model import LOGGER, PHASES, Partition, Phase, PhaseReport, ReplayError, ReplayOptions
 
 if TYPE_CHECKING:
     from ces.projections.replay.ports import EventSource, ProgressSink, ReplayTarget
@@ -40,6 +40,23 @@ log = logging.getLogger(LOGGER)
 # Builds a worker's own source and target, in the worker process: must be picklable (spawned, not forked:
 # the parent has an event loop, a consumer and connection pools that a fork would share).
 WorkerFactory = Callable[[], "tuple[EventSource, ReplayTarget]"]
+
+
+class _GroupLoader(Protocol):
+    async def load(
+        self,
+        source: EventSource,
+        phase: Phase,
+        pending: list[Partition],
+        position: dict[Partition, int],
+        ends: dict[Partition, int],
+        report: PhaseReport,
+    ) -> list[Partition]: ...
+
+
+# The replay class itself (`run.Replay`), handed in by its caller and pickled by reference into the worker:
+# this module then needs no import of `run.py`, which imports this one.
+NewReplay = Callable[..., _GroupLoader]
 _PR_SET_PDEATHSIG = 1
 
 
@@ -106,6 +123,7 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _worker(
+    new_replay: NewReplay,
     factory: WorkerFactory,
     options: ReplayOptions,
     prefix: str,
@@ -121,14 +139,12 @@ def _worker(
     _die_with_parent(parent)
     logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s %(name)s[{worker}]: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    from ces.projections.replay.run import Replay  # run.py imports this module
-
     report = PhaseReport(phase_name)
     try:
         source, target = factory()
         settle_heap()  # as `ces replay` does: what is built by now lives until exit (docs/replay.md)
         try:
-            replay = Replay(options, source, target, _QueueProgress(queue, worker), topic_prefix=prefix)
+            replay = new_replay(options, source, target, _QueueProgress(queue, worker), topic_prefix=prefix)
 
             async def load() -> list[Partition]:
                 async with source as opened:
@@ -155,6 +171,8 @@ def run_workers(
     report: PhaseReport,
     progress: ProgressSink,
     stop: threading.Event | None = None,
+    *,
+    new_replay: NewReplay,
 ) -> None:
     """Blocking: one process per group until all are done; their reports are added into `report`.
 
@@ -163,11 +181,11 @@ def run_workers(
     """
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    level = logging.getLogger().getEffectiveLevel()
+    level, parent = logging.getLogger().getEffectiveLevel(), os.getpid()
     procs = [
         context.Process(
             target=_worker,
-            args=(factory, options, prefix, phase_name, group, position, ends, queue, i, os.getpid(), level),
+            args=(new_replay, factory, options, prefix, phase_name, group, position, ends, queue, i, parent, level),
             name=f"ces-replay-{i}",
             daemon=True,
         )

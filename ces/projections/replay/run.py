@@ -199,7 +199,16 @@ class Replay:
         # A copy: the workers' thread pickles it while this loop moves the first group's positions on.
         starts = dict(position)
         work = functools.partial(
-            run_workers, self.workers, self.options, self.prefix, phase.name, groups[1:], starts, ends, theirs
+            run_workers,
+            self.workers,
+            self.options,
+            self.prefix,
+            phase.name,
+            groups[1:],
+            starts,
+            ends,
+            theirs,
+            new_replay=type(self),
         )
         others = asyncio.ensure_future(
             asyncio.to_thread(work, LoopProgress(self.progress, asyncio.get_running_loop()), stop)
