@@ -20,6 +20,7 @@ from ces.events.conversions import ConversionAudited
 _ZERO, _WRITABLE_CODE, _WRITABLE_NAME = timedelta(0), re.compile(r"[A-Z]{3}"), re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Codes `_WRITABLE_CODE` accepted (at most 26**3): a set lookup instead of a regex match per event.
 _WRITTEN_CODES: set[str] = set()
+_AUDITED_VERSION: int = ConversionAudited.model_fields["schema_version"].default
 
 
 class RateFetchedWriter:
@@ -72,13 +73,9 @@ class RateFetchedWriter:
 
     def write(self, *, event_id: str, rate_id: str, target_currency: str, rate_value: Decimal) -> bytes | None:
         """The event's bytes (ids as `str(UUID)` text), or None unless the code is upper-case ISO and the value
-        finite and positive."""
-        if not (_WRITABLE_CODE.fullmatch(target_currency) and rate_value.is_finite() and rate_value > 0):
-            return None
-        return (
-            f'{{"event_id":"{event_id}{self._middle}{rate_id}{self._pair}{target_currency}'
-            f'","rate_value":"{decimal_text(rate_value)}{self._tail}'
-        ).encode()
+        finite and positive: `write_all` of one rate."""
+        encoded = self.write_all((event_id,), (rate_id,), ((target_currency, rate_value),))
+        return None if encoded is None else encoded[0][1]
 
 
 class ConversionAuditedWriter:
@@ -104,7 +101,7 @@ class ConversionAuditedWriter:
         requested_by = "null" if d.requested_by is None else f'"{d.requested_by}"'
         as_of = "null" if d.as_of is None else f'"{rfc3339(d.as_of)}"'
         return (
-            f'{{"event_id":"{d.event_id}","event_type":"ConversionAudited","schema_version":3,'
+            f'{{"event_id":"{d.event_id}","event_type":"ConversionAudited","schema_version":{_AUDITED_VERSION},'
             f'"occurred_at":"{self._time(d.occurred_at)}","audit_id":"{d.audit_id}","request_id":"{d.request_id}",'
             f'"rate_id":"{d.rate_id}","rate_ids":["{rate_ids}"],"rate_kind":"{d.rate_kind}",'
             f'"base_currency":"{d.base_currency}","target_currency":"{d.target_currency}",'
