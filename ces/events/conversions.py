@@ -6,7 +6,7 @@ first, byte for byte.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import Field
@@ -19,6 +19,19 @@ from ces.events.topics import CONVERSION_REQUESTS, CONVERSIONS_AUDITED, CONVERSI
 
 CONVERSION_NAMESPACE = UUID("0b7c8f1e-6a0d-4c54-9b7e-3f1c2d9a4e60")
 _CONVERSION_IDS = NameBasedIds(CONVERSION_NAMESPACE)
+
+
+# The two fields every decision carries after its own (declared last: the canonical layout is declaration order).
+RequestedBy = Annotated[
+    UUID | None, Field(description="the gateway API key that asked; null for requests produced straight to Kafka")
+]
+PricedAsOf = Annotated[
+    UtcDatetime | None,
+    Field(
+        description="the past instant the request asked to be priced at (a date is the end of that day, UTC); "
+        "null: priced at the current rates"
+    ),
+]
 
 
 def audit_id_for(request_id: UUID) -> UUID:
@@ -68,14 +81,8 @@ class ConversionAudited(Event):
     margin: DecimalStr
     output_amount: DecimalStr = Field(description="input * rate * (1 - margin), rounded half-even to minor units")
     converted_at: UtcDatetime
-    requested_by: UUID | None = Field(
-        default=None, description="the gateway API key that asked; null for requests produced straight to Kafka"
-    )
-    as_of: UtcDatetime | None = Field(
-        default=None,
-        description="the past instant the request asked to be priced at (a date is the end of that day, UTC); "
-        "null: priced at the current rates",
-    )
+    requested_by: RequestedBy = None
+    as_of: PricedAsOf = None
 
     def key(self) -> bytes:
         return str(self.request_id).encode()
@@ -90,14 +97,8 @@ class ConversionRejected(Event):
     reason: RejectionReason
     message: str
     rejected_at: UtcDatetime
-    requested_by: UUID | None = Field(
-        default=None, description="the gateway API key that asked; null for requests produced straight to Kafka"
-    )
-    as_of: UtcDatetime | None = Field(
-        default=None,
-        description="the past instant the request asked to be priced at (a date is the end of that day, UTC); "
-        "null: priced at the current rates",
-    )
+    requested_by: RequestedBy = None
+    as_of: PricedAsOf = None
 
     def key(self) -> bytes:
         return str(self.request_id).encode()
