@@ -14,7 +14,7 @@ import faust
 
 from ces.adapters.kafka.connection import KafkaConnection
 from ces.adapters.kafka.dead_letters import DeadLetters, Headers
-from ces.adapters.kafka.producer import AckedPublisher, Sender
+from ces.adapters.kafka.producer import BatchSender, ResultPublisher
 from ces.agents.batch_consumer import BatchConsumer
 from ces.events.topics import DEAD_LETTERS
 from ces.services.ports import EventPublisher, Received
@@ -51,7 +51,7 @@ def register_consumer(
     *,
     kafka: KafkaConnection,
     topic_prefix: str,
-    producer: Sender,
+    producer: BatchSender,
     policy: ConsumerPolicy,
 ) -> None:
     async def run() -> None:
@@ -65,7 +65,7 @@ def register_consumer(
             kafka=kafka,
             topic=topic_prefix + spec.topic,
             group_id=spec.group_id,
-            handle=spec.make_handler(AckedPublisher(producer, topic_prefix), dead_letters),
+            handle=spec.make_handler(ResultPublisher(producer, topic_prefix), dead_letters),
             dead_letters=dead_letters,
             max_records=spec.max_records,
             depth=spec.batches_in_flight,

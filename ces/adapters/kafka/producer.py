@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -26,6 +26,17 @@ class Sender(Protocol):
     async def send(
         self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
     ) -> asyncio.Future[Any]: ...
+
+
+class BatchSender(Sender, Protocol):
+    """A `Sender` that also takes a whole batch's messages in one call (the worker's `FaustSender`)."""
+
+    async def send_many(self, messages: Sequence[Message]) -> list[asyncio.Future[Any]]: ...
+
+
+# (topic, value, key, headers): one message as `BatchSender.send_many` takes it.
+Message = tuple[str, bytes, bytes | None, Headers | None]
+_REPUBLISHED: Headers = [(REPUBLISHED_HEADER, b"1")]
 
 
 # Batches sent and not yet acknowledged before `publish_encoded` waits (memory: this many batches at most).
@@ -129,6 +140,44 @@ class AckedPublisher:
             await futures[0]  # the common case at light load, without gather's task and callbacks
         else:
             await asyncio.gather(*futures)
+
+
+class ResultPublisher:
+    """The worker's `EventPublisher`: a batch's results handed to the producer in one call, then acknowledged.
+
+    `AckedPublisher` calls the sender once per event and gathers the acknowledgements; at light load a batch
+    is one or two results, and per batch that was a Faust wrapper, a `maybe_start` check and a `gather`
+    (a task and callbacks) on top of aiokafka's own `send`. Here the sender gets the batch's messages at
+    once (`send_many`: aiokafka's `send` per message, each to its key's partition as before), and the
+    acknowledgements are awaited in turn, which ends when the last is in, as `gather` did; a failed one
+    raises (the batch is retried whole), and the others' outcomes are still collected."""
+
+    def __init__(self, producer: BatchSender, topic_prefix: str = "") -> None:
+        self.producer = producer
+        self.topic_prefix = topic_prefix
+        self._audits = ConversionAuditedWriter()  # written without the model's serializer
+
+    async def publish(self, events: Iterable[Event], *, republished: bool = False) -> None:
+        headers = _REPUBLISHED if republished else None
+        prefix, write = self.topic_prefix, self._audits.write
+        messages: list[Message] = [
+            (prefix + e.TOPIC, write(e) if type(e) is ConversionAudited else e.to_json(), e.key(), headers)
+            for e in events
+        ]
+        futures = await self.producer.send_many(messages)
+        for n, future in enumerate(futures):
+            try:
+                await future
+            except BaseException:
+                for rest in futures[n + 1 :]:
+                    rest.add_done_callback(_collect)
+                raise
+
+
+def _collect(future: asyncio.Future[Any]) -> None:
+    """Retrieve a future's outcome, so an unawaited failure is not logged as never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 def compression_type(codec: str) -> str | None:
