@@ -39,6 +39,12 @@ def rate_fetched_event_id(rate_id: UUID) -> UUID:
     return _RATE_FETCHED_IDS(str(rate_id))
 
 
+def rate_fetched_event_ids(rate_ids: Sequence[str]) -> list[str]:
+    """`str(rate_fetched_event_id(UUID(r)))` for each rate id given as its lower-case hyphenated text, in one
+    loop: the rate projection checks every row's event id against it (docs/rates.md, "One id, one value")."""
+    return _RATE_FETCHED_IDS.texts(rate_ids)
+
+
 class PublicationIds:
     """`(rate id, RateFetched event id)` as text for each target of one publication, the two ids
     `rate_id_for` and `RateFetched.for_quote` derive, with the publication's part of the name hashed once

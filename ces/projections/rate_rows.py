@@ -22,6 +22,7 @@ T = TypeVar("T")
 IMPLAUSIBLE_PUBLISHED_AT = "implausible_published_at"
 SAME_CURRENCY_PAIR = "same_currency_pair"
 CONFLICTING_REPUBLICATION = "conflicting_republication"
+UNDERIVED_EVENT_ID = "underived_event_id"
 UNKNOWN_RATE = "unknown_rate"
 
 

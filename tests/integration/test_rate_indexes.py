@@ -145,10 +145,9 @@ def test_downgrade_restores_the_0008_indexes_and_upgrade_merges_them(
     engine, schema = pg_schema
     merged = {
         "exchange_rate_pkey": "btree (id)",
-        "exchange_rate_event_id_key": "btree (event_id)",
         "exchange_rate_publication": "btree (base_currency, target_currency, published_at DESC, provider_name)",
     }
-    assert _indexes(engine) == merged
+    assert _indexes(engine) == merged  # migration 0010 dropped the event_id key
     config = migrate.alembic_config(settings.migration_database_dsn, schema)
     RateProjector(engine).project([fetched("EUR", "USD", "1.08", T0), fetched("EUR", "JPY", "160.1", T0)])
     command.downgrade(config, "0008")
@@ -158,6 +157,8 @@ def test_downgrade_restores_the_0008_indexes_and_upgrade_merges_them(
         "exchange_rate_publication": "btree (provider_name, base_currency, target_currency, published_at)",
         "exchange_rate_pair_published": "btree (base_currency, target_currency, published_at DESC, fetched_at DESC)",
     }
+    command.upgrade(config, "0009")
+    assert _indexes(engine) == {**merged, "exchange_rate_event_id_key": "btree (event_id)"}
     command.upgrade(config, "head")
     assert _indexes(engine) == merged
     assert len(RateRepository(engine).latest_per_pair()) == 2
@@ -168,9 +169,7 @@ def test_a_batchs_stored_publications_are_found_through_the_whole_index_key(pg_s
     compared as text, only `published_at` and the provider were index conditions: a scan of the whole index
     (~200 ms on the ECB history) on every batch that met a stored row."""
     engine, _ = pg_schema
-    events = [
-        (Rate(uuid.uuid4(), "EUR", target, Decimal("1.5"), "ecb", T0, T0), uuid.uuid4()) for target in ("USD", "GBP")
-    ]
+    events = [Rate(uuid.uuid4(), "EUR", target, Decimal("1.5"), "ecb", T0, T0) for target in ("USD", "GBP")]
     query = _stored_matching(events).compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
     with engine.connect() as conn:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]

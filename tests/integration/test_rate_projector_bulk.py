@@ -18,7 +18,7 @@ from ces.adapters.postgres import migrate, rate_projector
 from ces.adapters.postgres.rate_projector import RateProjector
 from ces.adapters.postgres.tables import exchange_rate, exchange_rate_revocation
 from ces.domain.rates import Rate
-from ces.events.rates import RateFetched, RateRevoked
+from ces.events.rates import RateFetched, RateRevoked, rate_fetched_event_id
 from ces.projections.rate_rows import Projection, RateEvent
 from ces.projections.rate_wire import RateRow, read_row
 from ces.settings import Settings
@@ -76,8 +76,10 @@ def batches() -> list[list[RateEvent]]:
         [
             *[usd, jpy, gbp, usd2],  # a redelivery
             fetched("USD", "1.2000", T0),  # a conflicting republication of a stored row
-            fetched("USD", "1.0892", T0 + 3 * DAY, event_id=usd2.event_id),  # another row's event id
-            fetched("JPY", "161.87", T0, rate_id=uuid.UUID(int=7)),  # another row's publication under a new id
+            fetched("USD", "1.0892", T0 + 3 * DAY, event_id=usd2.event_id),  # another row's event id: underived
+            fetched("GBP", "0.86", T0 + DAY, event_id=uuid.UUID(int=11)),  # a new rate, its event id not derived
+            # another row's publication under a new id (its event id derived from that id)
+            fetched("JPY", "161.87", T0, rate_id=uuid.UUID(int=7), event_id=rate_fetched_event_id(uuid.UUID(int=7))),
             revoked(jpy, reason="redelivered with another reason"),  # the first revocation stands
             revoked(usd2),  # the newest USD: USD falls back to T0
             usd3,
@@ -182,7 +184,12 @@ def test_bulk_and_row_inserts_write_the_same_rows_and_refuse_the_same_events(
         "unknown_rate",
         "unknown_rate",
     ]
-    assert [r.reason for r in second["refused"]] == ["conflicting_republication"] * 3
+    assert [r.reason for r in second["refused"]] == [
+        "conflicting_republication",
+        "underived_event_id",
+        "underived_event_id",
+        "conflicting_republication",
+    ]
     assert "PostgreSQL holds rate" in second["refused"][0].detail
     assert len(first["inserted"]) == 5 and len(first["revocations"]) == 2
     assert len(second["inserted"]) == 2 and len(second["revocations"]) == 1

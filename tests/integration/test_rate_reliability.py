@@ -35,7 +35,7 @@ from ces.adapters.postgres.replay_swap import verify_target
 from ces.adapters.redis.rate_cache import RateCache
 from ces.bootstrap import build_replay
 from ces.cli.replay_view import LogProgress
-from ces.events.rates import RateFetched, RateRevoked
+from ces.events.rates import RateFetched, RateRevoked, rate_fetched_event_id
 from ces.projections.rate_projection import RateEventHandler
 from ces.projections.rate_rows import rate_of
 from ces.projections.replay import ReplayOptions
@@ -447,17 +447,21 @@ async def test_cli_revoke_publishes_a_revocation_the_projection_applies(
             await admin.close()
 
 
-def test_a_publication_stored_under_another_id_or_event_id_is_a_conflict(pg_schema: tuple[Engine, str]) -> None:
+def test_a_publication_stored_under_another_id_is_a_conflict_and_another_rows_event_id_is_refused(
+    pg_schema: tuple[Engine, str],
+) -> None:
     engine, _ = pg_schema
     projector = RateProjector(engine)
     stored = rate_event("USD", "1.0892", T0)
     projector.project([stored])
-    forged_id = stored.model_copy(update={"rate_id": uuid.uuid4(), "event_id": uuid.uuid4()})  # same publication
+    new_id = uuid.uuid4()
+    forged_id = stored.model_copy(update={"rate_id": new_id, "event_id": rate_fetched_event_id(new_id)})
     reused_event = rate_event("GBP", "0.85", T0).model_copy(update={"event_id": stored.event_id})
     result = projector.project([forged_id, reused_event, stored])
     assert [(r.index, r.reason) for r in result.refused] == [
-        (0, "conflicting_republication"),
-        (1, "conflicting_republication"),
+        (0, "conflicting_republication"),  # the same publication under another id
+        (1, "underived_event_id"),  # another row's event id: never its own rate's
     ]
+    assert str(stored.event_id) in result.refused[1].detail
     assert [r.rate_id for r in result.current] == [stored.rate_id]  # the same event again is a no-op
     assert RateRepository(engine).count() == 1

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ces.adapters.providers.ecb_history import bundled_quotes
-from ces.events.rates import PublicationIds, RateFetched, rate_fetched_event_id, rate_id_for
+from ces.events.rates import PublicationIds, RateFetched, rate_fetched_event_id, rate_fetched_event_ids, rate_id_for
 from ces.events.registry import decode
 from ces.services.backfill import backfill_encoded, backfill_events, backfill_fetch_id
 from ces.services.rate_fetching import quote_events
@@ -115,3 +115,10 @@ def test_publication_ids_for_many_targets_are_each_targets_ids(
     ids = PublicationIds(provider, published, base)
     rate_ids, event_ids = ids.texts(targets)
     assert list(zip(rate_ids, event_ids, strict=True)) == [ids(target) for target in targets]
+
+
+@given(st.lists(st.uuids(), max_size=5))
+def test_the_projections_event_ids_are_the_models(rate_ids: list[UUID]) -> None:
+    """What the rate projection holds every `RateFetched`'s event id to (`underived_event_id` otherwise)."""
+    texts = [str(r) for r in rate_ids]
+    assert rate_fetched_event_ids(texts) == [str(rate_fetched_event_id(r)) for r in rate_ids]

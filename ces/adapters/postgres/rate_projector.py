@@ -21,7 +21,6 @@ from sqlalchemy import (
     cast,
     func,
     select,
-    union,
 )
 from sqlalchemy.dialects.postgresql import insert
 
@@ -29,11 +28,12 @@ from ces.adapters.postgres.rate_copy import copied_insert, staged_insert, staged
 from ces.adapters.postgres.rate_store import latest_query, rate_from_row
 from ces.adapters.postgres.tables import exchange_rate, exchange_rate_revocation
 from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW, Rate, Withdrawal, implausible_publication
-from ces.events.rates import RateRevoked
+from ces.events.rates import RateRevoked, rate_fetched_event_ids
 from ces.projections.rate_rows import (
     CONFLICTING_REPUBLICATION,
     IMPLAUSIBLE_PUBLISHED_AT,
     SAME_CURRENCY_PAIR,
+    UNDERIVED_EVENT_ID,
     UNKNOWN_RATE,
     CurrentRates,
     Projection,
@@ -54,10 +54,15 @@ class RateProjector:
     Rules (docs/rates.md):
     - Plausible only: a rate published later than its fetch time plus `max_clock_skew`, or of a pair
       with itself, is refused (`implausible_published_at`, `same_currency_pair`).
+    - One event per rate: a `RateFetched` whose `event_id` is not the one derived from its `rate_id`
+      (`rate_fetched_event_id`, what every CES producer writes) is refused, `underived_event_id`. So every
+      row holds its id's derived event id, and the primary key on `id` makes `event_id` unique (a SHA-1
+      name-based id: two rate ids with one event id would be a SHA-1 collision); migration 0010 dropped the
+      unique index that checked it again per row.
     - One id, one value: the row's primary key is the event's `rate_id`, itself derived from provider,
       publication time and pair. The same publication again (redelivery, replay, re-fetch) with the same
       value is a no-op (`ON CONFLICT DO NOTHING`). A `RateFetched` whose id is stored with another value or
-      publication, or (its id not stored) whose publication or event id is held by another row, is refused,
+      publication, or (its id not stored) whose publication is held by another row, is refused,
       `conflicting_republication`:
       the first stored row stands, and it is the one the cache and the audits use.
     - Revocations: one row per revoked rate, the first revocation stands; a revocation of a rate that is
@@ -75,15 +80,22 @@ class RateProjector:
         result = Projection()
         if not events:
             return result
+        candidates: list[tuple[int, RateRow]] = []
         fetched: list[tuple[int, RateRow]] = []
         revoked: list[tuple[int, RateRevoked]] = []
         skew = self.max_clock_skew
         for i, e in enumerate(events):
             if isinstance(e, RateRevoked):
                 revoked.append((i, e))
-                continue
-            row = e if isinstance(e, RateRow) else row_of(e)
-            if row.base_currency == row.target_currency:
+            else:
+                candidates.append((i, e if isinstance(e, RateRow) else row_of(e)))
+        # Both ids are lower-case hyphenated text in a row (`read_row`, `row_of`): compared as they are.
+        derived = rate_fetched_event_ids([row.rate_id for _, row in candidates])
+        for (i, row), event_id in zip(candidates, derived, strict=True):
+            if row.event_id != event_id:
+                forged = f"event_id {row.event_id} is not rate {row.rate_id}'s RateFetched event id {event_id}"
+                result.refused.append(Refusal(i, UNDERIVED_EVENT_ID, forged))
+            elif row.base_currency == row.target_currency:
                 result.refused.append(Refusal(i, SAME_CURRENCY_PAIR, f"{row.base_currency}->{row.target_currency}"))
             elif (why := implausible_publication(row.published_at, row.fetched_at, skew)) is not None:
                 result.refused.append(Refusal(i, IMPLAUSIBLE_PUBLISHED_AT, why))
@@ -123,64 +135,52 @@ class RateProjector:
         """The accepted rates, and whether every one of them was inserted by this transaction."""
         if not fetched:
             return [], True
-        # DO NOTHING on any unique key (id, event id, publication); what was skipped is checked below.
+        # DO NOTHING on any unique key (id, publication); what was skipped is checked below.
         rows = [row for _, row in fetched]
         new_text = self._write(conn, rows)
         if new_text is None:  # every row went in (so no two shared a key): each holds its event's values
             result.inserted = RateIds([row.rate_id for row in rows])
             return list(rows), True
         new = {UUID(t) for t in new_text}
-        events = [(i, rate_of_row(row), UUID(row.event_id)) for i, row in fetched]
-        result.inserted = RateIds(list(dict.fromkeys(e.rate_id for _, e, _ in events if e.rate_id in new)))
+        events = [(i, rate_of_row(row)) for i, row in fetched]
+        result.inserted = RateIds(list(dict.fromkeys(e.rate_id for _, e in events if e.rate_id in new)))
         by_id: dict[UUID, Rate] = {}
-        by_event: dict[UUID, Rate] = {}
         by_publication: dict[tuple[object, ...], Rate] = {}
 
         def remember(row: Any) -> None:
             rate = rate_from_row(row)
             by_id[rate.rate_id] = rate
-            by_event[row["event_id"]] = rate
             by_publication[(rate.provider_name, rate.base_currency, rate.target_currency, rate.published_at)] = rate
 
         # A row this statement inserted holds exactly its event's values (unconstrained NUMERIC keeps every
         # digit, timestamptz every microsecond): no need to read it back. Only what was not inserted needs
         # a look at the stored rows (the usual batch inserts everything).
-        pending: list[tuple[Rate, UUID]] = []
-        for _, e, event_id in events:
+        pending: list[Rate] = []
+        for _, e in events:
             if e.rate_id in new and e.rate_id not in by_id:
                 by_id[e.rate_id] = e
             else:
-                pending.append((e, event_id))
+                pending.append(e)
         if pending:
             # By primary key first: a redelivery or re-fetch finds its row there and needs nothing more.
-            same_id = select(exchange_rate).where(exchange_rate.c.id.in_([e.rate_id for e, _ in pending]))
+            same_id = select(exchange_rate).where(exchange_rate.c.id.in_([e.rate_id for e in pending]))
             for row in conn.execute(same_id).mappings():
                 remember(row)
-            # An insert skipped although no row has the id: another row holds the publication or the
-            # event id (a conflict); fetch it to say which.
-            blocked = [(e, event_id) for e, event_id in pending if e.rate_id not in by_id]
+            # An insert skipped although no row has the id: another row holds the publication (a conflict;
+            # its event id cannot be held elsewhere, being derived from the id); fetch it to say which.
+            blocked = [e for e in pending if e.rate_id not in by_id]
             if blocked:
                 for row in conn.execute(_stored_matching(blocked)).mappings():
                     remember(row)
         accepted: list[Rate | RateRow] = []
-        for i, e, event_id in events:
+        for i, e in events:
             want = _identity(e.rate_id, e.base_currency, e.target_currency, e.provider_name, e.published_at)
-            # The row under the event's id decides. Only when there is none, the row holding its publication or
-            # its event id is what blocked the insert. (A row with the same id and values but another event
-            # id is the same rate: a no-op.)
-            own = by_id.get(e.rate_id)
-            found = (
-                [own]
-                if own is not None
-                else [
-                    r
-                    for r in (
-                        by_event.get(event_id),
-                        by_publication.get((e.provider_name, e.base_currency, e.target_currency, e.published_at)),
-                    )
-                    if r is not None
-                ]
+            # The row under the event's id decides. Only when there is none, the row holding its publication is
+            # what blocked the insert.
+            own = by_id.get(e.rate_id) or by_publication.get(
+                (e.provider_name, e.base_currency, e.target_currency, e.published_at)
             )
+            found = [own] if own is not None else []
             # Numeric equality: 1.07 and 1.070 are the same value (the stored digits are what is used).
             clash = next(
                 (
@@ -257,28 +257,28 @@ class RateProjector:
             result.withdrawals.append(Withdrawal(rows[e.rate_id], rate_from_row(replacement) if replacement else None))
 
 
-def _stored_matching(events: list[tuple[Rate, UUID]]) -> Select[Any]:
-    """Stored rows sharing the event id or the publication with any of `events` (each arm an index lookup)."""
+def _stored_matching(events: list[Rate]) -> Select[Any]:
+    """Stored rows sharing the publication with any of `events` (an index lookup each)."""
     t = exchange_rate.c
     publications = (
         select(
-            func.unnest(cast([e.provider_name for e, _ in events], ARRAY(Text))).label("p"),
+            func.unnest(cast([e.provider_name for e in events], ARRAY(Text))).label("p"),
             # CHAR(3) like the columns: compared as text, the currency columns could not bound the index scan
             # (a lookup of a batch's publications read the whole index: ~200 ms on the ECB history).
-            func.unnest(cast([e.base_currency for e, _ in events], ARRAY(CHAR(3)))).label("b"),
-            func.unnest(cast([e.target_currency for e, _ in events], ARRAY(CHAR(3)))).label("t"),
-            func.unnest(cast([e.published_at for e, _ in events], ARRAY(DateTime(timezone=True)))).label("at"),
+            func.unnest(cast([e.base_currency for e in events], ARRAY(CHAR(3)))).label("b"),
+            func.unnest(cast([e.target_currency for e in events], ARRAY(CHAR(3)))).label("t"),
+            func.unnest(cast([e.published_at for e in events], ARRAY(DateTime(timezone=True)))).label("at"),
         )
     ).subquery()
-    by_publication = select(exchange_rate).join(
-        publications,
-        (t.provider_name == publications.c.p)
-        & (t.base_currency == publications.c.b)
-        & (t.target_currency == publications.c.t)
-        & (t.published_at == publications.c.at),
+    # DISTINCT: two events of a batch may name one publication.
+    return (
+        select(exchange_rate)
+        .distinct()
+        .join(
+            publications,
+            (t.provider_name == publications.c.p)
+            & (t.base_currency == publications.c.b)
+            & (t.target_currency == publications.c.t)
+            & (t.published_at == publications.c.at),
+        )
     )
-    matching = union(
-        select(exchange_rate).where(t.event_id.in_([event_id for _, event_id in events])),
-        by_publication,
-    ).subquery()
-    return select(matching)
