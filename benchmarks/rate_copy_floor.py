@@ -2,10 +2,12 @@
 
 COPYs the whole bundled ECB history (221,702 rows, as `rate_copy.copied_insert` formats them, 2,000 a batch,
 one commit each) into `exchange_rate` of a fresh schema from one connection, and prints the wall time and
-the backend's CPU seconds (read from /proc: run it on the database's host, as root or its user): with the
-table as migrated (head), as it was before migration 0009 (four indexes: the publication key and the pair
-index apart), and as migrated without the CHECK constraints, to show what each costs. `--rounds N` repeats
-the whole set, alternately. No worker, no Kafka. Needs the stack; run it under `flock /work/notes/bench.lock`.
+the backend's CPU seconds (read from /proc: run it on the database's host, as root or its user) and the
+server's WAL bytes a row: by default with the table as migrated (head), as it was before migration 0010
+(the `event_id` UNIQUE) and as migrated without the CHECK constraints; `--variant NAME` (repeatable) picks
+the layouts, among them one index or constraint left out at a time and columns stored unparsed (what
+parsing them costs), to show what each costs. `--rounds N` repeats the whole set, alternately. No worker,
+no Kafka. Needs the stack; run it under `flock /work/notes/bench.lock`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ _C_COLLATION = [
     'ALTER COLUMN target_currency TYPE char(3) COLLATE "C", ALTER COLUMN provider_name TYPE text COLLATE "C"'
 ]
 _NO_EVENT_KEY = ["ALTER TABLE exchange_rate DROP CONSTRAINT exchange_rate_event_id_key"]
+# One regex for both codes: `char(3)` reads back without its trailing blanks, so the 6 letters can only
+# be 3 of each (exactly what the two CHECKs accept).
+_ONE_REGEX = [
+    *_WITHOUT_REGEXES,
+    "ALTER TABLE exchange_rate ADD CONSTRAINT exchange_rate_currencies_check "
+    "CHECK ((base_currency::text || target_currency::text) ~ '^[A-Z]{6}$')",
+]
 # Each variant: (label, revision, DDL run on the fresh schema before the COPY).
 _VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     "head": ("exchange_rate as migrated (head)", "head", []),
@@ -50,6 +59,21 @@ _VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     "no-checks": ("as migrated, without the CHECKs", "head", _WITHOUT_CHECKS),
     "no-regex": ("as migrated, without the two currency regex CHECKs", "head", _WITHOUT_REGEXES),
     "no-event-key": ("0009 without the event_id UNIQUE (what 0010 does)", "0009", _NO_EVENT_KEY),
+    "one-regex": ("as migrated, one regex CHECK for both currency codes", "head", _ONE_REGEX),
+    # Upper bounds of what parsing costs (what a binary COPY could save): the columns as text, unparsed.
+    "instants-as-text": (
+        "as migrated, the two instants stored as text (not parsed)",
+        "head",
+        ["ALTER TABLE exchange_rate ALTER COLUMN published_at TYPE text, ALTER COLUMN fetched_at TYPE text"],
+    ),
+    "value-as-text": (
+        "as migrated, the value stored as text (not parsed)",
+        "head",
+        [
+            "ALTER TABLE exchange_rate DROP CONSTRAINT exchange_rate_rate_value_check",
+            "ALTER TABLE exchange_rate ALTER COLUMN rate_value TYPE text",
+        ],
+    ),
     "no-publication": ("as migrated, without the publication index", "head", ["DROP INDEX exchange_rate_publication"]),
     "c-collation": ('as migrated, text columns COLLATE "C"', "head", _C_COLLATION),
     "no-pk": (
