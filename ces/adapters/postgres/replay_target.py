@@ -15,7 +15,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.pool import NullPool
 
-from ces.adapters.postgres import migrate
 from ces.adapters.postgres.audit_rows import audited_rows
 from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.bulk_audit import copy_decisions
@@ -210,6 +209,10 @@ class PostgresReplayTarget:
                 exists, tables = None, set()
             conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(target)}"))
             create_checkpoint_table(conn, target)
+        # Imported here: alembic is about a third of this module's imports, and the `--jobs` worker processes,
+        # which build a target too, never migrate (docs/replay.md, "Fixed costs").
+        from ces.adapters.postgres import migrate
+
         migrate.upgrade(self.database_url, schema=target)
         return CHECKPOINT_TABLE in tables
 
