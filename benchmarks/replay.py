@@ -13,8 +13,9 @@ a subprocess, start to exit, and prints:
 - the replay's peak RSS (of its largest process) and CPU time (`getrusage(RUSAGE_CHILDREN)` after it
   exited), and with `--jobs` > 1 each audit worker's CPU and peak RSS (from the replay's log), and every
   process's peak RSS summed (the main process logs its own);
-- the WAL the server wrote during the replay (`pg_current_wal_lsn()` before and after: other sessions' too)
-  and the checkpoints it forced (`pg_stat_bgwriter.checkpoints_req`);
+- the WAL the server wrote during the replay (`pg_current_wal_lsn()` before and after, `pg_stat_wal`'s records,
+  full-page images and "buffers full" writes: other sessions' too) and the checkpoints forced
+  (`pg_stat_bgwriter.checkpoints_req`);
 - how long `--verify-only` takes over those rows (the target compared with itself);
 - bytes per event on disk for both topics (the local stack's segment files, uncompressed as CES produces
   them), bytes per 1M events, and what gzip on 1,000-event batches would make of the audits.
@@ -253,32 +254,45 @@ def raw_copy_seconds(settings: Settings, schema: str) -> tuple[float, int]:
     return seconds, rows
 
 
-def wal_position(settings: Settings) -> tuple[str, int]:
-    """The server's WAL insert position and its count of requested (forced) checkpoints."""
+WAL_STATS = "SELECT wal_records, wal_fpi, wal_buffers_full FROM pg_stat_wal"
+
+
+def wal_position(settings: Settings) -> tuple[str, int, tuple[int, ...]]:
+    """The server's WAL insert position, its count of requested (forced) checkpoints and `pg_stat_wal`'s
+    records, full-page images and "WAL buffers full" writes."""
     engine = create_engine(settings.migration_database_dsn)
     try:
         with engine.connect() as conn:
             lsn = conn.execute(text("SELECT pg_current_wal_lsn()::text")).scalar_one()
             forced = conn.execute(text("SELECT checkpoints_req FROM pg_stat_bgwriter")).scalar_one()
+            stats = tuple(int(v) for v in conn.execute(text(WAL_STATS)).one())
     finally:
         engine.dispose()
-    return str(lsn), int(forced)
+    return str(lsn), int(forced), stats
 
 
-def wal_since(settings: Settings, before: tuple[str, int]) -> tuple[int, int, str]:
-    """WAL bytes and forced checkpoints since `before` (the whole server's: other sessions count too), and the
-    server's `max_wal_size`."""
+def wal_since(settings: Settings, before: tuple[str, int, tuple[int, ...]]) -> str:
+    """What the server wrote to its WAL since `before` (the whole server's: other sessions count too)."""
     engine = create_engine(settings.migration_database_dsn)
     try:
         with engine.connect() as conn:
-            written = conn.execute(
-                text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), CAST(:l AS pg_lsn))"), {"l": before[0]}
-            ).scalar_one()
-            forced = conn.execute(text("SELECT checkpoints_req FROM pg_stat_bgwriter")).scalar_one()
+            written = int(
+                conn.execute(
+                    text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), CAST(:l AS pg_lsn))"), {"l": before[0]}
+                ).scalar_one()
+            )
+            forced = int(conn.execute(text("SELECT checkpoints_req FROM pg_stat_bgwriter")).scalar_one()) - before[1]
+            after = conn.execute(text(WAL_STATS)).one()
+            records, fpi, full = (int(v) - b for v, b in zip(after, before[2], strict=True))
             size = conn.execute(text("SHOW max_wal_size")).scalar_one()
+            compression = conn.execute(text("SHOW wal_compression")).scalar_one()
     finally:
         engine.dispose()
-    return int(written), int(forced) - before[1], str(size)
+    return (
+        f"WAL written during the replay (the whole server's): {written / 2**20:,.0f} MiB in {records:,} records, "
+        f"{fpi:,} full-page images, {full:,} writes because the WAL buffers were full; forced checkpoints {forced} "
+        f"(max_wal_size {size}, wal_compression {compression})"
+    )
 
 
 def on_disk(settings: Settings, topic: str) -> int | None:
@@ -342,7 +356,7 @@ def main() -> None:
                 check=True,
             )
         seconds = time.monotonic() - started
-        wal_bytes, checkpoints, max_wal = wal_since(settings, wal_before)
+        wal = wal_since(settings, wal_before)
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         lines = log.read_text().splitlines()
         report = [line for line in lines if line.startswith(("  ", "replay "))]
@@ -363,10 +377,7 @@ def main() -> None:
             f"replay end to end (process start -> exit): {seconds:.1f}s for {total:,} events: "
             f"{total / seconds:,.0f} events/s"
         )
-        print(
-            f"WAL written during the replay (the whole server's): {wal_bytes / 2**20:,.0f} MiB "
-            f"({wal_bytes / total:,.0f} B/event); forced checkpoints {checkpoints} (max_wal_size {max_wal})"
-        )
+        print(wal)
         copy_seconds, copy_rows = raw_copy_seconds(settings, schema)
         print(
             f"raw COPY of the rows of the same {total:,} events ({copy_rows:,} rows in 3 tables of the same shape): "
