@@ -7,6 +7,7 @@ asks the builders here for what each of its commands needs. Unit tests build the
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -166,6 +167,9 @@ def build_replay(settings: Settings, options: ReplayOptions, progress: ProgressS
     """`ces replay` on the real Kafka and PostgreSQL: audits by COPY, rates with the live worker's clock skew."""
     from ces.projections.replay import Replay
 
+    # The main process migrates the target (`PostgresReplayTarget.prepare`; the `--jobs` worker processes never
+    # import alembic): imported now, so that `settle_heap` freezes its modules with the rest of start-up.
+    importlib.import_module("ces.adapters.postgres.migrate")
     source, target = _replay_parts(settings, options)
     return Replay(
         options,

@@ -210,7 +210,7 @@ class PostgresReplayTarget:
             conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(target)}"))
             create_checkpoint_table(conn, target)
         # Imported here: alembic is about a third of this module's imports, and the `--jobs` worker processes,
-        # which build a target too, never migrate (docs/replay.md, "Fixed costs").
+        # which build a target too, never migrate (`build_replay` imports it before the heap is settled).
         from ces.adapters.postgres import migrate
 
         migrate.upgrade(self.database_url, schema=target)
