@@ -95,16 +95,16 @@ def build_decider(settings: Settings, lookup: RateLookup) -> ConversionDecider:
     )
 
 
-def build_producer(settings: Settings, *, linger_ms: int = 5) -> AIOKafkaProducer:
+def build_producer(settings: Settings, *, linger_ms: int = 5, compression: str | None = None) -> AIOKafkaProducer:
     """The process's one producer: idempotent, acknowledged by every in-sync replica, batches compressed with
-    `CES_KAFKA_COMPRESSION` (zstd and lz4 through aiokafka's `cramjam`)."""
+    `compression`, by default `CES_KAFKA_COMPRESSION` (zstd and lz4 through aiokafka's `cramjam`)."""
     return AIOKafkaProducer(
         **kafka_connection(settings).kwargs(),
         acks="all",
         enable_idempotence=True,
         linger_ms=linger_ms,
         max_batch_size=512 * 1024,
-        compression_type=compression_type(settings.kafka_compression),
+        compression_type=compression_type(compression or settings.kafka_compression),
     )
 
 

@@ -39,7 +39,9 @@ class ReplyRouter(TailReader):
         super().__init__(kafka)
         self.topics = topics
         self.max_pending = max_pending
-        self._waiters: dict[UUID, list[asyncio.Future[Reply]]] = {}
+        # By the result's Kafka key (`str(request_id)`, as `ConversionAudited.key()` writes it), so a result is
+        # matched, or skipped as another instance's, by one lookup of its key bytes: no UUID parsed per record.
+        self._waiters: dict[bytes, list[asyncio.Future[Reply]]] = {}
         # Kept as a count (not summed over the waiters): `expect` checks it on every request.
         self._pending = 0
         self._freed = asyncio.Event()
@@ -83,7 +85,7 @@ class ReplyRouter(TailReader):
         futures: list[asyncio.Future[Reply]] = []
         for request_id in request_ids:
             fut: asyncio.Future[Reply] = loop.create_future()
-            self._waiters.setdefault(request_id, []).append(fut)
+            self._waiters.setdefault(str(request_id).encode(), []).append(fut)
             futures.append(fut)
         self._pending += len(futures)
         return futures
@@ -94,7 +96,8 @@ class ReplyRouter(TailReader):
         await self._freed.wait()
 
     def forget(self, request_id: UUID, fut: asyncio.Future[Reply]) -> None:
-        waiters = self._waiters.get(request_id)
+        key = str(request_id).encode()
+        waiters = self._waiters.get(key)
         if waiters is None:
             return
         try:
@@ -103,7 +106,7 @@ class ReplyRouter(TailReader):
             return
         self._released(1)
         if not waiters:
-            del self._waiters[request_id]
+            del self._waiters[key]
 
     def _released(self, count: int) -> None:
         self._pending -= count
@@ -121,24 +124,18 @@ class ReplyRouter(TailReader):
                     log.exception("skipping a result the gateway cannot read")
 
     def _route(self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] = ()) -> None:
-        if key is None or len(key) > 64:
-            return
-        try:
-            request_id = UUID(key.decode())
-        except (ValueError, UnicodeDecodeError):
-            return
-        if request_id in self._waiters:
-            self._resolve(request_id, value, any(name == REPUBLISHED_HEADER for name, _ in headers))
+        if key is not None and key in self._waiters:
+            self._resolve(key, value, any(name == REPUBLISHED_HEADER for name, _ in headers))
 
-    def _resolve(self, request_id: UUID, value: bytes | None, republished: bool) -> None:
+    def _resolve(self, key: bytes, value: bytes | None, republished: bool) -> None:
         try:
             event = decode(value)  # type: ignore[arg-type]  # decode refuses None with a reason
         except UndecodableEvent as exc:
-            log.warning("undecodable result for %s: %s", request_id, exc)
+            log.warning("undecodable result for %s: %s", key.decode(), exc)
             return
         if not isinstance(event, ConversionAudited | ConversionRejected):
             return
-        waiters = self._waiters.pop(request_id, [])
+        waiters = self._waiters.pop(key, [])
         self._released(len(waiters))
         for fut in waiters:
             if not fut.done():
