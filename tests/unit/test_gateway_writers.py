@@ -4,7 +4,7 @@ are, byte for byte, what pydantic's serializer writes (`to_json()`, `audit_body_
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ces.events.conversions import ConversionAudited, ConversionRequested
 from ces.events.request_writer import write_request
+from ces.http.conversion_input import Refusal, read_request
 from ces.http.schemas import audit_body, audit_body_by_model
 from tests.unit.test_canonical_decoding import instants
 from tests.unit.test_canonical_writer import amounts, codes
@@ -109,3 +110,30 @@ def test_the_audit_body_is_what_the_serializer_writes(
     except ValueError:
         return  # an instant past year 9999 in UTC: no such event
     assert audit_body(event) == audit_body_by_model(event)
+
+
+@SETTINGS
+@given(
+    base=st.sampled_from(["EUR", "usd", "JPY", "KWD", "XAU", "GBP"]),
+    target=st.sampled_from(["USD", "eur", "JPY", "BHD", "CHF"]),
+    amount=st.from_regex(r"[0-9]{1,12}(\.[0-9]{1,4})?", fullmatch=True),
+    requested_by=st.none() | st.uuids(),
+)
+def test_a_request_built_without_validation_is_the_validated_event(
+    base: str, target: str, amount: str, requested_by: uuid.UUID | None
+) -> None:
+    wanted = read_request(
+        {"base_currency": base, "target_currency": target, "amount": amount, "request_id": str(uuid.uuid4())},
+        idempotency_key=None,
+        max_amount=Decimal("1000000000000"),
+        max_clock_skew=timedelta(seconds=5),
+        requested_by=requested_by,
+    )
+    if isinstance(wanted, Refusal):
+        return
+    validated = ConversionRequested.model_validate(wanted.model_dump())
+    assert wanted == validated
+    assert [type(getattr(wanted, f)) for f in ConversionRequested.model_fields] == [
+        type(getattr(validated, f)) for f in ConversionRequested.model_fields
+    ]
+    assert write_request(wanted) == wanted.to_json() == validated.to_json()
