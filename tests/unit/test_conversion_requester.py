@@ -211,6 +211,38 @@ async def test_too_many_pending_refuses_before_publishing(router: ReplyRouter) -
         router.forget(other, waiter)
 
 
+async def test_a_cancelled_caller_stays_cancelled_and_its_waiter_is_forgotten(router: ReplyRouter) -> None:
+    # The deadline cancels the task itself; a cancellation from outside must not pass for a timeout.
+    worker = FakeWorker(router, answer=None)
+    task = asyncio.create_task(
+        requester(worker, router, 10 * DEADLINE).convert(req(uuid.uuid4(), "EUR", "USD", AMOUNT))
+    )
+    for _ in range(1000):  # until it waits for its result (a few loop turns)
+        if worker.published:
+            break
+        await asyncio.sleep(0)
+    assert worker.published
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+
+
+async def test_the_deadline_ends_with_the_call_and_never_cancels_the_caller_later(router: ReplyRouter) -> None:
+    # After a decision, and after a refusal before publishing, the caller's task goes on past the deadline.
+    worker = FakeWorker(router, as_decided)
+    decision, _ = await requester(worker, router, DEADLINE).convert(req(uuid.uuid4(), "EUR", "USD", AMOUNT))
+    assert isinstance(decision, ConversionAudited)
+    other = uuid.uuid4()
+    waiters = [router.expect(other) for _ in range(router.max_pending)]
+    with pytest.raises(TooManyPending):
+        await requester(worker, router, DEADLINE).convert(req(uuid.uuid4(), "EUR", "USD", AMOUNT))
+    for waiter in waiters:
+        router.forget(other, waiter)
+    await asyncio.sleep(2 * DEADLINE)  # the time under test: a stray timer would cancel this task in it
+    assert asyncio.current_task() is not None and not asyncio.current_task().cancelling()  # type: ignore[union-attr]
+
+
 # Batches (`convert_many`): the router fixture holds at most 10 waiters, so 25 requests need waves.
 
 
