@@ -17,9 +17,9 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import Engine, text
 
+from ces.adapters.kafka.producer import AckedPublisher
 from ces.adapters.kafka.rate_feed import RateFeed
 from ces.adapters.kafka.replies import ReplyRouter
-from ces.adapters.kafka.request_publisher import RequestPublisher
 from ces.adapters.postgres.api_keys import PostgresApiKeyStore
 from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.rate_store import RateRepository
@@ -85,7 +85,7 @@ async def _open(settings: Settings) -> AsyncIterator[Deps]:
         rates=RateRepository(engine),
         lookup=lookup,
         requester=ConversionRequester(
-            RequestPublisher(producer, prefix, signer=request_signer(settings)),
+            AckedPublisher(producer, prefix, signer=request_signer(settings)),
             router,
             timeout=settings.gateway_timeout_seconds,
         ),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pydantic import ValidationError
 
@@ -78,22 +78,6 @@ def read_request(
             parse_as_of(body.as_of, utc_now(), max_clock_skew)
         except AsOfError as exc:
             return Refusal(exc.reason, exc.message, {"request_id": str(request_id)})
-    if body.as_of is None:
-        # Every field is checked above (the body's model, the domain's `validate`): the event is built without
-        # validating it again, ~15 us a request (tests/unit/test_gateway_writers.py holds it to the validated one).
-        # Every field is given: pydantic's `model_construct` inspects a default factory's signature per call.
-        return ConversionRequested.model_construct(
-            event_id=uuid4(),
-            event_type="ConversionRequested",
-            schema_version=3,
-            occurred_at=utc_now(),
-            request_id=request_id,
-            base_currency=checked.base.code,
-            target_currency=checked.target.code,
-            amount=checked.amount,
-            requested_by=requested_by,
-            as_of=None,
-        )
     return ConversionRequested(
         request_id=request_id,
         base_currency=checked.base.code,
