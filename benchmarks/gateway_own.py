@@ -22,14 +22,13 @@ from decimal import Decimal
 from typing import Any
 
 from ces.adapters.kafka.connection import KafkaConnection
+from ces.adapters.kafka.producer import AckedPublisher as Publisher
 from ces.adapters.kafka.replies import ReplyRouter
 from ces.events.conversions import ConversionAudited, ConversionRequested
 from ces.events.signing import RequestSigner
 from ces.http.conversion_input import read_request
 from ces.http.schemas import audit_body
 from ces.services.conversion_requests import ConversionRequester
-
-from ces.adapters.kafka.producer import AckedPublisher as Publisher
 
 BODY = {"base_currency": "EUR", "target_currency": "USD", "amount": "100.00"}
 RATE_ID = uuid.uuid4()
