@@ -112,9 +112,7 @@ def round_trip(n: int) -> Callable[[], None]:
             broker = InstantBroker(router)
             for request in requests:
                 broker.results[request.key()] = audited(request).to_json()
-            requester = ConversionRequester(
-                Publisher(broker, "", signer=RequestSigner(b"k" * 32)), router, timeout=10
-            )
+            requester = ConversionRequester(Publisher(broker, "", signer=RequestSigner(b"k" * 32)), router, timeout=10)
             started = time.thread_time()
             for request in requests:
                 await requester.convert(request)

@@ -51,8 +51,7 @@ from ces.settings import Settings
 async def _open(settings: Settings) -> AsyncIterator[Deps]:
     engine = build_engine(settings)
     redis_client = build_redis(settings)
-    compression = None if settings.gateway_compression == "inherit" else settings.gateway_compression
-    producer = build_producer(settings, linger_ms=settings.gateway_linger_ms, compression=compression)
+    producer = build_producer(settings, linger_ms=settings.gateway_linger_ms, compression=request_compression(settings))
     await producer.start()
     prefix = settings.topic_prefix
     router = ReplyRouter(
@@ -150,6 +149,12 @@ async def _redis_ok(client: aioredis.Redis) -> tuple[bool, str]:
         return True, "ok"
     except Exception as exc:
         return False, f"{type(exc).__name__}"
+
+
+def request_compression(settings: Settings) -> str:
+    """What the gateway's producer compresses requests with: `CES_GATEWAY_COMPRESSION`, or with `inherit`
+    `CES_KAFKA_COMPRESSION`."""
+    return settings.kafka_compression if settings.gateway_compression == "inherit" else settings.gateway_compression
 
 
 class MissingSigningKey(Exception):
