@@ -137,7 +137,12 @@ async def backfill_publisher(settings: Settings) -> AsyncIterator[BulkPublisher]
 
 def _replay_parts(settings: Settings, options: ReplayOptions) -> tuple[KafkaTopicSource, PostgresReplayTarget]:
     from ces.adapters.kafka.topic_source import KafkaTopicSource
-    from ces.adapters.postgres.replay_target import PostgresReplayTarget, bulk_preparers, bulk_writers
+    from ces.adapters.postgres.replay_target import (
+        PostgresReplayTarget,
+        bulk_batchers,
+        bulk_preparers,
+        bulk_writers,
+    )
 
     source = KafkaTopicSource(
         kafka_connection(settings), batch_size=options.batch_size, topic_prefix=settings.topic_prefix
@@ -148,6 +153,7 @@ def _replay_parts(settings: Settings, options: ReplayOptions) -> tuple[KafkaTopi
         options.target_schema,
         writers=bulk_writers(timedelta(seconds=settings.max_clock_skew_seconds)),
         preparers=bulk_preparers(),
+        batchers=bulk_batchers(),
     )
     return source, target
 

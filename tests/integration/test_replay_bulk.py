@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from ces.adapters.postgres import migrate
-from ces.adapters.postgres.audit_rows import audited_rows
+from ces.adapters.postgres.audit_rows import audited_batch, audited_rows
 from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.bulk_audit import copy_decisions
 from ces.adapters.postgres.rate_projector import RateProjector
@@ -23,7 +23,16 @@ from ces.adapters.postgres.verify import PROJECTION_TABLES, verify
 from ces.cli.replay_view import LogProgress
 from ces.events.conversions import ConversionAudited, ConversionRejected, Decision
 from ces.events.rates import RateFetched
-from ces.projections.replay import PHASES, Partition, PhaseReport, Prepared, Replay, ReplayOptions
+from ces.projections.replay import (
+    PHASES,
+    Partition,
+    PhaseReport,
+    Prepared,
+    PreparedBatch,
+    Replay,
+    ReplayOptions,
+    Written,
+)
 from ces.settings import Settings
 from tests.integration.test_audit_store import audited, rejected
 from tests.integration.test_rate_projection import T0, rate_event
@@ -147,19 +156,68 @@ def _rate_and_checkpoints(engine: Engine, schema: str) -> RateFetched:
     return usd
 
 
-@pytest.mark.parametrize("prepared", [False, True], ids=["decoded", "from-bytes"])
+def as_batch(decisions: list[Decision]) -> list[Written]:
+    """A batch as the replay reads it when its audits take the batch path (`audited_batch`): one item for them."""
+    batch = audited_batch([d.to_json() for d in decisions if isinstance(d, ConversionAudited)])
+    assert batch is not None
+    return [batch, *(d for d in decisions if isinstance(d, ConversionRejected))]
+
+
+def test_the_batch_path_writes_exactly_the_live_rows(
+    pg_schema: tuple[Engine, str], bulk_schema: tuple[Engine, str]
+) -> None:
+    # NULL as an empty field and times with their `Z` (audit_rows.audited_batch) are the same rows; a batch
+    # meeting ids claimed before keeps only the newly claimed ones' audit lines.
+    (live, live_schema), (bulk, bulk_name) = pg_schema, bulk_schema
+    usd, jpy = rate_event("USD", "1.0892", T0), rate_event("JPY", "161.87", T0)
+    a, b, c, d, e, f = (uuid.uuid4() for _ in range(6))
+    key = uuid.uuid4()
+    then = datetime(2001, 9, 11, 23, 59, 59, 999999, tzinfo=UTC)
+    batches: list[list[Decision]] = [
+        [
+            audited(a, usd.rate_id),
+            awkward(b),
+            cross(c, usd.rate_id, jpy.rate_id),
+            audited(d, usd.rate_id).model_copy(update={"requested_by": key, "as_of": then}),
+        ],
+        [
+            audited(a, usd.rate_id, output="9.99"),  # re-published later: the stored decision stands
+            audited(e, usd.rate_id).model_copy(update={"occurred_at": datetime(2024, 12, 31, tzinfo=UTC)}),
+            cross(f, usd.rate_id, jpy.rate_id).model_copy(update={"as_of": then}),
+        ],
+    ]
+    for engine in (live, bulk):
+        RateProjector(engine).project([usd, jpy])
+    for batch in batches:
+        AuditStore(live).record(batch)
+        copy_decisions(bulk, cast(list[Decision | Prepared | PreparedBatch], as_batch(batch)))
+
+    assert counts(bulk) == counts(live) == (6, 5, 1)
+    with live.begin() as conn:
+        results = verify(conn, live_schema, bulk_name, PROJECTION_TABLES["audit"], max_diffs=5)
+    assert [(r.table, r.ok, r.diffs) for r in results] == [(r.table, True, []) for r in results]
+    with bulk.connect() as conn:
+        output = conn.execute(
+            text("SELECT output_amount::text FROM conversion_audit WHERE request_id = :a"), {"a": a}
+        ).scalar_one()
+    assert output == "108.83"
+
+
+@pytest.mark.parametrize("prepared", [False, True, "batch"], ids=["decoded", "from-bytes", "batch"])
 def test_a_refused_row_fails_the_bulk_batch_and_the_replay_retries_one_by_one(
-    settings: Settings, bulk_schema: tuple[Engine, str], prepared: bool
+    settings: Settings, bulk_schema: tuple[Engine, str], prepared: bool | str
 ) -> None:
     engine, schema = bulk_schema
     usd = _rate_and_checkpoints(engine, schema)
     good, unknown_rate, later = (uuid.uuid4() for _ in range(3))
     events: list[Decision] = [audited(good, usd.rate_id), audited(unknown_rate, uuid.uuid4()), rejected(later)]
 
-    batch = [from_bytes(e) for e in events] if prepared else list(events)
+    batch: list[Written] = (
+        as_batch(events) if prepared == "batch" else [from_bytes(e) for e in events] if prepared else list(events)
+    )
 
     with pytest.raises(Exception, match="foreign key"):
-        copy_decisions(engine, batch)
+        copy_decisions(engine, cast(list[Decision | Prepared | PreparedBatch], batch))
     assert counts(engine) == (0, 0, 0)  # nothing of the batch
 
     target = PostgresReplayTarget(settings.migration_database_dsn, schema, writers=bulk_writers())

@@ -13,7 +13,7 @@ import pytest
 
 from ces.events.base import Event
 from ces.projections.rate_rows import Refusal
-from ces.projections.replay import Partition, Prepared, Record, Replay, ReplayError, ReplayOptions
+from ces.projections.replay import Partition, Record, Replay, ReplayError, ReplayOptions, Written
 from ces.projections.replay.parallel import partition_groups
 
 TOPICS = {"rates-fetched": 1, "conversions-audited": 4, "conversions-rejected": 2}
@@ -103,9 +103,10 @@ class FakeTarget:
     def preparer(self, phase: str, carried: tuple[type[Event], ...]) -> None:
         return None
 
-    def write(
-        self, phase: str, events: Sequence[Event | Prepared], offsets: Mapping[Partition, int] | None
-    ) -> list[Refusal]:
+    def batcher(self, phase: str, carried: tuple[type[Event], ...]) -> None:
+        return None
+
+    def write(self, phase: str, events: Sequence[Written], offsets: Mapping[Partition, int] | None) -> list[Refusal]:
         if offsets:
             self.calls.append(f"write {phase}")
             self.checkpoints.update(offsets)
@@ -244,7 +245,7 @@ def test_a_failing_main_process_group_stops_the_workers_and_its_own_error_is_rai
 
     class Failing(FakeTarget):
         def write(
-            self, phase: str, events: Sequence[Event | Prepared], offsets: Mapping[Partition, int] | None
+            self, phase: str, events: Sequence[Written], offsets: Mapping[Partition, int] | None
         ) -> list[Refusal]:
             if phase == "audit":
                 raise RuntimeError("database gone")

@@ -22,45 +22,62 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from operator import itemgetter
 from typing import Final
 
 from ces.domain.money import MAX_DECIMAL_TEXT
 from ces.events.canonical import layout_of
 from ces.events.conversions import ConversionAudited
-from ces.projections.replay.model import Prepared
+from ces.projections.replay.model import Prepared, PreparedBatch
 
 _UUID = rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_CLOCK = rb"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.(?!000000)[0-9]{6})?"
 # Months, days, hours, minutes and seconds in range, year 1 on: what is left for `fromisoformat` to refuse is
 # a day 29-31 its month lacks, so only those days are checked.
-_TIME = (
-    rb"(?!0000)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-    rb"(?:\.(?!000000)[0-9]{6})?"
-)
+_TIME = rb"(?!0000)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])" + _CLOCK
 _DECIMAL = rb'(?=[^"]{1,%d}")(?!-?0\.0{6}[0-9])-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?' % MAX_DECIMAL_TEXT
 _CODE = rb"[A-Z]{3}"
 
-# Each field's JSON value (the model's fields in declaration order, as `to_json()` writes them); a group is
-# a value the rows hold. The keys must be the model's fields in order, or the byte path is off (see below).
-_FIELDS: Final = {
-    "event_id": b'"' + _UUID + b'"',
-    "event_type": b'"ConversionAudited"',
-    "schema_version": b"3",
-    "occurred_at": b'"(' + _TIME + b')Z"',
-    "audit_id": b'"(' + _UUID + b')"',
-    "request_id": b'"(' + _UUID + b')"',
-    "rate_id": b'"' + _UUID + b'"',
-    "rate_ids": rb'\["(' + _UUID + rb')"(?:,"(' + _UUID + rb')")?\]',
-    "rate_kind": b'"(direct|inverse|cross)"',
-    "base_currency": b'"(' + _CODE + b')"',
-    "target_currency": b'"(' + _CODE + b')"',
-    "input_amount": b'"(' + _DECIMAL + b')"',
-    "rate_value": b'"(' + _DECIMAL + b')"',
-    "margin": b'"(' + _DECIMAL + b')"',
-    "output_amount": b'"(' + _DECIMAL + b')"',
-    "converted_at": b'"(' + _TIME + b')Z"',
-    "requested_by": b'(?:null|"(' + _UUID + b')")',
-    "as_of": b'(?:null|"(' + _TIME + b')Z")',
-}
+# The batch path's dates: exactly the calendar's days, except February 29th (a leap year's question): a batch
+# holding one declines, and its records go the per-record way, which asks `fromisoformat`.
+_DATE = (
+    rb"(?!0000)[0-9]{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
+    rb"|(?:0[13578]|1[02])-31)"
+)
+_BATCH_TIME = _DATE + _CLOCK
+
+
+def _fields(time: bytes) -> dict[str, bytes]:
+    """Each field's JSON value (the model's fields in declaration order, as `to_json()` writes them); a group
+    is a value the rows hold; `time` is a time's text between its quotes. The keys must be the model's fields
+    in order, or the byte path is off (below)."""
+    return {
+        "event_id": b'"' + _UUID + b'"',
+        "event_type": b'"ConversionAudited"',
+        "schema_version": b"3",
+        "occurred_at": b'"' + time + b'"',
+        "audit_id": b'"(' + _UUID + b')"',
+        "request_id": b'"(' + _UUID + b')"',
+        "rate_id": b'"' + _UUID + b'"',
+        "rate_ids": rb'\["(' + _UUID + rb')"(?:,"(' + _UUID + rb')")?\]',
+        "rate_kind": b'"(direct|inverse|cross)"',
+        "base_currency": b'"(' + _CODE + b')"',
+        "target_currency": b'"(' + _CODE + b')"',
+        "input_amount": b'"(' + _DECIMAL + b')"',
+        "rate_value": b'"(' + _DECIMAL + b')"',
+        "margin": b'"(' + _DECIMAL + b')"',
+        "output_amount": b'"(' + _DECIMAL + b')"',
+        "converted_at": b'"' + time + b'"',
+        "requested_by": b'(?:null|"(' + _UUID + b')")',
+        "as_of": b'(?:null|"' + time + b'")',
+    }
+
+
+_FIELDS: Final = _fields(b"(" + _TIME + b")Z")
+
+
+def _record(fields: dict[str, bytes]) -> bytes:
+    return b"{" + b",".join(b'"' + name.encode() + b'":' + value for name, value in fields.items()) + b"}"
 
 
 def _regex() -> re.Pattern[bytes] | None:
@@ -68,8 +85,7 @@ def _regex() -> re.Pattern[bytes] | None:
     # validator of its own, every field a plain type): otherwise every audit is decoded, which is correct.
     if tuple(ConversionAudited.model_fields) != tuple(_FIELDS) or layout_of(ConversionAudited) is None:
         return None
-    fields = b",".join(b'"' + name.encode() + b'":' + value for name, value in _FIELDS.items())
-    return re.compile(b"{" + fields + b"}")
+    return re.compile(_record(_FIELDS))
 
 
 _AUDITED: Final = _regex()
@@ -116,3 +132,52 @@ def audited_rows(raw: bytes) -> Prepared | None:
         _NULL if as_of is None else as_of + _UTC,
     )
     return Prepared(raw, request, (b"%s\taudited\t%s+00:00\n" % (request, occurred), b"\t".join(fields) + b"\n"))
+
+
+def _batch_regex() -> re.Pattern[bytes] | None:
+    """One whole record per line, each time with its `Z` (see `audited_batch`)."""
+    if _AUDITED is None:
+        return None
+    return re.compile(b"(?m)^" + _record(_fields(b"(" + _BATCH_TIME + b"Z)")) + b"\n")
+
+
+_BATCH: Final = _batch_regex()
+# A group's index in `_BATCH`'s match: occurred_at 0, audit_id 1, request_id 2, rate ids 3 and 4, rate_kind 5,
+# currencies 6 and 7, amounts 8-11, converted_at 12, requested_by 13, as_of 14.
+_AUDIT_COLUMNS: Final = itemgetter(*range(1, 15))
+_REQUEST_COLUMNS: Final = itemgetter(0, 2)
+_REQUEST_ID: Final = itemgetter(2)
+# The columns of the batch's COPY texts, in the order of the record's fields. NULL is an empty field: no value
+# the batch takes is empty. Times keep their `Z`, which PostgreSQL reads as the `+00:00` of `isoformat()`.
+BATCH_REQUESTS = "COPY conversion_request (decided_at, request_id, outcome) FROM STDIN"
+BATCH_AUDITS = (
+    "COPY conversion_audit (id, request_id, rate_used_id, second_rate_id, rate_kind, base_currency, "
+    "target_currency, input_amount, rate_value, margin, output_amount, converted_at, requested_by, as_of) "
+    "FROM STDIN WITH (NULL '')"
+)
+
+
+def audited_batch(raws: list[bytes]) -> PreparedBatch | None:
+    """The batch's `conversion_request` and `conversion_audit` COPY texts (`BATCH_REQUESTS`, `BATCH_AUDITS`),
+    one line per record in order, the rows `audited_rows` gives record by record; or None (then each record
+    goes `audited_rows`' way). A regex pass and a few joins in C for the whole batch, where `audited_rows`
+    runs Python per record.
+
+    Declines unless every record is in the byte path's layout with no February 29th, and no request id comes
+    twice (which decision stands is then the writer's per-record question)."""
+    if _BATCH is None or not raws:
+        return None
+    joined = b"\n".join(raws) + b"\n"
+    # One line per raw (no accepted record holds a raw newline), and a match per line: the pattern takes a
+    # whole line from its start to its newline, so as many matches as lines is every line taken whole.
+    if joined.count(b"\n") != len(raws):
+        return None
+    found = _BATCH.findall(joined)
+    if len(found) != len(raws):
+        return None
+    keys = list(map(_REQUEST_ID, found))
+    if len(set(keys)) != len(keys):
+        return None
+    requests = b"\taudited\n".join(map(b"\t".join, map(_REQUEST_COLUMNS, found))) + b"\taudited\n"
+    audits = b"\n".join(map(b"\t".join, map(_AUDIT_COLUMNS, found))) + b"\n"
+    return PreparedBatch(raws, keys, (requests, audits))

@@ -25,9 +25,10 @@ from psycopg2.errors import UniqueViolation
 from psycopg2.extensions import encodings
 from sqlalchemy import Engine
 
+from ces.adapters.postgres.audit_rows import BATCH_AUDITS, BATCH_REQUESTS
 from ces.adapters.postgres.copy_text import copy_text
 from ces.events.conversions import ConversionAudited, ConversionRejected, Decision
-from ces.projections.replay.model import Prepared
+from ces.projections.replay.model import Prepared, PreparedBatch
 
 # The batch's rows and its checkpoint commit together or not at all whether or not the commit waits for its
 # WAL flush; not waiting saves a disk flush per batch. A database crash can then lose the last batches
@@ -97,13 +98,20 @@ def _rejection_line(d: ConversionRejected) -> str:
     )
 
 
-def copy_decisions(engine: Engine, decisions: Sequence[Decision | Prepared]) -> None:
-    """Blocking: the batch's decisions in one transaction on `engine` (its COMMIT carries any armed checkpoint)."""
+def copy_decisions(engine: Engine, decisions: Sequence[Decision | Prepared | PreparedBatch]) -> None:
+    """Blocking: the batch's decisions in one transaction on `engine` (its COMMIT carries any armed checkpoint).
+
+    A `PreparedBatch`'s request ids are distinct and none is another decision's in `decisions` (the replay
+    declines a batch otherwise), so it stands wherever it is in the sequence."""
     requests: list[str | bytes] = []
     rows: dict[bytes, tuple[bool, str | bytes]] = {}  # request id -> (an audit?, its line)
+    batches: list[PreparedBatch] = []
     for d in decisions:
         # The first decision in the batch stands; `key()` is the request id as `str(UUID)` writes it, which
         # is how a prepared one spells it.
+        if isinstance(d, PreparedBatch):
+            batches.append(d)
+            continue
         if isinstance(d, Prepared):
             if d.key not in rows:
                 requests.append(d.rows[0])
@@ -119,41 +127,63 @@ def copy_decisions(engine: Engine, decisions: Sequence[Decision | Prepared]) -> 
         else:
             requests.append(_line(d.request_id, "rejected", _at(d.occurred_at)))
             rows[key] = (False, _rejection_line(d))
-    if not rows:
+    seen = set(rows)
+    for batch in batches:
+        if not seen.isdisjoint(batch.keys) or len(batch.keys) != len(set(batch.keys)):
+            raise ValueError("a prepared batch shares a request id with another decision of the write")
+        seen.update(batch.keys)
+    if not seen:
         return
     with engine.begin() as conn:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             codec = encodings[cursor.connection.encoding]
-            if not _copy_requests(cursor, _data(requests, codec)):
+            copies = ([(_REQUESTS, _text(requests, codec))] if requests else []) + [
+                (BATCH_REQUESTS, b.rows[0]) for b in batches
+            ]
+            batch_audits = [b.rows[1] for b in batches]
+            if not _copy_requests(cursor, copies):
                 cursor.execute(_STAGE)
-                cursor.copy_expert("COPY pg_temp.replay_stage_request FROM STDIN", _data(requests, codec), _CHUNK)
+                for statement, data in copies:
+                    staged = statement.replace("conversion_request", "pg_temp.replay_stage_request", 1)
+                    cursor.copy_expert(staged, io.BytesIO(data), _CHUNK)
                 cursor.execute(_CLAIM)
-                if cursor.rowcount != len(rows):  # some were claimed before: only the newly claimed get rows
+                if cursor.rowcount != len(seen):  # some were claimed before: only the newly claimed get rows
                     claimed = {row[0].encode() for row in cursor.fetchall()}
                     rows = {key: row for key, row in rows.items() if key in claimed}
+                    batch_audits = [_claimed_lines(b, claimed) for b in batches]
             audits = [line for audit, line in rows.values() if audit]
             if audits:
-                cursor.copy_expert(_AUDITS, _data(audits, codec), _CHUNK)
+                cursor.copy_expert(_AUDITS, io.BytesIO(_text(audits, codec)), _CHUNK)
+            for data in batch_audits:
+                if data:
+                    cursor.copy_expert(BATCH_AUDITS, io.BytesIO(data), _CHUNK)
             if len(audits) < len(rows):
                 rejections = [line for audit, line in rows.values() if not audit]
-                cursor.copy_expert(_REJECTIONS, _data(rejections, codec), _CHUNK)
+                cursor.copy_expert(_REJECTIONS, io.BytesIO(_text(rejections, codec)), _CHUNK)
         finally:
             cursor.close()
 
 
-def _copy_requests(cursor: Any, data: io.BytesIO) -> bool:
+def _claimed_lines(batch: PreparedBatch, claimed: set[bytes]) -> bytes:
+    """The batch's audit lines of the newly claimed request ids only (a line per key, in order)."""
+    lines = batch.rows[1].split(b"\n")
+    return b"".join(line + b"\n" for key, line in zip(batch.keys, lines, strict=False) if key in claimed)
+
+
+def _copy_requests(cursor: Any, copies: list[tuple[str, bytes]]) -> bool:
     """Every request row COPYed straight in (True), or none of them: some id was claimed before (False)."""
     cursor.execute(_BEGIN)
     try:
-        cursor.copy_expert(_REQUESTS, data, _CHUNK)
+        for statement, data in copies:
+            cursor.copy_expert(statement, io.BytesIO(data), _CHUNK)
     except UniqueViolation:
         cursor.execute("ROLLBACK TO SAVEPOINT replay_claim")
         return False
     return True
 
 
-def _data(lines: list[str | bytes], codec: str) -> io.BytesIO:
+def _text(lines: list[str | bytes], codec: str) -> bytes:
     # Prepared lines are bytes in ASCII (their regex admits nothing else), so they are the same in any client
     # encoding; the others are text, encoded as psycopg2 would encode them.
-    return io.BytesIO(b"".join(line if isinstance(line, bytes) else line.encode(codec) for line in lines))
+    return b"".join(line if isinstance(line, bytes) else line.encode(codec) for line in lines)

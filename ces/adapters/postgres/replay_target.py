@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.pool import NullPool
 
-from ces.adapters.postgres.audit_rows import audited_rows
+from ces.adapters.postgres.audit_rows import audited_batch, audited_rows
 from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.bulk_audit import copy_decisions
 from ces.adapters.postgres.rate_projector import RateProjector
@@ -25,14 +25,23 @@ from ces.domain.rates import DEFAULT_MAX_CLOCK_SKEW
 from ces.events.base import Event
 from ces.events.conversions import ConversionAudited, Decision
 from ces.projections.rate_rows import RateEvent, Refusal
-from ces.projections.replay.model import CHECKPOINT_TABLE, LOGGER, BatchRefused, Partition, Prepared, ReplayError
-from ces.projections.replay.ports import Preparer
+from ces.projections.replay.model import (
+    CHECKPOINT_TABLE,
+    LOGGER,
+    BatchRefused,
+    Partition,
+    Prepared,
+    PreparedBatch,
+    ReplayError,
+    Written,
+)
+from ces.projections.replay.ports import Batcher, Preparer
 
 log = logging.getLogger(LOGGER)
 
 # Writes one phase's batch in one transaction on `engine`; returns what the projection refuses itself. Only
-# a writer that has preparers (`bulk_preparers`) is given `Prepared` records.
-Writer = Callable[[Engine, Sequence[Event | Prepared]], list[Refusal]]
+# a writer that has preparers (`bulk_preparers`) is given `Prepared` records and `PreparedBatch`es.
+Writer = Callable[[Engine, Sequence[Written]], list[Refusal]]
 
 
 def schema_url(database_url: str, schema: str) -> str:
@@ -123,11 +132,11 @@ class Checkpoints:
 def live_writers(max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW) -> dict[str, Writer]:
     """Each phase's writer: the live worker's own projectors, so a replayed row is exactly a live one."""
 
-    def rates(engine: Engine, events: Sequence[Event | Prepared]) -> list[Refusal]:
+    def rates(engine: Engine, events: Sequence[Written]) -> list[Refusal]:
         # The live worker's skew, so a replay refuses exactly what the live projection refused.
         return RateProjector(engine, max_clock_skew=max_clock_skew).project(cast(Sequence[RateEvent], events)).refused
 
-    def audit(engine: Engine, events: Sequence[Event | Prepared]) -> list[Refusal]:
+    def audit(engine: Engine, events: Sequence[Written]) -> list[Refusal]:
         AuditStore(engine).record(cast(Sequence[Decision], events))
         return []
 
@@ -139,8 +148,8 @@ def bulk_writers(max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW) -> dict[str
     `--verify` and tests/integration/test_replay_bulk.py); rates by the live projector, whose refusal rules
     (plausibility, conflicting republications, revocations) are not worth a second implementation."""
 
-    def audit(engine: Engine, events: Sequence[Event | Prepared]) -> list[Refusal]:
-        copy_decisions(engine, cast(Sequence[Decision | Prepared], events))
+    def audit(engine: Engine, events: Sequence[Written]) -> list[Refusal]:
+        copy_decisions(engine, cast(Sequence[Decision | Prepared | PreparedBatch], events))
         return []
 
     return {**live_writers(max_clock_skew), "audit": audit}
@@ -150,6 +159,11 @@ def bulk_preparers() -> dict[tuple[str, type[Event]], Preparer]:
     """What `bulk_writers` can take straight from a record's bytes, per (phase, event class): an audit's COPY
     lines (`audit_rows.py`). Rates are few, and their projector's rules need the decoded event."""
     return {("audit", ConversionAudited): audited_rows}
+
+
+def bulk_batchers() -> dict[tuple[str, type[Event]], Batcher]:
+    """`bulk_preparers` for a fetched batch's records of a topic at once (`audit_rows.audited_batch`)."""
+    return {("audit", ConversionAudited): audited_batch}
 
 
 class PostgresReplayTarget:
@@ -164,11 +178,13 @@ class PostgresReplayTarget:
         max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
         writers: Mapping[str, Writer] | None = None,
         preparers: Mapping[tuple[str, type[Event]], Preparer] | None = None,
+        batchers: Mapping[tuple[str, type[Event]], Batcher] | None = None,
     ) -> None:
         self.database_url = database_url
         self.schema = schema
         self.writers = dict(writers) if writers is not None else live_writers(max_clock_skew)
         self.preparers = dict(preparers or {})  # only for the writers they were written for
+        self.batchers = dict(batchers or {})  # likewise
         self.admin = create_engine(database_url, poolclass=NullPool)
         self.engine = create_engine(schema_url(database_url, schema), pool_size=2, max_overflow=0)
         self.checkpoints = Checkpoints(self.engine, schema)
@@ -247,9 +263,11 @@ class PostgresReplayTarget:
             return None  # not needed so far: one class per topic has a byte path
         return found[0] if found else None
 
-    def write(
-        self, phase: str, events: Sequence[Event | Prepared], offsets: Mapping[Partition, int] | None
-    ) -> list[Refusal]:
+    def batcher(self, phase: str, carried: tuple[type[Event], ...]) -> Batcher | None:
+        found = [self.batchers[phase, cls] for cls in carried if (phase, cls) in self.batchers]
+        return found[0] if len(found) == 1 else None
+
+    def write(self, phase: str, events: Sequence[Written], offsets: Mapping[Partition, int] | None) -> list[Refusal]:
         """Blocking: the batch's rows and its checkpoint, in one transaction when the projector opens one."""
         if offsets is not None:
             self.checkpoints.arm(offsets)

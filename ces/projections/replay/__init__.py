@@ -39,14 +39,16 @@ from ces.projections.replay.model import (
     Phase,
     PhaseReport,
     Prepared,
+    PreparedBatch,
     Record,
     ReplayError,
     ReplayOptions,
     ReplayReport,
+    Written,
     check_schema_name,
     parse_since,
 )
-from ces.projections.replay.ports import EventSource, Preparer, ProgressSink, ReplayTarget
+from ces.projections.replay.ports import Batcher, EventSource, Preparer, ProgressSink, ReplayTarget
 from ces.projections.replay.run import Replay
 
 __all__ = [
@@ -54,11 +56,13 @@ __all__ = [
     "PHASES",
     "PROJECTIONS",
     "BatchRefused",
+    "Batcher",
     "EventSource",
     "Partition",
     "Phase",
     "PhaseReport",
     "Prepared",
+    "PreparedBatch",
     "Preparer",
     "ProgressSink",
     "Record",
@@ -67,6 +71,7 @@ __all__ = [
     "ReplayOptions",
     "ReplayReport",
     "ReplayTarget",
+    "Written",
     "check_schema_name",
     "parse_since",
 ]

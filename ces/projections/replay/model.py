@@ -54,6 +54,20 @@ class Prepared(NamedTuple):
     rows: tuple[bytes, ...]  # the target's encoding of the event's rows, opaque here
 
 
+class PreparedBatch(NamedTuple):
+    """A batch of one topic's records the target turned into its rows at once (see `ReplayTarget.batcher`):
+    their keys are distinct, and distinct from every other event's `key()` in the same write, so where it
+    stands among them does not matter. `raws` decode them again for a refused batch's one-by-one retry."""
+
+    raws: list[bytes]
+    keys: list[bytes]  # each record's, in order (the request ids for decisions)
+    rows: tuple[bytes, ...]  # the target's encoding of all their rows, opaque here
+
+
+# What the replay hands to `ReplayTarget.write`.
+Written = Event | Prepared | PreparedBatch
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str

@@ -12,10 +12,12 @@ from typing import Protocol
 
 from ces.events.base import Event
 from ces.projections.rate_rows import Refusal
-from ces.projections.replay.model import Partition, Prepared, Record
+from ces.projections.replay.model import Partition, Prepared, PreparedBatch, Record, Written
 
 # A record's value -> its rows, or None when its bytes are not in the one layout the target reads (decode it).
 Preparer = Callable[[bytes], Prepared | None]
+# A batch of one topic's records' values -> all their rows, or None (then each goes its `Preparer`'s way).
+Batcher = Callable[[list[bytes]], PreparedBatch | None]
 
 
 class EventSource(Protocol):
@@ -95,9 +97,12 @@ class ReplayTarget(Protocol):
         or None when the target has none."""
         ...
 
-    def write(
-        self, phase: str, events: Sequence[Event | Prepared], offsets: Mapping[Partition, int] | None
-    ) -> list[Refusal]:
+    def batcher(self, phase: str, carried: tuple[type[Event], ...]) -> Batcher | None:
+        """Like `preparer`, for the records of such a topic in one fetched batch at once: one `PreparedBatch`
+        with the rows `write` makes of them, whose keys are distinct; or None when the target has none."""
+        ...
+
+    def write(self, phase: str, events: Sequence[Written], offsets: Mapping[Partition, int] | None) -> list[Refusal]:
         """The batch's rows and `offsets` as its checkpoint, in one transaction, or nothing at all.
 
         Returns the events the projection refuses itself; raises `BatchRefused` when the database refuses

@@ -10,8 +10,8 @@ import time
 from collections.abc import Sequence
 
 from ces.events.base import Event
-from ces.events.registry import UndecodableEvent, decode
 from ces.projections.rate_rows import Refusal
+from ces.projections.replay import decoding
 from ces.projections.replay.model import (
     LOGGER,
     MAX_WARNINGS,
@@ -21,11 +21,10 @@ from ces.projections.replay.model import (
     Partition,
     Phase,
     PhaseReport,
-    Prepared,
-    Record,
     ReplayError,
     ReplayOptions,
     ReplayReport,
+    Written,
     check_schema_name,
 )
 from ces.projections.replay.parallel import (
@@ -36,7 +35,7 @@ from ces.projections.replay.parallel import (
     partition_groups,
     run_workers,
 )
-from ces.projections.replay.ports import EventSource, Preparer, ProgressSink, ReplayTarget
+from ces.projections.replay.ports import EventSource, ProgressSink, ReplayTarget
 
 log = logging.getLogger(LOGGER)
 
@@ -259,6 +258,8 @@ class Replay:
         expected = {self.prefix + spec.name: cls for spec, cls in phase.sources}
         # Records the target can turn into rows straight from their bytes skip decoding (and building events).
         preparers = {topic: self.target.preparer(phase.name, carried) for topic, carried in expected.items()}
+        batchers = {topic: self.target.batcher(phase.name, carried) for topic, carried in expected.items()}
+        batched = {topic: batcher for topic, batcher in batchers.items() if batcher is not None}
         pending = list(pending)
         source.seek({tp: position[tp] for tp in pending})  # replaces the previous phase's partitions
         budget = self.options.max_events
@@ -294,7 +295,7 @@ class Replay:
                 # Records after the cut are a later run's. Only a partition whose position passed its cut can
                 # have any (every record fetched is before the position), so the per-record test is rare.
                 records = [r for r in fetched if r[2] < ends[Partition(r[0], r[1])]] if past_cut else fetched
-                events = self._decode(records, expected, preparers, report)
+                events = decoding.read(records, expected, preparers, batched, report)
                 self.read += len(records)
                 if writing is not None:
                     await writing
@@ -312,34 +313,7 @@ class Replay:
                 await asyncio.wait([writing])  # leaving early (an error, Ctrl-C): let the batch finish
         return pending
 
-    @staticmethod
-    def _decode(
-        records: list[Record],
-        expected: dict[str, tuple[type[Event], ...]],
-        preparers: dict[str, Preparer | None],
-        report: PhaseReport,
-    ) -> list[Event | Prepared]:
-        events: list[Event | Prepared] = []
-        for topic, partition, offset, value in records:
-            prepare = preparers[topic]
-            if prepare is not None:
-                prepared = prepare(value)
-                if prepared is not None:
-                    events.append(prepared)
-                    continue
-            try:
-                events.append(decode(value, expected=expected[topic]))
-            except UndecodableEvent as exc:
-                if sum(report.undecodable.values()) < MAX_WARNINGS:
-                    log.warning("skipping undecodable message %s[%d]@%d: %s", topic, partition, offset, exc)
-                report.undecodable[(topic, exc.reason)] += 1
-        report.events += len(records)
-        report.applied += len(events)
-        return events
-
-    def _write(
-        self, phase: Phase, events: list[Event | Prepared], advanced: dict[Partition, int], report: PhaseReport
-    ) -> None:
+    def _write(self, phase: Phase, events: list[Written], advanced: dict[Partition, int], report: PhaseReport) -> None:
         """Blocking: the batch's rows and its checkpoint, in one transaction."""
         try:
             report.refused += self._refused(phase, self.target.write(phase.name, events, advanced))
@@ -352,10 +326,7 @@ class Replay:
                 phase.name,
                 exc.detail,
             )
-            # A prepared record decodes (the preparer takes only bytes the decoder accepts): as events, the
-            # one-by-one retry and its log lines are what they are without the preparer.
-            decoded = [decode(e.raw) if isinstance(e, Prepared) else e for e in events]
-            self._one_by_one(phase, decoded, report)
+            self._one_by_one(phase, decoding.as_events(events), report)
             self.target.save_checkpoints(advanced)  # the whole batch is applied now
 
     def _one_by_one(self, phase: Phase, events: Sequence[Event], report: PhaseReport) -> None:
