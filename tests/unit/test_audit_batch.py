@@ -1,0 +1,226 @@
+"""Differential test of the replay's batch path for audits (`audit_rows.audited_batch`) against its per-record
+path (`audited_rows`, itself proven against the decoder and `bulk_audit` by test_audit_rows.py): for any batch
+of records, it takes the batch exactly when the per-record path takes every record, no request id comes twice
+and no time is a February 29th; and then its COPY texts are the per-record lines' rows, in order: the same
+value in every column (a time's `Z` where the per-record line has `+00:00`, NULL as an empty field where it
+has `\\N`, both read by PostgreSQL as the same value). And how the replay reads a fetched batch with it
+(`decoding.read`): a batch shares no request id with the other records' events, or it is read record by record.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from hypothesis import event, given
+from hypothesis import strategies as st
+
+from ces.adapters.postgres.audit_rows import BATCH_AUDITS, BATCH_REQUESTS, audited_batch, audited_rows
+from ces.adapters.postgres.bulk_audit import _AUDITS, _REQUESTS
+from ces.events.conversions import ConversionAudited, ConversionRejected
+from ces.projections.replay import PhaseReport, Prepared, PreparedBatch, Record
+from ces.projections.replay.decoding import as_events, read
+from tests.unit.test_audit_rows import FIELDS, ODD_VALUES, SETTINGS, VALUE, audits
+
+TIMES = {b"decided_at", b"converted_at", b"as_of"}
+Row = dict[bytes, bytes | None]
+
+
+def columns(statement: str) -> list[bytes]:
+    return [c.encode() for c in statement[statement.index("(") + 1 : statement.index(")")].split(", ")]
+
+
+def rows(text: bytes, statement: str, null: bytes) -> list[Row]:
+    """The rows a text-format COPY of `text` with `statement`'s columns denotes (there is no escape in it)."""
+    assert b"\\" not in text.replace(b"\\N", b"")
+    assert text.endswith(b"\n") or not text
+    return [
+        dict(zip(columns(statement), (None if f == null else f for f in line.split(b"\t")), strict=True))
+        for line in text.split(b"\n")[:-1]
+    ]
+
+
+def as_offset(row: Row) -> Row:
+    """A batch row's times as `isoformat()` writes the same instant: `Z` is `+00:00`."""
+    for name in TIMES & row.keys():
+        value = row[name]
+        if value is not None:
+            assert value.endswith(b"Z")
+            row[name] = value[:-1] + b"+00:00"
+    return row
+
+
+def per_record_rows(prepared: list[Prepared]) -> tuple[list[Row], list[Row]]:
+    requests = rows(b"".join(p.rows[0] for p in prepared), _REQUESTS, b"\\N")
+    audits_ = rows(b"".join(p.rows[1] for p in prepared), _AUDITS, b"\\N")
+    return requests, audits_
+
+
+def assert_batch_agrees(raws: list[bytes]) -> bool:
+    """`audited_batch` takes exactly the batches it should, with the per-record path's rows; True when taken."""
+    batch = audited_batch(raws)
+    each = [audited_rows(raw) for raw in raws]
+    prepared = [p for p in each if p is not None]
+    should = (
+        bool(raws)
+        and len(prepared) == len(raws)
+        and len({p.key for p in prepared}) == len(raws)
+        and not any(b"-02-29T" in raw for raw in raws)  # only a time can hold it in a record the byte path takes
+    )
+    assert (batch is not None) == should, raws
+    if batch is None:
+        return False
+    assert batch.raws == raws and batch.keys == [p.key for p in prepared]
+    requests, audits_ = per_record_rows(prepared)
+    assert [as_offset(r) for r in rows(batch.rows[0], BATCH_REQUESTS, b"")] == requests
+    assert [as_offset(r) for r in rows(batch.rows[1], BATCH_AUDITS, b"")] == audits_
+    return True
+
+
+def changed(event: ConversionAudited, changes: list[tuple[str, str]]) -> bytes:
+    text = event.to_json().decode()
+    for name, value in changes:
+        text = re.sub(VALUE.format(name=name), lambda m, v=value: m.group(1) + v, text, count=1)  # type: ignore[misc]
+    return text.encode()
+
+
+def _month_end(year: int, month: int, day: int) -> datetime | None:
+    try:
+        return datetime(year, month, day, tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+ends = st.builds(_month_end, st.sampled_from([2023, 2024, 1900, 2000]), st.integers(1, 12), st.integers(28, 31))
+at_month_ends = st.builds(
+    lambda e, when, which: e.model_copy(update={which: when}),
+    audits,
+    ends.filter(lambda t: t is not None),
+    st.sampled_from(["occurred_at", "converted_at", "as_of"]),
+)
+# Audits in the forms CES writes, all taken by the per-record path (but for a February 29th now and then).
+amounts = st.from_regex(r"-?(0|[1-9][0-9]{0,20})(\.[0-9]{1,12})?", fullmatch=True).map(Decimal)
+instants = st.one_of(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)),
+    ends.filter(lambda t: t is not None),
+)
+ces_audits = st.builds(
+    ConversionAudited,
+    event_id=st.uuids(),
+    occurred_at=instants,
+    audit_id=st.uuids(),
+    request_id=st.uuids(),
+    rate_id=st.uuids(),
+    rate_ids=st.lists(st.uuids(), min_size=1, max_size=2),
+    rate_kind=st.sampled_from(["direct", "inverse", "cross"]),
+    base_currency=st.from_regex(r"[A-Z]{3}", fullmatch=True),
+    target_currency=st.from_regex(r"[A-Z]{3}", fullmatch=True),
+    input_amount=amounts,
+    rate_value=amounts,
+    margin=amounts,
+    output_amount=amounts,
+    converted_at=instants,
+    requested_by=st.none() | st.uuids(),
+    as_of=st.none() | instants,
+)
+usual = (
+    st.one_of(ces_audits, at_month_ends).map(lambda e: e.to_json()).filter(lambda raw: audited_rows(raw) is not None)
+)
+odd = st.one_of(
+    st.builds(changed, audits, st.lists(st.tuples(st.sampled_from(FIELDS), st.sampled_from(ODD_VALUES)), max_size=2)),
+    audits.map(lambda e: e.to_json().replace(b",", b",\n", 1)),  # a raw newline
+    audits.map(lambda e: e.to_json() + b"\n" + e.to_json()),  # two records in one value
+    st.binary(max_size=40),
+    st.sampled_from([b"", b"\n", b"{}", b"null"]),
+)
+
+
+@SETTINGS
+@given(
+    st.lists(usual, max_size=6),
+    st.lists(st.tuples(st.integers(0, 6), odd), max_size=2),
+    st.lists(st.integers(0, 5), max_size=2),
+    st.booleans(),
+)
+def test_the_batch_path_is_the_per_record_path_or_declines(
+    raws: list[bytes], odds: list[tuple[int, bytes]], repeats: list[int], republish: bool
+) -> None:
+    raws = list(raws)
+    for at, value in odds:  # a record the per-record path may or may not take, anywhere in the batch
+        raws.insert(at, value)
+    for i in repeats:  # the same record twice, or the same request id with another decision
+        if i < len(raws):
+            raws.append(raws[i].replace(b'"output_amount":"', b'"output_amount":"1') if republish else raws[i])
+    event(f"taken: {assert_batch_agrees(raws)}, {len(raws)} records")
+
+
+@SETTINGS
+@given(st.lists(usual.filter(lambda raw: b"-02-29T" not in raw), min_size=1, max_size=8))
+def test_audits_ces_writes_take_the_batch_path(raws: list[bytes]) -> None:
+    assert assert_batch_agrees(raws)
+    event(f"{len(raws)} records")
+
+
+def audit(request: uuid.UUID, **update: object) -> ConversionAudited:
+    return ConversionAudited(
+        occurred_at=datetime(2026, 11, 26, 3, 4, 5, 6, tzinfo=UTC),
+        audit_id=uuid.uuid4(),
+        request_id=request,
+        rate_id=uuid.UUID(int=1),
+        rate_ids=[uuid.UUID(int=1)],
+        rate_kind="direct",
+        base_currency="EUR",
+        target_currency="USD",
+        input_amount=Decimal("100.00"),
+        rate_value=Decimal("1.0892"),
+        margin=Decimal("0.01"),
+        output_amount=Decimal("108.83"),
+        converted_at=datetime(2026, 11, 26, 3, 4, 5, 6, tzinfo=UTC),
+    ).model_copy(update=update)
+
+
+def reject(request: uuid.UUID) -> ConversionRejected:
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    return ConversionRejected(occurred_at=now, request_id=request, reason="no_rate", message="no", rejected_at=now)
+
+
+EXPECTED = {"a": (ConversionAudited,), "r": (ConversionRejected,)}
+
+
+def read_as_replay(values: list[tuple[str, bytes]]) -> tuple[list[object], PhaseReport]:
+    report = PhaseReport("audit")
+    records: list[Record] = [(topic, 0, offset, value) for offset, (topic, value) in enumerate(values)]
+    items = read(records, EXPECTED, {"a": audited_rows, "r": None}, {"a": audited_batch}, report)
+    return list(items), report
+
+
+def test_the_replay_reads_a_topics_audits_as_one_batch_and_the_rest_record_by_record() -> None:
+    a, b, c = (uuid.uuid4() for _ in range(3))
+    items, report = read_as_replay(
+        [("a", audit(a).to_json()), ("r", reject(b).to_json()), ("r", b"not json"), ("a", audit(c).to_json())]
+    )
+    assert isinstance(items[0], PreparedBatch) and items[0].keys == [str(a).encode(), str(c).encode()]
+    assert isinstance(items[1], ConversionRejected) and len(items) == 2
+    assert (report.events, report.applied, report.undecodable) == (4, 3, Counter({("r", "invalid_json"): 1}))
+    assert [e.key() for e in as_events(items)] == [str(a).encode(), str(c).encode(), str(b).encode()]
+
+
+def test_a_batch_sharing_a_request_id_with_another_record_is_read_record_by_record() -> None:
+    # Which decision stands depends on their order, which a batch does not keep.
+    a, b = uuid.uuid4(), uuid.uuid4()
+    items, report = read_as_replay(
+        [("r", reject(a).to_json()), ("a", audit(a).to_json()), ("a", audit(b).to_json()), ("r", b"{")]
+    )
+    assert [type(i) for i in items] == [ConversionRejected, Prepared, Prepared]
+    assert (report.events, report.applied, sum(report.undecodable.values())) == (4, 3, 1)  # counted once
+
+
+def test_a_batch_the_batch_path_declines_is_read_record_by_record() -> None:
+    a, b = uuid.uuid4(), uuid.uuid4()
+    leap = audit(b, as_of=datetime(2024, 2, 29, tzinfo=UTC))
+    items, report = read_as_replay([("a", audit(a).to_json()), ("a", leap.to_json())])
+    assert [type(i) for i in items] == [Prepared, Prepared]
+    assert (report.events, report.applied) == (2, 2)
