@@ -16,6 +16,13 @@ converting:
   `datetime.fromisoformat`, as the canonical decoder reads it.
 - One or two rate ids (the row has two rate columns; anything else is the decoder's and `bulk_audit`'s).
 - `rate_kind` and the currency codes need no COPY escaping (a literal, `[A-Z]{3}`).
+
+`audited_batch` does the same for a fetched batch's audits at once: one regex pass over them all (`findall`)
+and the COPY texts joined in C, where `audited_rows` runs Python per record. Its texts are those rows too,
+written so that no per-record Python is needed: times keep their `Z` (PostgreSQL reads the same instant),
+NULL is an empty field (`NULL ''`: no value it takes is empty), the request columns in the record's order.
+It takes a batch only when `audited_rows` takes every record, no request id comes twice and no date is a
+February 29th; otherwise each record goes `audited_rows`' way (tests/unit/test_audit_batch.py).
 """
 
 from __future__ import annotations
