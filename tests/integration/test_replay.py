@@ -28,7 +28,7 @@ from ces.cli.replay_view import LogProgress
 from ces.events.base import Event
 from ces.events.rates import RateFetched
 from ces.projections.rate_rows import Refusal
-from ces.projections.replay import PHASES, Partition, PhaseReport, Replay, ReplayOptions
+from ces.projections.replay import PHASES, Partition, PhaseReport, Replay, ReplayOptions, decoding
 from ces.settings import Settings
 
 T0 = datetime(2024, 3, 14, 15, 0, tzinfo=UTC)
@@ -118,7 +118,7 @@ def test_a_batch_with_poison_and_refused_events_applies_the_rest_and_checkpoints
     report = PhaseReport("rates")
     replay = replay_of(settings, schema)
     try:
-        events = replay._decode(records, {"rates-fetched": (RateFetched,)}, {"rates-fetched": None}, report)
+        events = decoding.read(records, {"rates-fetched": (RateFetched,)}, {"rates-fetched": None}, {}, report)
         replay._write(PHASES["rates"], events, {TP: 5}, report)
     finally:
         replay.target.close()
