@@ -175,6 +175,8 @@ def audited_batch(raws: list[bytes]) -> PreparedBatch | None:
     if _BATCH is None or not raws:
         return None
     joined = b"\n".join(raws) + b"\n"
+    if b"-02-29T" in joined:  # declined by the regex too; a search in C spares the regex pass
+        return None
     # One line per raw (no accepted record holds a raw newline), and a match per line: the pattern takes a
     # whole line from its start to its newline, so as many matches as lines is every line taken whole.
     if joined.count(b"\n") != len(raws):
