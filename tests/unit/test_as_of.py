@@ -6,26 +6,21 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from ces.domain.as_of import AsOfError, parse_as_of
 from ces.events.base import utc_now
 from ces.events.conversions import ConversionAudited, ConversionRejected
 from ces.events.registry import decode
 from ces.events.requests import parse_request
-from ces.http.app import create_app
-from ces.http.deps import Deps
 from ces.services.conversions import ConversionDecider
 from ces.settings import Settings
-from tests.fakes import FakeAuditStore, FakeRateLookup, FakeRateReads, FakeRequester, all_ready, audited, stored_rate
+from tests.fakes import FakeRateLookup, FakeRequester, audited, stored_rate
+from tests.gateway_clients import Client, Gateways
 
 SKEW = timedelta(seconds=300)
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -155,26 +150,10 @@ async def test_without_as_of_nothing_reads_the_past() -> None:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[tuple[TestClient[web.Request, web.Application], FakeRequester]]:
-    settings = Settings(gateway_max_body_bytes=16 * 1024)
+async def client(gateways: Gateways) -> tuple[Client, FakeRequester]:
     requester = FakeRequester(audited)
-
-    @asynccontextmanager
-    async def open_deps() -> AsyncIterator[Deps]:
-        yield Deps(
-            settings=settings,
-            audits=FakeAuditStore(),
-            rates=FakeRateReads(),
-            lookup=FakeRateLookup([]),
-            requester=requester,
-            readiness=all_ready,
-            quotes=decider()[0],
-        )
-
-    test_client: TestClient[web.Request, web.Application] = TestClient(TestServer(create_app(settings, open_deps)))
-    await test_client.start_server()
-    yield test_client, requester
-    await test_client.close()
+    http = await gateways.start(Settings(gateway_max_body_bytes=16 * 1024), requester=requester, quotes=decider()[0])
+    return http, requester
 
 
 async def test_a_quote_names_its_rows_and_is_not_a_conversion_of_record(client: Any) -> None:

@@ -4,64 +4,34 @@ open routes stay open, the caller's key id reaches the conversion, and a verifie
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 
-from ces.http.app import create_app
-from ces.http.deps import Deps
 from ces.services.api_keys import KeyVerifier, Scope, create_key, key_hash
-from ces.settings import Settings
 from tests.fakes import (
     FakeApiKeyStore,
-    FakeAuditStore,
     FakeRateLimiter,
-    FakeRateLookup,
-    FakeRateReads,
     FakeRequester,
-    all_ready,
     audited,
 )
+from tests.gateway_clients import Client, Gateways
 
-Client = TestClient[web.Request, web.Application]
 Make = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
-async def gateway() -> AsyncIterator[Make]:
-    clients: list[Client] = []
-
+def gateway(gateways: Gateways) -> Make:
     async def make(
         store: FakeApiKeyStore, limiter: FakeRateLimiter | None = None, requester: FakeRequester | None = None
     ) -> Client:
-        settings = Settings()
+        return await gateways.start(
+            keys=KeyVerifier(store, cache_seconds=60), limiter=limiter, requester=requester or FakeRequester(audited)
+        )
 
-        @asynccontextmanager
-        async def open_deps() -> AsyncIterator[Deps]:
-            yield Deps(
-                settings=settings,
-                audits=FakeAuditStore(),
-                rates=FakeRateReads(),
-                lookup=FakeRateLookup([]),
-                requester=requester or FakeRequester(audited),
-                readiness=all_ready,
-                keys=KeyVerifier(store, cache_seconds=60),
-                limiter=limiter,
-            )
-
-        client: Client = TestClient(TestServer(create_app(settings, open_deps)))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
+    return make
 
 
 def conversion() -> dict[str, Any]:

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from ces.events.conversions import ConversionRejected
-from ces.http.app import create_app
-from ces.http.deps import Deps
 from ces.http.schemas import Conversion, audit_json
 from ces.services.api_keys import KeyVerifier, Scope, create_key
 from ces.services.conversion_requests import BackendUnavailable, IdempotencyConflict, Overloaded, ResultTimeout
@@ -23,47 +18,24 @@ from ces.settings import Settings
 from tests.fakes import (
     DECIDED_AT,
     FakeApiKeyStore,
-    FakeAuditStore,
     FakeRateLimiter,
-    FakeRateLookup,
-    FakeRateReads,
     FakeRequester,
-    all_ready,
     audited,
 )
+from tests.gateway_clients import Client, Gateways
 
-Client = TestClient[web.Request, web.Application]
 SETTINGS = Settings(gateway_max_batch_items=50, gateway_max_batch_body_bytes=64 * 1024)
 
 
 @pytest.fixture
-async def client_for() -> AsyncIterator[Callable[..., Awaitable[Client]]]:
-    clients: list[Client] = []
-
+def client_for(gateways: Gateways) -> Callable[..., Awaitable[Client]]:
     async def make(
         requester: FakeRequester, *, limiter: FakeRateLimiter | None = None, keys: FakeApiKeyStore | None = None
     ) -> Client:
-        @asynccontextmanager
-        async def open_deps() -> AsyncIterator[Deps]:
-            yield Deps(
-                settings=SETTINGS,
-                audits=FakeAuditStore(),
-                rates=FakeRateReads(),
-                lookup=FakeRateLookup([]),
-                requester=requester,
-                readiness=all_ready,
-                keys=KeyVerifier(keys, cache_seconds=60) if keys is not None else None,
-                limiter=limiter,
-            )
+        verifier = KeyVerifier(keys, cache_seconds=60) if keys is not None else None
+        return await gateways.start(SETTINGS, requester=requester, keys=verifier, limiter=limiter)
 
-        client: Client = TestClient(TestServer(create_app(SETTINGS, open_deps)))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
+    return make
 
 
 def item(**overrides: Any) -> dict[str, Any]:

@@ -6,28 +6,25 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from unittest import mock
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
+from aiohttp.test_utils import make_mocked_request
 from aiokafka.errors import KafkaConnectionError
 from sqlalchemy.exc import OperationalError
 
 from ces.events.conversions import ConversionRejected
-from ces.http.app import create_app
-from ces.http.deps import Deps
 from ces.http.problems import problem_for
 from ces.http.query_params import declared_query_params
 from ces.services.conversion_requests import BackendUnavailable, IdempotencyConflict, ResultTimeout
 from ces.services.ports import TooManyPending
 from ces.settings import Settings
-from tests.fakes import FakeAuditStore, FakeRateLookup, FakeRateReads, FakeRequester, all_ready, audited
+from tests.fakes import FakeRequester, audited
+from tests.gateway_clients import Client, Gateways
 
 NOW = datetime(2024, 3, 15, 16, tzinfo=UTC)
 
@@ -37,32 +34,11 @@ def stale(request_id: uuid.UUID, base: str, target: str, amount: Decimal) -> Con
 
 
 @pytest.fixture
-async def client_for() -> AsyncIterator[Any]:
-    clients: list[TestClient[web.Request, web.Application]] = []
+def client_for(gateways: Gateways) -> Callable[[FakeRequester], Awaitable[Client]]:
+    async def make(requester: FakeRequester) -> Client:
+        return await gateways.start(Settings(gateway_max_body_bytes=16 * 1024), requester=requester)
 
-    async def make(requester: FakeRequester) -> TestClient[web.Request, web.Application]:
-        settings = Settings(gateway_max_body_bytes=16 * 1024)
-
-        @asynccontextmanager
-        async def open_deps() -> AsyncIterator[Deps]:
-            yield Deps(
-                settings=settings,
-                audits=FakeAuditStore(),
-                rates=FakeRateReads(),
-                lookup=FakeRateLookup([]),
-                requester=requester,
-                readiness=all_ready,
-            )
-
-        app = create_app(settings, open_deps)
-        client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
+    return make
 
 
 def body(**overrides: Any) -> dict[str, Any]:

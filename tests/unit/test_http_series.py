@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from ces.domain.rates import Rate
 from ces.domain.series import Fluctuation, day_values
 from ces.http import series
-from ces.http.app import create_app
 from ces.http.dashboard import CSP
-from ces.http.deps import DEPS, Deps
+from ces.http.deps import DEPS
 from ces.http.live import LIVE_HEARTBEAT
 from ces.services.live_rates import RateBroadcast
-from ces.settings import Settings
-from tests.fakes import FakeAuditStore, FakeRateLookup, FakeRateReads, FakeRequester, all_ready, audited, stored_rate
-
-Client = TestClient[web.Request, web.Application]
+from tests.fakes import FakeRateReads, stored_rate
+from tests.gateway_clients import Client, Gateways
 
 
 def at(day: str, hour: int = 15) -> datetime:
@@ -41,28 +35,11 @@ ROWS = [
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[Client]:
-    settings = Settings()
-    broadcast = RateBroadcast(queue_size=2)
+async def client(gateways: Gateways) -> Client:
+    def fast_heartbeat(app: web.Application) -> None:
+        app[LIVE_HEARTBEAT] = 0.2
 
-    @asynccontextmanager
-    async def open_deps() -> AsyncIterator[Deps]:
-        yield Deps(
-            settings=settings,
-            audits=FakeAuditStore(),
-            rates=FakeRateReads(ROWS),
-            lookup=FakeRateLookup([]),
-            requester=FakeRequester(audited),
-            readiness=all_ready,
-            live=broadcast,
-        )
-
-    app = create_app(settings, open_deps)
-    app[LIVE_HEARTBEAT] = 0.2
-    test_client: Client = TestClient(TestServer(app))
-    await test_client.start_server()
-    yield test_client
-    await test_client.close()
+    return await gateways.start(rates=FakeRateReads(ROWS), live=RateBroadcast(queue_size=2), configure=fast_heartbeat)
 
 
 def test_a_cross_uses_legs_of_one_publication_and_names_them() -> None:
