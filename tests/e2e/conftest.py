@@ -159,6 +159,25 @@ def start_ces(tmp_path: Path, unique: str) -> Iterator[StartCes]:
         assert not leaked, f"{running.log} contains passwords ending {leaked}"
 
 
+@pytest.fixture
+def worker_env(isolation: Isolation) -> dict[str, str]:
+    """A worker's environment without live fetches (an unreachable provider, one attempt): tests seed rates."""
+    return {**isolation.env, "CES_PROVIDER_URL": "http://127.0.0.1:9", "CES_FETCH_MAX_ATTEMPTS": "1"}
+
+
+@pytest.fixture
+def running(
+    start_ces: StartCes, isolation: Isolation, settings: Settings, worker_env: dict[str, str]
+) -> RunningProcess:
+    """A worker that is ready, with tests.e2e.seeded's rates projected."""
+    from tests.e2e.seeded import seed_rates  # seeded imports this module (Isolation, poll)
+
+    worker = start_ces("worker", env=worker_env)
+    worker.wait_for_output("ces worker ready")
+    seed_rates(settings, isolation)
+    return worker
+
+
 def poll(check: Callable[[], object], *, timeout: float = 60.0, interval: float = 0.2, what: str = "") -> object:
     """Call `check` until it returns something truthy; fail with `what` at the deadline."""
     deadline = time.monotonic() + timeout

@@ -17,7 +17,7 @@ from ces.services.rate_fetching import quote_events
 from ces.services.rate_providers import ProviderQuote
 from ces.settings import Settings
 from tests.e2e.conftest import Isolation, StartCes, poll
-from tests.e2e.test_conversions_pipeline import RATES, collect, produce, request, seed_rates
+from tests.e2e.seeded import RATES, collect, produce, request, seed_rates
 from tests.e2e.test_gateway import session_for, start_gateway
 
 # Two ECB publications of a week in May 2010 (16:00 Frankfurt = 14:00 UTC): Friday and the Monday after.

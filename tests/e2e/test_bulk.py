@@ -12,33 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from sqlalchemy import text
 
 from ces.adapters.kafka.admin import ensure_topics
 from ces.adapters.kafka.connection import KafkaConnection
 from ces.settings import Settings
 from tests.e2e.conftest import Isolation, RunningProcess, StartCes
-from tests.e2e.test_conversions_pipeline import oracle, seed_rates
+from tests.e2e.seeded import oracle
 from tests.e2e.test_gateway import session_for, start_gateway
 from tests.support import cli, grant_acls, role_env
 
 BATCH = "/v1/conversions/batch"
-
-
-@pytest.fixture
-def worker_env(isolation: Isolation) -> dict[str, str]:
-    return {**isolation.env, "CES_PROVIDER_URL": "http://127.0.0.1:9", "CES_FETCH_MAX_ATTEMPTS": "1"}
-
-
-@pytest.fixture
-def running(
-    start_ces: StartCes, isolation: Isolation, settings: Settings, worker_env: dict[str, str]
-) -> RunningProcess:
-    worker = start_ces("worker", env=worker_env)
-    worker.wait_for_output("ces worker ready")
-    seed_rates(settings, isolation)
-    return worker
 
 
 def item(base: str, target: str, amount: str, request_id: str | None = None) -> dict[str, Any]:

@@ -12,17 +12,17 @@ from typing import Any
 from sqlalchemy import text
 
 from tests.e2e.conftest import Isolation, RunningProcess, StartCes
-from tests.e2e.test_bulk import BATCH, decision_rows, item, post_batch, running, worker_env  # noqa: F401
+from tests.e2e.test_bulk import BATCH, decision_rows, item, post_batch
 from tests.e2e.test_gateway import session_for, start_gateway
 
 MIB = 1024 * 1024
 
 
 def test_an_id_reused_with_other_fields_is_a_conflict_in_its_slot_and_twin_batches_get_one_decision_each(
-    running: RunningProcess,  # noqa: F811
+    running: RunningProcess,
     start_ces: StartCes,
     isolation: Isolation,
-    worker_env: dict[str, str],  # noqa: F811
+    worker_env: dict[str, str],
 ) -> None:
     url = start_gateway(start_ces, worker_env)
     earlier = item("EUR", "USD", "10.00")
@@ -57,10 +57,10 @@ def test_an_id_reused_with_other_fields_is_a_conflict_in_its_slot_and_twin_batch
 
 
 def test_bodies_that_lie_about_type_encoding_or_size_are_problems_never_conversions(
-    running: RunningProcess,  # noqa: F811
+    running: RunningProcess,
     start_ces: StartCes,
     isolation: Isolation,
-    worker_env: dict[str, str],  # noqa: F811
+    worker_env: dict[str, str],
 ) -> None:
     url = start_gateway(start_ces, worker_env)
     valid = json.dumps({"items": [item("EUR", "USD", "3.00")]}).encode()

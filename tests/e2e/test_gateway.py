@@ -25,7 +25,7 @@ from ces.events.signing import SIGNATURE_HEADER
 from ces.services.api_keys import Scope, create_key, new_secret
 from ces.settings import Settings
 from tests.e2e.conftest import Isolation, RunningProcess, StartCes, free_port, poll
-from tests.e2e.test_conversions_pipeline import RATES, oracle, seed_rates
+from tests.e2e.seeded import RATES, oracle, seed_rates
 from tests.support import settings_as
 
 # The API key each started gateway's callers send (created in the gateway's own schema).
@@ -55,21 +55,6 @@ def api_key(owner_url: str, scopes: frozenset[Scope] = frozenset(Scope)) -> str:
 
 def session_for(url: str) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(headers=AUTH[url])
-
-
-@pytest.fixture
-def worker_env(isolation: Isolation) -> dict[str, str]:
-    return {**isolation.env, "CES_PROVIDER_URL": "http://127.0.0.1:9", "CES_FETCH_MAX_ATTEMPTS": "1"}
-
-
-@pytest.fixture
-def running(
-    start_ces: StartCes, isolation: Isolation, settings: Settings, worker_env: dict[str, str]
-) -> RunningProcess:
-    worker = start_ces("worker", env=worker_env)
-    worker.wait_for_output("ces worker ready")
-    seed_rates(settings, isolation)
-    return worker
 
 
 async def post(session: aiohttp.ClientSession, url: str, body: dict[str, Any], **headers: str) -> tuple[int, Any, Any]:

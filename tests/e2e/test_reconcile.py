@@ -10,16 +10,9 @@ import subprocess
 import sys
 from typing import Any
 
-import pytest
-
 from ces.settings import Settings
 from tests.e2e.conftest import Isolation, StartCes
-from tests.e2e.test_conversions_pipeline import produce, request, seed_rates
-
-
-@pytest.fixture
-def worker_env(isolation: Isolation) -> dict[str, str]:
-    return {**isolation.env, "CES_PROVIDER_URL": "http://127.0.0.1:9", "CES_FETCH_MAX_ATTEMPTS": "1"}
+from tests.e2e.seeded import produce, request, seed_rates
 
 
 def reconcile(isolation: Isolation, *args: str) -> tuple[int, dict[str, Any]]:
