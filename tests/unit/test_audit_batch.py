@@ -18,8 +18,8 @@ from decimal import Decimal
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from ces.adapters.postgres.audit_rows import BATCH_AUDITS, BATCH_REQUESTS, audited_batch, audited_rows
-from ces.adapters.postgres.bulk_audit import _AUDITS, _REQUESTS
+from ces.adapters.postgres.audit_rows import BATCH_AUDITS, BATCH_REQUESTS, BATCH_SLICE, audited_batch, audited_rows
+from ces.adapters.postgres.bulk_audit import _AUDITS, _REQUESTS, Pieces, _claimed_lines
 from ces.events.conversions import ConversionAudited, ConversionRejected
 from ces.projections.replay import PhaseReport, Prepared, PreparedBatch, Record
 from ces.projections.replay.decoding import as_events, read
@@ -59,9 +59,10 @@ def per_record_rows(prepared: list[Prepared]) -> tuple[list[Row], list[Row]]:
     return requests, audits_
 
 
-def assert_batch_agrees(raws: list[bytes]) -> bool:
-    """`audited_batch` takes exactly the batches it should, with the per-record path's rows; True when taken."""
-    batch = audited_batch(raws)
+def assert_batch_agrees(raws: list[bytes], slice_size: int = BATCH_SLICE) -> bool:
+    """`audited_batch` takes exactly the batches it should, with the per-record path's rows, in a piece of whole
+    lines per slice; True when taken."""
+    batch = audited_batch(raws, slice_size)
     each = [audited_rows(raw) for raw in raws]
     prepared = [p for p in each if p is not None]
     should = (
@@ -75,8 +76,11 @@ def assert_batch_agrees(raws: list[bytes]) -> bool:
         return False
     assert batch.raws == raws and batch.keys == [p.key for p in prepared]
     requests, audits_ = per_record_rows(prepared)
-    assert [as_offset(r) for r in rows(batch.rows[0], BATCH_REQUESTS, b"")] == requests
-    assert [as_offset(r) for r in rows(batch.rows[1], BATCH_AUDITS, b"")] == audits_
+    slices = [raws[i : i + slice_size] for i in range(0, len(raws), slice_size)]
+    for pieces in batch.rows:
+        assert [piece.count(b"\n") for piece in pieces] == [len(s) for s in slices]
+    assert [as_offset(r) for r in rows(b"".join(batch.rows[0]), BATCH_REQUESTS, b"")] == requests
+    assert [as_offset(r) for r in rows(b"".join(batch.rows[1]), BATCH_AUDITS, b"")] == audits_
     return True
 
 
@@ -144,9 +148,10 @@ odd = st.one_of(
     st.lists(st.tuples(st.integers(0, 6), odd), max_size=2),
     st.lists(st.integers(0, 5), max_size=2),
     st.booleans(),
+    st.sampled_from([BATCH_SLICE, 1, 2, 3]),
 )
 def test_the_batch_path_is_the_per_record_path_or_declines(
-    raws: list[bytes], odds: list[tuple[int, bytes]], repeats: list[int], republish: bool
+    raws: list[bytes], odds: list[tuple[int, bytes]], repeats: list[int], republish: bool, slice_size: int
 ) -> None:
     raws = list(raws)
     for at, value in odds:  # a record the per-record path may or may not take, anywhere in the batch
@@ -154,14 +159,14 @@ def test_the_batch_path_is_the_per_record_path_or_declines(
     for i in repeats:  # the same record twice, or the same request id with another decision
         if i < len(raws):
             raws.append(raws[i].replace(b'"output_amount":"', b'"output_amount":"1') if republish else raws[i])
-    event(f"taken: {assert_batch_agrees(raws)}, {len(raws)} records")
+    event(f"taken: {assert_batch_agrees(raws, slice_size)}, {len(raws)} records in slices of {slice_size}")
 
 
 @SETTINGS
-@given(st.lists(usual.filter(lambda raw: b"-02-29T" not in raw), min_size=1, max_size=8))
-def test_audits_ces_writes_take_the_batch_path(raws: list[bytes]) -> None:
-    assert assert_batch_agrees(raws)
-    event(f"{len(raws)} records")
+@given(st.lists(usual.filter(lambda raw: b"-02-29T" not in raw), min_size=1, max_size=8), st.integers(1, 9))
+def test_audits_ces_writes_take_the_batch_path(raws: list[bytes], slice_size: int) -> None:
+    assert assert_batch_agrees(raws, slice_size)
+    event(f"{len(raws)} records in slices of {slice_size}")
 
 
 def audit(request: uuid.UUID, **update: object) -> ConversionAudited:
@@ -224,3 +229,58 @@ def test_a_batch_the_batch_path_declines_is_read_record_by_record() -> None:
     items, report = read_as_replay([("a", audit(a).to_json()), ("a", leap.to_json())])
     assert [type(i) for i in items] == [Prepared, Prepared]
     assert (report.events, report.applied) == (2, 2)
+
+
+def plain(n: int) -> list[bytes]:
+    return [audit(uuid.uuid4()).to_json() for _ in range(n)]
+
+
+def test_slices_at_and_around_the_batch_boundaries_give_the_one_slice_rows() -> None:
+    for n in (1, 2, 3, 4, 5, 6, 7):
+        raws = plain(n)
+        whole, sliced = audited_batch(raws, n), audited_batch(raws, 3)
+        assert whole is not None and sliced is not None
+        assert [len(pieces) for pieces in sliced.rows] == [(n + 2) // 3] * 2
+        assert [len(pieces) for pieces in whole.rows] == [1, 1]
+        assert [b"".join(pieces) for pieces in sliced.rows] == [whole.rows[0][0], whole.rows[1][0]]
+        assert sliced.keys == whole.keys and sliced.raws is raws
+
+
+def test_a_declining_slice_declines_the_whole_batch() -> None:
+    leap = audit(uuid.uuid4(), converted_at=datetime(2024, 2, 29, 1, tzinfo=UTC)).to_json()
+    repeated = plain(4)
+    for raws in (
+        [*plain(6), b"not json"],  # a record the byte path does not take, alone in the last slice
+        [*plain(3), leap, *plain(2)],  # a February 29th in the second slice
+        repeated + plain(2) + [repeated[1]],  # the same request id in the first and the last slice
+    ):
+        assert audited_batch(raws, 3) is None
+        assert not assert_batch_agrees(raws, 3)
+    assert audited_batch([], 3) is None
+
+
+def test_slices_of_one_and_larger_than_the_batch() -> None:
+    raws = plain(4)
+    assert assert_batch_agrees(raws, 1) and assert_batch_agrees(raws, 10**6)
+    one = audited_batch(raws, 1)
+    assert one is not None and [len(p) for p in one.rows] == [4, 4]
+
+
+def test_copy_reads_the_pieces_as_they_are_skipping_empty_ones_and_chunking_large_ones() -> None:
+    data = Pieces([b"", b"a\n", b"", b"", b"bcdef\n", b""])
+    assert [data.read(4) for _ in range(5)] == [b"a\n", b"bcde", b"f\n", b"", b""]
+    assert Pieces([]).read(4) == b"" and Pieces([b"", b""]).read(4) == b""
+    assert Pieces([b"x\n", b"yz\n"]).read(-1) == b"x\n"
+
+
+def test_the_claimed_lines_of_a_sliced_batch_keep_each_key_with_its_line() -> None:
+    raws = plain(7)
+    batch = audited_batch(raws, 3)
+    assert batch is not None
+    claimed = {batch.keys[i] for i in (3, 4, 6)}  # none of the first slice's
+    pieces = _claimed_lines(batch, claimed)
+    assert pieces[0] == b"" and [p.count(b"\n") for p in pieces] == [0, 2, 1]
+    lines = b"".join(pieces).split(b"\n")[:-1]
+    assert [line.split(b"\t")[1] for line in lines] == [batch.keys[i] for i in (3, 4, 6)]
+    reader = Pieces(pieces)
+    assert [reader.read(1 << 20) for _ in range(3)] == [pieces[1], pieces[2], b""]

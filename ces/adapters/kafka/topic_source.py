@@ -15,6 +15,17 @@ from ces.adapters.kafka.connection import KafkaConnection
 from ces.projections.replay.model import Partition, Record, ReplayError
 
 CLIENT_ID = "ces-replay"
+# Fetches of at most 1 MiB a partition and 4 MiB a response. aiokafka keeps a partition's fetched bytes until
+# they are consumed and fetches ahead, and a response of N bytes costs about 3N at its peak while it is read
+# and cut into partitions (the socket's buffer, the response, each partition's copy): at 8 MiB a partition and
+# 32 MiB a response that was ~60 MiB of each replay process's peak RSS, independent of the batch size, and
+# no faster (docs/replay.md, "Peak memory independent of the batch size"). A batch larger than what one
+# fetch brings is filled by further `getmany` calls.
+PARTITION_FETCH_BYTES = 1 << 20
+FETCH_BYTES = 4 << 20
+# How long filling a batch waits for the next fetch's response (a local round trip is a few ms); only the
+# last batch of a partition read to its end waits it out, or a batch under a slow broker comes out smaller.
+FILL_WAIT_MS = 100
 
 
 def _partition(described: dict[str, Any]) -> int:
@@ -46,8 +57,8 @@ class KafkaTopicSource:
             auto_offset_reset="earliest",
             client_id=CLIENT_ID,
             max_poll_records=self.batch_size,
-            fetch_max_bytes=32 * 1024 * 1024,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=FETCH_BYTES,
+            max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
         )
         await consumer.start()
         self._consumer = consumer
@@ -94,10 +105,18 @@ class KafkaTopicSource:
             self.consumer.seek(TopicPartition(*tp), offset)
 
     async def fetch(self, partitions: Sequence[Partition], max_records: int) -> list[Record]:
-        batches = await self.consumer.getmany(
-            *(TopicPartition(*tp) for tp in partitions), timeout_ms=1000, max_records=max_records
-        )
-        return [(tp.topic, tp.partition, r.offset, r.value or b"") for tp, recs in batches.items() for r in recs]
+        tps = [TopicPartition(*tp) for tp in partitions]
+        records: list[Record] = []
+        wait = 1000
+        while len(records) < max_records:
+            batches = await self.consumer.getmany(*tps, timeout_ms=wait, max_records=max_records - len(records))
+            if not batches:
+                break
+            records.extend(
+                (tp.topic, tp.partition, r.offset, r.value or b"") for tp, recs in batches.items() for r in recs
+            )
+            wait = FILL_WAIT_MS
+        return records
 
     async def position(self, partition: Partition) -> int:
         return int(await self.consumer.position(TopicPartition(*partition)))

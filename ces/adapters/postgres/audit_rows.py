@@ -17,8 +17,8 @@ converting:
 - One or two rate ids (the row has two rate columns; anything else is the decoder's and `bulk_audit`'s).
 - `rate_kind` and the currency codes need no COPY escaping (a literal, `[A-Z]{3}`).
 
-`audited_batch` does the same for a fetched batch's audits at once: one regex pass over them all (`findall`)
-and the COPY texts joined in C, where `audited_rows` runs Python per record. Its texts are those rows too,
+`audited_batch` does the same for a fetched batch's audits at once: a regex pass (`findall`) and the COPY texts
+joined in C per slice of 1,000 of them, where `audited_rows` runs Python per record. Its texts are those rows too,
 written so that no per-record Python is needed: times keep their `Z` (PostgreSQL reads the same instant),
 NULL is an empty field (`NULL ''`: no value it takes is empty), the request columns in the record's order.
 It takes a batch only when `audited_rows` takes every record, no request id comes twice and no date is a
@@ -164,16 +164,39 @@ BATCH_AUDITS = (
 )
 
 
-def audited_batch(raws: list[bytes]) -> PreparedBatch | None:
+# Audits per regex pass: a pass's match tuples (15 small bytes objects per audit) and its slice's joined bytes
+# live only while that slice's texts are built, so what reading a batch holds beyond its records and texts does
+# not grow with the batch (~1 MiB per 1,000 audits; docs/replay.md, "Peak memory independent of the batch size").
+BATCH_SLICE = 1000
+
+
+def audited_batch(raws: list[bytes], slice_size: int = BATCH_SLICE) -> PreparedBatch | None:
     """The batch's `conversion_request` and `conversion_audit` COPY texts (`BATCH_REQUESTS`, `BATCH_AUDITS`),
-    one line per record in order, the rows `audited_rows` gives record by record; or None (then each record
-    goes `audited_rows`' way). A regex pass and a few joins in C for the whole batch, where `audited_rows`
-    runs Python per record.
+    one line per record in order, each in pieces of whole lines (one per slice of `slice_size` records), the
+    rows `audited_rows` gives record by record; or None (then each record goes `audited_rows`' way). A regex
+    pass and a few joins in C per slice, where `audited_rows` runs Python per record.
 
     Declines unless every record is in the byte path's layout with no February 29th, and no request id comes
-    twice (which decision stands is then the writer's per-record question)."""
+    twice in the batch (which decision stands is then the writer's per-record question). A slice that declines
+    declines the batch at once; the slices before it have had their regex pass for nothing."""
     if _BATCH is None or not raws:
         return None
+    keys: list[bytes] = []
+    requests: list[bytes] = []
+    audits: list[bytes] = []
+    for start in range(0, len(raws), slice_size):
+        texts = _slice(_BATCH, raws[start : start + slice_size], keys)
+        if texts is None:
+            return None
+        requests.append(texts[0])
+        audits.append(texts[1])
+    if len(set(keys)) != len(keys):
+        return None
+    return PreparedBatch(raws, keys, (tuple(requests), tuple(audits)))
+
+
+def _slice(pattern: re.Pattern[bytes], raws: list[bytes], keys: list[bytes]) -> tuple[bytes, bytes] | None:
+    """A slice's two texts, its request ids appended to `keys`; or None (the batch declines)."""
     joined = b"\n".join(raws) + b"\n"
     if b"-02-29T" in joined:  # declined by the regex too; a search in C spares the regex pass
         return None
@@ -181,12 +204,11 @@ def audited_batch(raws: list[bytes]) -> PreparedBatch | None:
     # whole line from its start to its newline, so as many matches as lines is every line taken whole.
     if joined.count(b"\n") != len(raws):
         return None
-    found = _BATCH.findall(joined)
+    found = pattern.findall(joined)
+    del joined
     if len(found) != len(raws):
         return None
-    keys = list(map(_REQUEST_ID, found))
-    if len(set(keys)) != len(keys):
-        return None
+    keys.extend(map(_REQUEST_ID, found))
     requests = b"\taudited\n".join(map(b"\t".join, map(_REQUEST_COLUMNS, found))) + b"\taudited\n"
     audits = b"\n".join(map(b"\t".join, map(_AUDIT_COLUMNS, found))) + b"\n"
-    return PreparedBatch(raws, keys, (requests, audits))
+    return requests, audits

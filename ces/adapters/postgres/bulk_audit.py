@@ -17,7 +17,7 @@ byte for byte the lines written here for the decoded event); it counts like the 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -138,15 +138,15 @@ def copy_decisions(engine: Engine, decisions: Sequence[Decision | Prepared | Pre
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             codec = encodings[cursor.connection.encoding]
-            copies = ([(_REQUESTS, _text(requests, codec))] if requests else []) + [
+            copies = ([(_REQUESTS, (_text(requests, codec),))] if requests else []) + [
                 (BATCH_REQUESTS, b.rows[0]) for b in batches
             ]
             batch_audits = [b.rows[1] for b in batches]
             if not _copy_requests(cursor, copies):
                 cursor.execute(_STAGE)
-                for statement, data in copies:
+                for statement, pieces in copies:
                     staged = statement.replace("conversion_request", "pg_temp.replay_stage_request", 1)
-                    cursor.copy_expert(staged, io.BytesIO(data), _CHUNK)
+                    cursor.copy_expert(staged, Pieces(pieces), _CHUNK)
                 cursor.execute(_CLAIM)
                 if cursor.rowcount != len(seen):  # some were claimed before: only the newly claimed get rows
                     claimed = {row[0].encode() for row in cursor.fetchall()}
@@ -155,9 +155,9 @@ def copy_decisions(engine: Engine, decisions: Sequence[Decision | Prepared | Pre
             audits = [line for audit, line in rows.values() if audit]
             if audits:
                 cursor.copy_expert(_AUDITS, io.BytesIO(_text(audits, codec)), _CHUNK)
-            for data in batch_audits:
-                if data:
-                    cursor.copy_expert(BATCH_AUDITS, io.BytesIO(data), _CHUNK)
+            for pieces in batch_audits:
+                if any(pieces):
+                    cursor.copy_expert(BATCH_AUDITS, Pieces(pieces), _CHUNK)
             if len(audits) < len(rows):
                 rejections = [line for audit, line in rows.values() if not audit]
                 cursor.copy_expert(_REJECTIONS, io.BytesIO(_text(rejections, codec)), _CHUNK)
@@ -165,18 +165,46 @@ def copy_decisions(engine: Engine, decisions: Sequence[Decision | Prepared | Pre
             cursor.close()
 
 
-def _claimed_lines(batch: PreparedBatch, claimed: set[bytes]) -> bytes:
-    """The batch's audit lines of the newly claimed request ids only (a line per key, in order)."""
-    lines = batch.rows[1].split(b"\n")
-    return b"".join(line + b"\n" for key, line in zip(batch.keys, lines, strict=False) if key in claimed)
+def _claimed_lines(batch: PreparedBatch, claimed: set[bytes]) -> tuple[bytes, ...]:
+    """The batch's audit lines of the newly claimed request ids only (a line per key, in order), a piece per
+    piece of the batch's text."""
+    keys = iter(batch.keys)  # shared by the pieces: each takes as many as it has lines (lines first in zip)
+    return tuple(
+        b"".join(line + b"\n" for line, key in zip(piece.split(b"\n")[:-1], keys, strict=False) if key in claimed)
+        for piece in batch.rows[1]
+    )
 
 
-def _copy_requests(cursor: Any, copies: list[tuple[str, bytes]]) -> bool:
+class Pieces:
+    """A COPY's data for psycopg2's `copy_expert` from a text in pieces of whole lines: each `read` returns the
+    next piece as it is (psycopg2 sends what it gets as one CopyData message and stops at an empty one), so
+    the pieces are never copied into one buffer; empty pieces are skipped, and a piece larger than `_CHUNK`
+    is read in chunks of that size."""
+
+    def __init__(self, pieces: Iterable[bytes]) -> None:
+        self._pieces: Iterator[bytes] = iter(pieces)
+        self._rest = io.BytesIO()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._rest.read(size)
+        while not chunk:
+            piece = next(self._pieces, None)
+            if piece is None:
+                return b""
+            if size < 0 or len(piece) <= size:
+                chunk = piece
+            else:
+                self._rest = io.BytesIO(piece)
+                chunk = self._rest.read(size)
+        return chunk
+
+
+def _copy_requests(cursor: Any, copies: list[tuple[str, tuple[bytes, ...]]]) -> bool:
     """Every request row COPYed straight in (True), or none of them: some id was claimed before (False)."""
     cursor.execute(_BEGIN)
     try:
-        for statement, data in copies:
-            cursor.copy_expert(statement, io.BytesIO(data), _CHUNK)
+        for statement, pieces in copies:
+            cursor.copy_expert(statement, Pieces(pieces), _CHUNK)
     except UniqueViolation:
         cursor.execute("ROLLBACK TO SAVEPOINT replay_claim")
         return False

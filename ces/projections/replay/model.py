@@ -61,7 +61,8 @@ class PreparedBatch(NamedTuple):
 
     raws: list[bytes]
     keys: list[bytes]  # each record's, in order (the request ids for decisions)
-    rows: tuple[bytes, ...]  # the target's encoding of all their rows, opaque here
+    # The target's encoding of all their rows, opaque here: each text in pieces, so that no one buffer holds it.
+    rows: tuple[tuple[bytes, ...], ...]
 
 
 # What the replay hands to `ReplayTarget.write`.
