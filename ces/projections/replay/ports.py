@@ -49,7 +49,8 @@ class EventSource(Protocol):
         ...
 
     async def fetch(self, partitions: Sequence[Partition], max_records: int) -> list[Record]:
-        """Up to `max_records` records of these partitions (waiting up to about a second for some)."""
+        """Up to `max_records` records of these partitions (waiting up to about a second for some, then briefly
+        for more while fewer than `max_records` came)."""
         ...
 
     async def position(self, partition: Partition) -> int:
