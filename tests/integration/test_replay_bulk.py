@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from ces.adapters.postgres import migrate
-from ces.adapters.postgres.audit_rows import audited_batch, audited_rows
+from ces.adapters.postgres.audit_rows import BATCH_SLICE, audited_batch, audited_rows
 from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.bulk_audit import copy_decisions
 from ces.adapters.postgres.rate_projector import RateProjector
@@ -156,15 +156,16 @@ def _rate_and_checkpoints(engine: Engine, schema: str) -> RateFetched:
     return usd
 
 
-def as_batch(decisions: list[Decision]) -> list[Written]:
+def as_batch(decisions: list[Decision], slice_size: int = BATCH_SLICE) -> list[Written]:
     """A batch as the replay reads it when its audits take the batch path (`audited_batch`): one item for them."""
-    batch = audited_batch([d.to_json() for d in decisions if isinstance(d, ConversionAudited)])
+    batch = audited_batch([d.to_json() for d in decisions if isinstance(d, ConversionAudited)], slice_size)
     assert batch is not None
     return [batch, *(d for d in decisions if isinstance(d, ConversionRejected))]
 
 
+@pytest.mark.parametrize("slice_size", [BATCH_SLICE, 1, 2], ids=["one-piece", "pieces-of-1", "pieces-of-2"])
 def test_the_batch_path_writes_exactly_the_live_rows(
-    pg_schema: tuple[Engine, str], bulk_schema: tuple[Engine, str]
+    pg_schema: tuple[Engine, str], bulk_schema: tuple[Engine, str], slice_size: int
 ) -> None:
     # NULL as an empty field and times with their `Z` (audit_rows.audited_batch) are the same rows; a batch
     # meeting ids claimed before keeps only the newly claimed ones' audit lines.
@@ -190,7 +191,7 @@ def test_the_batch_path_writes_exactly_the_live_rows(
         RateProjector(engine).project([usd, jpy])
     for batch in batches:
         AuditStore(live).record(batch)
-        copy_decisions(bulk, cast(list[Decision | Prepared | PreparedBatch], as_batch(batch)))
+        copy_decisions(bulk, cast(list[Decision | Prepared | PreparedBatch], as_batch(batch, slice_size)))
 
     assert counts(bulk) == counts(live) == (6, 5, 1)
     with live.begin() as conn:
