@@ -1,5 +1,5 @@
 """`KafkaTopicSource.fetch` fills a batch from several fetches: its consumer fetches at most 1 MiB a partition
-(docs/replay.md, "Peak memory independent of the batch size"), fewer records than a batch."""
+(docs/replay.md, "Peak memory"), fewer records than a batch."""
 
 from __future__ import annotations
 

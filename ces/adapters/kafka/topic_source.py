@@ -19,8 +19,8 @@ CLIENT_ID = "ces-replay"
 # they are consumed and fetches ahead, and a response of N bytes costs about 3N at its peak while it is read
 # and cut into partitions (the socket's buffer, the response, each partition's copy): at 8 MiB a partition and
 # 32 MiB a response that was ~60 MiB of each replay process's peak RSS, independent of the batch size, and
-# no faster (docs/replay.md, "Peak memory independent of the batch size"). A batch larger than what one
-# fetch brings is filled by further `getmany` calls.
+# no faster (docs/replay.md, "Peak memory"). A batch larger than what one fetch brings is filled by further
+# `getmany` calls.
 PARTITION_FETCH_BYTES = 1 << 20
 FETCH_BYTES = 4 << 20
 # How long filling a batch waits for the next fetch's response (a local round trip is a few ms); only the

@@ -166,7 +166,7 @@ BATCH_AUDITS = (
 
 # Audits per regex pass: a pass's match tuples (15 small bytes objects per audit) and its slice's joined bytes
 # live only while that slice's texts are built, so what reading a batch holds beyond its records and texts does
-# not grow with the batch (~1 MiB per 1,000 audits; docs/replay.md, "Peak memory independent of the batch size").
+# not grow with the batch (~1 MiB per 1,000 audits; docs/replay.md, "Peak memory").
 BATCH_SLICE = 1000
 
 
