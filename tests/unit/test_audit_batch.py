@@ -23,6 +23,7 @@ from ces.adapters.postgres.bulk_audit import _AUDITS, _REQUESTS, Pieces, _claime
 from ces.events.conversions import ConversionAudited, ConversionRejected
 from ces.projections.replay import PhaseReport, Prepared, PreparedBatch, Record
 from ces.projections.replay.decoding import as_events, read
+from tests.strategies import audits_of
 from tests.unit.test_audit_rows import FIELDS, ODD_VALUES, SETTINGS, VALUE, audits
 
 TIMES = {b"decided_at", b"converted_at", b"as_of"}
@@ -111,25 +112,7 @@ instants = st.one_of(
     st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)),
     ends.filter(lambda t: t is not None),
 )
-ces_audits = st.builds(
-    ConversionAudited,
-    event_id=st.uuids(),
-    occurred_at=instants,
-    audit_id=st.uuids(),
-    request_id=st.uuids(),
-    rate_id=st.uuids(),
-    rate_ids=st.lists(st.uuids(), min_size=1, max_size=2),
-    rate_kind=st.sampled_from(["direct", "inverse", "cross"]),
-    base_currency=st.from_regex(r"[A-Z]{3}", fullmatch=True),
-    target_currency=st.from_regex(r"[A-Z]{3}", fullmatch=True),
-    input_amount=amounts,
-    rate_value=amounts,
-    margin=amounts,
-    output_amount=amounts,
-    converted_at=instants,
-    requested_by=st.none() | st.uuids(),
-    as_of=st.none() | instants,
-)
+ces_audits = audits_of(amounts, instants, max_rate_ids=2)
 usual = (
     st.one_of(ces_audits, at_month_ends).map(lambda e: e.to_json()).filter(lambda raw: audited_rows(raw) is not None)
 )

@@ -19,6 +19,7 @@ from ces.adapters.postgres.audit_rows import audited_rows
 from ces.adapters.postgres.bulk_audit import audited_lines
 from ces.events.conversions import ConversionAudited
 from ces.events.registry import UndecodableEvent, decode
+from tests.strategies import audits_of
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -33,26 +34,7 @@ instants = st.one_of(
     st.datetimes(timezones=st.just(UTC)).map(lambda t: t.replace(microsecond=0)),
     st.sampled_from([datetime(2024, 2, 29, tzinfo=UTC), datetime(2026, 11, 30, 23, 59, 59, 1, tzinfo=UTC)]),
 )
-codes = st.from_regex(r"[A-Z]{3}", fullmatch=True)
-audits = st.builds(
-    ConversionAudited,
-    event_id=st.uuids(),
-    occurred_at=instants,
-    audit_id=st.uuids(),
-    request_id=st.uuids(),
-    rate_id=st.uuids(),
-    rate_ids=st.lists(st.uuids(), min_size=1, max_size=3),
-    rate_kind=st.sampled_from(["direct", "inverse", "cross"]),
-    base_currency=codes,
-    target_currency=codes,
-    input_amount=decimal_texts,
-    rate_value=decimal_texts,
-    margin=decimal_texts,
-    output_amount=decimal_texts,
-    converted_at=instants,
-    requested_by=st.none() | st.uuids(),
-    as_of=st.none() | instants,
-)
+audits = audits_of(decimal_texts, instants)
 
 # Texts a field's value may be replaced with in an otherwise canonical record: other spellings of the same
 # value, values the decoder refuses, and values whose row text would differ from the event's text.

@@ -27,6 +27,7 @@ from ces.events.conversions import ConversionAudited, ConversionRejected, Conver
 from ces.events.rates import RateFetched, RateFetchFailed, RateRevoked
 from ces.events.registry import EVENT_TYPES, UndecodableEvent, decode, parse_json_object
 from ces.events.requests import parse_request
+from tests.strategies import audits_of
 from tests.unit.test_decoder_equivalence import NASTY_BYTES, VALID, _same_value
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -105,24 +106,7 @@ uuids = st.uuids()
 def _events() -> list[st.SearchStrategy[Event]]:
     common: dict[str, Any] = {"event_id": uuids, "occurred_at": instants}
     return [
-        st.builds(
-            ConversionAudited,
-            **common,
-            audit_id=uuids,
-            request_id=uuids,
-            rate_id=uuids,
-            rate_ids=st.lists(uuids, max_size=3),
-            rate_kind=st.sampled_from(["direct", "inverse", "cross"]),
-            base_currency=codes,
-            target_currency=codes,
-            input_amount=decimal_texts,
-            rate_value=decimal_texts,
-            margin=decimal_texts,
-            output_amount=decimal_texts,
-            converted_at=instants,
-            requested_by=st.none() | uuids,
-            as_of=st.none() | instants,
-        ),
+        audits_of(decimal_texts, instants, min_rate_ids=0),
         st.builds(
             ConversionRejected,
             **common,
