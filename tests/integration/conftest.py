@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis.asyncio as aioredis
@@ -54,19 +55,26 @@ async def new_topic(settings: Settings, unique: str) -> AsyncIterator[NewTopicFa
         await admin.close()
 
 
+@contextmanager
+def migrated_schema(settings: Settings, schema: str, *, owner: bool = False) -> Iterator[Engine]:
+    """`schema` migrated to head by the owner role and dropped after, with an engine using it: the application
+    role's (as the worker and gateway connect) or, with `owner`, the owner's (as migrations and replays do)."""
+    migrate.upgrade(settings.migration_database_dsn, schema=schema)
+    dsn = settings.migration_database_dsn if owner else settings.database_dsn
+    engine = create_engine(dsn, connect_args={"options": f"-csearch_path={schema}"}, pool_pre_ping=True)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        drop_schema(settings.migration_database_dsn, schema)
+
+
 @pytest.fixture
 def pg_schema(settings: Settings, unique: str) -> Iterator[tuple[Engine, str]]:
     """A fresh schema, migrated to head by the owner role, with an engine of the application role using it."""
     schema = f"test_{unique}"
-    migrate.upgrade(settings.migration_database_dsn, schema=schema)
-    engine = create_engine(
-        settings.database_dsn, connect_args={"options": f"-csearch_path={schema}"}, pool_pre_ping=True
-    )
-    try:
+    with migrated_schema(settings, schema) as engine:
         yield engine, schema
-    finally:
-        engine.dispose()
-        drop_schema(settings.migration_database_dsn, schema)
 
 
 @pytest.fixture

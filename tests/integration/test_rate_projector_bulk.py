@@ -11,10 +11,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, select, text
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.dialects.postgresql import insert
 
-from ces.adapters.postgres import migrate, rate_projector
+from ces.adapters.postgres import rate_projector
 from ces.adapters.postgres.rate_projector import RateProjector
 from ces.adapters.postgres.tables import exchange_rate, exchange_rate_revocation
 from ces.domain.rates import Rate
@@ -22,7 +22,7 @@ from ces.events.rates import RateFetched, RateRevoked, rate_fetched_event_id
 from ces.projections.rate_rows import Projection, RateEvent
 from ces.projections.rate_wire import RateRow, read_row
 from ces.settings import Settings
-from tests.support import drop_schema
+from tests.integration.conftest import migrated_schema
 
 T0 = datetime(2024, 3, 14, 15, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -114,14 +114,8 @@ REVOCATIONS = "SELECT rate_id, reason, revoked_by, revoked_at, event_id FROM exc
 
 @pytest.fixture
 def second_schema(settings: Settings, unique: str) -> Iterator[Engine]:
-    schema = f"test_{unique}_b"
-    migrate.upgrade(settings.migration_database_dsn, schema=schema)
-    engine = create_engine(settings.database_dsn, connect_args={"options": f"-csearch_path={schema}"})
-    try:
+    with migrated_schema(settings, f"test_{unique}_b") as engine:
         yield engine
-    finally:
-        engine.dispose()
-        drop_schema(settings.migration_database_dsn, schema)
 
 
 class RowInsertProjector(RateProjector):

@@ -11,9 +11,8 @@ from decimal import Decimal
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
-from ces.adapters.postgres import migrate
 from ces.adapters.postgres.rate_projector import RateProjector
 from ces.adapters.postgres.replay_target import (
     Checkpoints,
@@ -30,6 +29,7 @@ from ces.events.rates import RateFetched
 from ces.projections.rate_rows import Refusal
 from ces.projections.replay import PHASES, Partition, PhaseReport, Replay, ReplayOptions, decoding
 from ces.settings import Settings
+from tests.integration.conftest import migrated_schema
 
 T0 = datetime(2024, 3, 14, 15, 0, tzinfo=UTC)
 TP = Partition("rates-fetched", 0)
@@ -61,14 +61,8 @@ def target(pg_schema: tuple[Engine, str], owner_engine: Engine) -> tuple[Engine,
 @pytest.fixture
 def other_schema(settings: Settings, unique: str) -> Iterator[tuple[Engine, str]]:
     schema = f"test_{unique}_b"
-    migrate.upgrade(settings.migration_database_dsn, schema=schema)
-    engine = create_engine(settings.migration_database_dsn, connect_args={"options": f"-csearch_path={schema}"})
-    try:
+    with migrated_schema(settings, schema, owner=True) as engine:
         yield engine, schema
-    finally:
-        engine.dispose()
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 def replay_of(settings: Settings, schema: str) -> Replay:

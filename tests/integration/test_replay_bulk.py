@@ -11,9 +11,8 @@ from decimal import Decimal
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
-from ces.adapters.postgres import migrate
 from ces.adapters.postgres.audit_rows import BATCH_SLICE, audited_batch, audited_rows
 from ces.adapters.postgres.audit_store import AuditStore
 from ces.adapters.postgres.bulk_audit import copy_decisions
@@ -34,9 +33,9 @@ from ces.projections.replay import (
     Written,
 )
 from ces.settings import Settings
+from tests.integration.conftest import migrated_schema
 from tests.integration.test_audit_store import audited, rejected
 from tests.integration.test_rate_projection import T0, rate_event
-from tests.support import drop_schema
 
 TP = Partition("conversions-audited", 0)
 
@@ -44,13 +43,8 @@ TP = Partition("conversions-audited", 0)
 @pytest.fixture
 def bulk_schema(settings: Settings, unique: str) -> Iterator[tuple[Engine, str]]:
     schema = f"test_{unique}_bulk"
-    migrate.upgrade(settings.migration_database_dsn, schema=schema)
-    engine = create_engine(settings.migration_database_dsn, connect_args={"options": f"-csearch_path={schema}"})
-    try:
+    with migrated_schema(settings, schema, owner=True) as engine:
         yield engine, schema
-    finally:
-        engine.dispose()
-        drop_schema(settings.migration_database_dsn, schema)
 
 
 def cross(request_id: uuid.UUID, first: uuid.UUID, second: uuid.UUID) -> ConversionAudited:
