@@ -11,7 +11,9 @@ bundled history (every day since 1999, every currency) while polling PostgreSQL,
 `--backlog` produces the whole history first with no worker consuming, then starts the worker and times
 the projection alone (first row -> last row committed, and the worker's CPU from the first row it wrote):
 while the two run together the projection's rows/s is bounded by the producer's events/s.
-`--py-spy OUT` records a sampling profile of the worker from its first row to its last; `--py-spy-producer OUT`
+`--workers N` starts N worker processes in one consumer group (the CPU figures are their sums).
+`--py-spy OUT` records a sampling profile of the (first) worker from its first row to its last (idle samples and thread
+ids kept: the event loop's waits show); `--py-spy-producer OUT`
 one of `ces rates backfill` from its start, idle (waiting) samples included (the producer's CPU then counts
 py-spy's too). `ces rates backfill` prints its own CPU split: start-up (imports) and producing.
 Needs the stack (`cesdev stack up`); run it under `flock /work/notes/bench.lock` on a shared machine.
@@ -116,9 +118,10 @@ def _count(engine: Engine) -> int:
 
 
 def _spy(pid: int, out: str) -> subprocess.Popen[bytes]:
-    """A sampling profile of `pid` until it is interrupted (`py-spy record -f raw`, folded stacks)."""
+    """A sampling profile of `pid` until it is interrupted (`py-spy record -f raw`, folded stacks), idle
+    samples and thread ids included: where the event loop waits is what the wall time of a backlog is made of."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    cmd = [py_spy, "record", "-r", "200", "-f", "raw", "--pid", str(pid), "-o", out]
+    cmd = [py_spy, "record", "-r", "200", "-f", "raw", "--idle", "--threads", "--pid", str(pid), "-o", out]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -128,6 +131,12 @@ def main() -> None:
         "--backlog",
         action="store_true",
         help="produce the whole history first with no worker, then start one: times the projection alone",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (one consumer group: the topic's partitions are shared among them)",
     )
     parser.add_argument("--py-spy", metavar="OUT", help="profile the worker from its first row to its last into OUT")
     parser.add_argument(
@@ -139,24 +148,28 @@ def main() -> None:
     settings = run.settings
     run.create()
     prefix = run.topic_prefix
-    env = run.env(CES_WORKER_WEB_PORT=str(free_ports(1)[0]))
+    envs = [run.env(CES_WORKER_WEB_PORT=str(port)) for port in free_ports(args.workers)]
+    env = envs[0]
     history = load_history()
     expected = sum(len(r) for r in history.rates.values())
     print(f"history: {len(history.days)} days, {expected} rates")
     engine = create_engine(run.database_url)
-    worker: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = []
     spy: subprocess.Popen[bytes] | None = None
 
-    def start_worker() -> subprocess.Popen[bytes]:
+    def start_workers() -> list[subprocess.Popen[bytes]]:
         cmd = [sys.executable, "-m", "ces", "worker"]
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return [subprocess.Popen(cmd, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for e in envs]
+
+    def workers_cpu() -> float:
+        return sum(_cpu_seconds(w.pid) for w in workers)
 
     try:
         if not args.backlog:
-            worker = start_worker()
+            workers = start_workers()
             time.sleep(8)  # let the worker join its groups first: its start-up is not the backfill's cost
         print(f"before: {_load()}")
-        worker_cpu0 = _cpu_seconds(worker.pid) if worker else 0.0
+        worker_cpu0 = workers_cpu()
         children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         result: dict[str, subprocess.CompletedProcess[str]] = {}
 
@@ -180,23 +193,23 @@ def main() -> None:
             producing.join()
             produced = time.time()
             print(f"produced (no worker): {produced - started:.1f}s, {_load()}")
-            worker = start_worker()
-        assert worker is not None
+            workers = start_workers()
+        assert workers
         count = 0
         first_seen_cpu: float | None = None
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             count = _count(engine)
             if count and first_seen_cpu is None:
-                first_seen_cpu = _cpu_seconds(worker.pid)
+                first_seen_cpu = workers_cpu()
                 if args.py_spy:
-                    spy = _spy(worker.pid, args.py_spy)
+                    spy = _spy(workers[0].pid, args.py_spy)
             if count >= expected:
                 break
             time.sleep(0.1)
         done = time.time()
-        worker_cpu_end = _cpu_seconds(worker.pid)
-        backends_cpu = _backends_cpu(worker.pid)
+        worker_cpu_end = workers_cpu()
+        backends_cpu = sum(_backends_cpu(w.pid) for w in workers)
         worker_cpu = worker_cpu_end - worker_cpu0
         producing.join()
         children1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # before py-spy, also a child, is waited for
@@ -239,8 +252,9 @@ def main() -> None:
         if spy is not None and spy.poll() is None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
-        if worker is not None:
+        for worker in workers:
             worker.terminate()
+        for worker in workers:
             worker.wait(60)
         engine.dispose()
         run.cleanup()

@@ -6,12 +6,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from typing import cast
 
 from ces.events.rates import RateFetched, RateRevoked
 from ces.events.registry import UndecodableEvent, decode
 from ces.metrics import BATCH_SECONDS, CACHE_ERRORS, RATE_EVENTS, RATE_REFUSED, RATE_REVOCATIONS, RATE_ROWS
 from ces.projections.rate_rows import Projection, RateEvent, RateRows
-from ces.projections.rate_wire import read_row
+from ces.projections.rate_wire import RateRow, read_row
 from ces.services.ports import CacheUnavailable, DeadLetterSink, RateCache, Received
 
 log = logging.getLogger(__name__)
@@ -39,24 +40,15 @@ class RateEventHandler:
     async def handle(self, batch: Sequence[Received]) -> int:
         """Project the batch; returns how many `exchange_rate` rows it inserted."""
         started = time.perf_counter()
-        messages: list[Received] = []
-        events: list[RateEvent] = []
-        poison: list[tuple[Received, str, str]] = []
-        fetched = 0
-        for message in batch:
-            # A `RateFetched` as CES writes it goes straight to its row; anything else is decoded in full.
-            event: RateEvent | None = read_row(message.value)
-            if event is None:
-                try:
-                    decoded = decode(message.value, expected=(RateFetched, RateRevoked))
-                except UndecodableEvent as exc:
-                    poison.append((message, exc.reason, exc.detail))
-                    continue
-                assert isinstance(decoded, RateFetched | RateRevoked)
-                event = decoded
-            fetched += not isinstance(event, RateRevoked)
-            messages.append(message)
-            events.append(event)
+        # A `RateFetched` as CES writes it goes straight to its row; anything else is decoded in full.
+        rows = [read_row(message.value) for message in batch]
+        messages: Sequence[Received]
+        events: list[RateEvent]
+        poison: list[tuple[Received, str, str]]
+        if None in rows:
+            messages, events, fetched, poison = _decoded(batch, rows)
+        else:  # every message a canonical `RateFetched`: the usual batch
+            messages, events, fetched, poison = batch, cast(list[RateEvent], rows), len(rows), []
         RATE_EVENTS.inc(fetched)
         # A database error propagates from here, before anything is dead-lettered or cached.
         result = await asyncio.to_thread(self.projector.project, events)
@@ -92,3 +84,30 @@ class RateEventHandler:
         except CacheUnavailable as exc:
             CACHE_ERRORS.labels("put").inc()
             log.warning("rate cache update failed (%s); PostgreSQL stays authoritative", exc)
+
+
+def _decoded(
+    batch: Sequence[Received], rows: list[RateRow | None]
+) -> tuple[list[Received], list[RateEvent], int, list[tuple[Received, str, str]]]:
+    """The messages and events of a batch some of whose messages `read_row` declined, those decoded in full;
+    how many are `RateFetched`; the undecodable with their reasons."""
+    messages: list[Received] = []
+    events: list[RateEvent] = []
+    poison: list[tuple[Received, str, str]] = []
+    fetched = 0
+    for message, row in zip(batch, rows, strict=True):
+        event: RateEvent
+        if row is None:
+            try:
+                decoded = decode(message.value, expected=(RateFetched, RateRevoked))
+            except UndecodableEvent as exc:
+                poison.append((message, exc.reason, exc.detail))
+                continue
+            assert isinstance(decoded, RateFetched | RateRevoked)
+            event = decoded
+        else:
+            event = row
+        fetched += not isinstance(event, RateRevoked)
+        messages.append(message)
+        events.append(event)
+    return messages, events, fetched, poison

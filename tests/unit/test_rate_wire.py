@@ -201,3 +201,57 @@ def test_current_rates_are_the_rows_rates_and_newest_first_is_the_order_put_many
     assert current[1:3] == [rate_of(events[1]), rate_of(events[2])]
     ids = RateIds([str(events[0].rate_id), events[1].rate_id])
     assert ids == [events[0].rate_id, events[1].rate_id] and len(ids) == 2
+
+
+def test_newest_first_gives_the_newest_alone_before_sorting_and_the_same_order_after() -> None:
+    def at(day: int, minute: int, value: str) -> RateRow:
+        return row_of(
+            RateFetched.for_quote(
+                provider_name="ecb",
+                base_currency="EUR",
+                target_currency="USD",
+                rate_value=Decimal(value),
+                published_at=datetime(2024, 1, day, 15, tzinfo=UTC),
+                fetched_at=datetime(2024, 1, day, 15, minute, tzinfo=UTC),
+                fetch_id=uuid.UUID(int=day * 100 + minute),
+            )
+        )
+
+    # The newest in the middle, an equal of it later (the first stays ahead), older ones either side.
+    rows = [at(2, 5, "1.1"), at(4, 6, "1.2"), at(3, 5, "1.3"), at(4, 6, "1.4"), at(1, 5, "1.5"), at(4, 5, "1.6")]
+    expected = [rate_of_row(rows[i]) for i in (1, 3, 5, 2, 0, 4)]
+    (chain,) = CurrentRates(list(rows)).newest_first()
+    assert chain[0:1] == expected[:1] and chain[0] == expected[0]  # read before the rest is sorted
+    assert chain[1:9] == expected[1:] and list(chain) == expected and len(chain) == 6
+    (again,) = CurrentRates(list(rows)).newest_first()
+    assert list(again) == expected  # iterating from the start gives the same order
+    (single,) = CurrentRates([rows[2]]).newest_first()
+    assert list(single) == [rate_of_row(rows[2])] and single[0:1] == [rate_of_row(rows[2])]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["USD", "JPY"]), st.integers(1, 3), st.integers(0, 2)), max_size=12))
+def test_newest_first_is_a_stable_sort_newest_first_per_pair(keys: list[tuple[str, int, int]]) -> None:
+    items: list[Rate | RateRow] = [
+        rate_of(
+            RateFetched.for_quote(
+                provider_name="ecb",
+                base_currency="EUR",
+                target_currency=target,
+                rate_value=Decimal(i + 1),
+                published_at=datetime(2024, 1, day, 15, tzinfo=UTC),
+                fetched_at=datetime(2024, 1, day, 15, minute, tzinfo=UTC),
+                fetch_id=uuid.UUID(int=i),
+            )
+        )
+        for i, (target, day, minute) in enumerate(keys)
+    ]
+    expected: dict[str, list[Rate | RateRow]] = {}
+    for item in items:
+        expected.setdefault(item.target_currency, []).append(item)
+    for chain_items in expected.values():
+        # Python's sort is stable: equals stay in batch order.
+        chain_items.sort(key=lambda r: (r.published_at, r.fetched_at), reverse=True)
+    chains = CurrentRates(items).newest_first()
+    assert [c[0] for c in chains] == [c[0] for c in expected.values()]
+    assert [list(c) for c in chains] == list(expected.values())
