@@ -88,53 +88,13 @@ class CurrentRates(_Lazy[Rate]):
 
     def newest_first(self) -> list[Sequence[Rate]]:
         """Per pair, its rates newest first (published_at, then fetched_at; among equals the first here):
-        the order in which `RateCache.put_newest` offers them. One pass finds each pair's newest; the rest of
-        a pair is sorted only if read (the cache reads on past the newest only when it was revoked)."""
-        by_pair: dict[tuple[str, str], _NewestFirst] = {}
-        for item in self._items:
-            chain = by_pair.get((item.base_currency, item.target_currency))
-            if chain is None:
-                by_pair[(item.base_currency, item.target_currency)] = _NewestFirst(item)
-            else:
-                chain.add(item)
-        return list(by_pair.values())
-
-
-class _NewestFirst(CurrentRates):
-    """One pair's rates, newest first: the newest is noted as they are added (in batch order), the rest is
-    sorted when it is first read."""
-
-    def __init__(self, first: Rate | RateRow) -> None:
-        super().__init__((first,))
-        self._newest = 0
-        self._newest_key = (first.published_at, first.fetched_at)
-        self._ordered = True
-
-    def add(self, item: Rate | RateRow) -> None:
-        key = (item.published_at, item.fetched_at)
-        if key > self._newest_key:  # strictly: of two equal, the first in the batch stays the newest
-            self._newest, self._newest_key = len(self._items), key
-        self._items.append(item)
-        self._ordered = False
-
-    @overload
-    def __getitem__(self, index: int) -> Rate: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Rate]: ...
-
-    def __getitem__(self, index: int | slice) -> Rate | list[Rate]:
-        if not self._ordered:
-            if index == 0:
-                item = self._items[self._newest] = self._convert(self._items[self._newest])
-                return item
-            if index == slice(0, 1):
-                return [self[0]]
-            items = self._items
-            order = sorted(range(len(items)), key=lambda i: (items[i].published_at, items[i].fetched_at, -i))
-            self._items = [items[i] for i in reversed(order)]
-            self._ordered = True
-        return super().__getitem__(index)
+        the order in which `RateCache.put_newest` offers them."""
+        by_pair: dict[tuple[str, str], list[tuple[object, object, int]]] = {}
+        for i, item in enumerate(self._items):
+            by_pair.setdefault((item.base_currency, item.target_currency), []).append(
+                (item.published_at, item.fetched_at, -i)
+            )
+        return [CurrentRates([self._items[-k[2]] for k in sorted(keys, reverse=True)]) for keys in by_pair.values()]
 
 
 class RateIds(_Lazy[UUID]):

@@ -203,7 +203,7 @@ def test_current_rates_are_the_rows_rates_and_newest_first_is_the_order_put_many
     assert ids == [events[0].rate_id, events[1].rate_id] and len(ids) == 2
 
 
-def test_newest_first_gives_the_newest_alone_before_sorting_and_the_same_order_after() -> None:
+def test_newest_first_reads_the_same_whether_its_newest_is_read_alone_first_or_not() -> None:
     def at(day: int, minute: int, value: str) -> RateRow:
         return row_of(
             RateFetched.for_quote(
@@ -221,7 +221,7 @@ def test_newest_first_gives_the_newest_alone_before_sorting_and_the_same_order_a
     rows = [at(2, 5, "1.1"), at(4, 6, "1.2"), at(3, 5, "1.3"), at(4, 6, "1.4"), at(1, 5, "1.5"), at(4, 5, "1.6")]
     expected = [rate_of_row(rows[i]) for i in (1, 3, 5, 2, 0, 4)]
     (chain,) = CurrentRates(list(rows)).newest_first()
-    assert chain[0:1] == expected[:1] and chain[0] == expected[0]  # read before the rest is sorted
+    assert chain[0:1] == expected[:1] and chain[0] == expected[0]  # what `put_newest` reads first
     assert chain[1:9] == expected[1:] and list(chain) == expected and len(chain) == 6
     (again,) = CurrentRates(list(rows)).newest_first()
     assert list(again) == expected  # iterating from the start gives the same order
