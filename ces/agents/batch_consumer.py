@@ -7,10 +7,14 @@ lifecycle; this loop owns consumption for topics where throughput matters.
 
 Delivery: at least once. Offsets are committed only after every message of the batch was handled (its
 outputs published and its rows committed) or dead-lettered, and in order, but not per batch: the offsets
-of finished batches are committed together every `commit_interval` seconds while batches keep coming, and
-as soon as none is in flight (an offset commit is a broker round trip, and at light load every request
-was a batch of its own). A worker killed hard redelivers what it finished in its last `commit_interval`
-(plus its batches in flight), which the idempotent handlers absorb; a stopped one commits first.
+of finished batches are committed together at most every `commit_interval` seconds (when batches stop
+coming, at the first empty fetch after the interval), by a task beside the fetch loop: an offset commit is
+a broker round trip and a write to `__consumer_offsets`, and committing whenever no batch was in flight
+made it about one per batch at light and medium load, with the next fetch waiting for it. One commit runs
+at a time and each takes what was finished when it starts, so committed offsets only move forward. A
+worker killed hard redelivers what it finished in its last `commit_interval` (plus its batches in
+flight), which the idempotent handlers absorb; a stopped one commits first, and so does one whose
+partitions a rebalance takes away.
 Failures follow the one policy of `ces.adapters.failures`: a transient failure (database down, broker
 unavailable) retries the batch with backoff until it succeeds, so nothing is skipped; any other failure
 isolates the failing message by splitting the batch, and that message alone is retried a bounded number
@@ -27,7 +31,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
@@ -76,10 +80,10 @@ class BatchConsumer:
         self.commit_interval = commit_interval
         self._finished: dict[TopicPartition, int] = {}  # next offset per partition, handled but not committed
         self._consumed = CONSUMED.labels(name)  # looked up once: at light load every request is a batch
+        self._committing: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            self.topic,
             **self.kafka.kwargs(),
             group_id=self.group_id,
             enable_auto_commit=False,
@@ -92,6 +96,7 @@ class BatchConsumer:
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=self.heartbeat_interval_ms,
         )
+        consumer.subscribe([self.topic], listener=_CommitOnRevoke(self, consumer))
         await consumer.start()
         log.info("%s consuming %s as group %s", self.name, self.topic, self.group_id)
         # Up to `depth` batches in flight: while some wait on PostgreSQL or the broker, the next is
@@ -111,16 +116,19 @@ class BatchConsumer:
                     inflight.append(asyncio.create_task(self._process(batches, after)))
                 while inflight and (inflight[0].done() or len(inflight) >= self.depth):
                     await inflight.popleft()
-                if self._finished and (not inflight or loop.time() - committed_at >= self.commit_interval):
-                    await self._commit(consumer)
+                if (
+                    self._finished
+                    and loop.time() - committed_at >= self.commit_interval
+                    and (self._committing is None or self._committing.done())
+                ):
+                    self._committing = asyncio.create_task(self._commit(consumer))
                     committed_at = loop.time()
         finally:
             for task in inflight:
                 task.cancel()
             await asyncio.gather(*inflight, return_exceptions=True)
             try:
-                if self._finished:
-                    await self._commit(consumer)
+                await self._commit_now(consumer)
             finally:
                 await consumer.stop()
 
@@ -153,10 +161,24 @@ class BatchConsumer:
         for tp, recs in batches.items():
             self._finished[tp] = recs[-1].offset + 1
 
+    async def _commit_now(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit what is finished now, after the commit already running (so offsets only move forward)."""
+        if self._committing is not None:
+            await asyncio.gather(self._committing, return_exceptions=True)  # it logs its own failure
+        if self._finished:
+            # As a task in `_committing`: the fetch loop starts no other commit while this one runs.
+            self._committing = asyncio.create_task(self._commit(consumer))
+            await self._committing
+
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         finished, self._finished = self._finished, {}
+        # A batch that finished after a rebalance took its partition away must not fail the others' commit.
+        assigned = consumer.assignment()
+        offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in finished.items() if tp in assigned}
+        if not offsets:
+            return
         try:
-            await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in finished.items()})
+            await consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # A rebalance took the partitions away: their new owner re-processes from the last commit,
             # which the idempotent handlers absorb.
@@ -231,6 +253,20 @@ class BatchConsumer:
                 log.warning("%s: dead-lettering failed (%s); retrying in %.1fs", self.name, publish_error, delay)
                 await asyncio.sleep(delay)
                 delay = min(self.max_backoff, delay * 2)
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Before a rebalance moves partitions, commit what was finished on them: the new owner starts there."""
+
+    def __init__(self, owner: BatchConsumer, consumer: AIOKafkaConsumer) -> None:
+        self.owner = owner
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.owner._commit_now(self.consumer)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        pass
 
 
 def _first_line(exc: BaseException) -> str:
