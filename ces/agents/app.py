@@ -17,6 +17,7 @@ import faust
 from faust.transport.drivers.aiokafka import Producer as FaustAiokafkaProducer
 
 from ces.adapters.kafka.connection import KafkaConnection
+from ces.adapters.kafka.partitioner import KeyPartitioner
 from ces.adapters.kafka.producer import Message
 from ces.settings import Settings
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings, *, app_id: str | None = None, web_enabled: bo
         # batches fill anyway while the previous send is in flight (docs/http.md, "Producer linger").
         producer_linger_ms=settings.worker_linger_ms,
         producer_max_batch_size=512 * 1024,
+        producer_partitioner=KeyPartitioner(),  # the same partitions as aiokafka's, 4x cheaper per message
     )
     app.transport.Producer = IdempotentProducer  # type: ignore[misc]  # before anything creates the producer
     return app

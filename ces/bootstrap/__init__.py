@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from ces.adapters.kafka.admin import ensure_topics
 from ces.adapters.kafka.connection import KafkaConnection
+from ces.adapters.kafka.partitioner import KeyPartitioner
 from ces.adapters.kafka.producer import AckedPublisher, BulkPublisher, bulk_publisher, compression_type
 from ces.events.topics import CONVERSIONS_AUDITED, CONVERSIONS_REJECTED, TopicSpec
 from ces.settings import Settings
@@ -105,6 +106,7 @@ def build_producer(settings: Settings, *, linger_ms: int = 5, compression: str |
         linger_ms=linger_ms,
         max_batch_size=512 * 1024,
         compression_type=compression_type(compression or settings.kafka_compression),
+        partitioner=KeyPartitioner(),
     )
 
 

@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 
 from ces.adapters.kafka.connection import KafkaConnection
+from ces.adapters.kafka.partitioner import KeyPartitioner
 from ces.events.base import Event
 from ces.events.canonical_writer import ConversionAuditedWriter
 from ces.events.conversions import ConversionAudited, ConversionRequested
@@ -61,7 +61,7 @@ class BulkPublisher:
         self._open: dict[tuple[str, int], Any] = {}  # (topic, partition) -> BatchBuilder being filled
         self._partitions: dict[str, list[int]] = {}
         self._partition_of: dict[tuple[str, bytes], int] = {}
-        self._partitioner = DefaultPartitioner()
+        self._partitioner = KeyPartitioner()
         self.sent = 0
 
     async def publish(self, events: Iterable[Event]) -> None:
