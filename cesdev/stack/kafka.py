@@ -264,10 +264,15 @@ def compose_properties() -> str:
 
 
 def _kafka_cluster_id() -> str:
-    # KRaft wants a base64url-encoded 16-byte id (what kafka-storage random-uuid prints).
+    # KRaft wants a base64url-encoded 16-byte id (what kafka-storage random-uuid prints). Like Kafka's own
+    # Uuid.randomUuid, never one that starts with "-": the storage tool's parser reads it as an option (a
+    # fresh stack failed to format, 1 time in 64).
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 async def _kafka_metadata(connection: KafkaConnection) -> bool:

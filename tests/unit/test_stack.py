@@ -169,3 +169,15 @@ def test_redis_acl_gives_the_application_user_only_its_commands(tmp_path: Path) 
     assert " ~ces:* " in app and "-@all" in app and "+evalsha" in app
     assert "+flushall" not in app and "+config" not in app and "+@all" not in app
     assert stack.redis["ces"] not in "\n".join(lines)  # hashed, never in clear
+
+
+def test_a_kafka_cluster_id_is_never_read_as_an_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uuid
+
+    from cesdev.stack import kafka
+
+    # 0xf8 encodes to a leading "-" in base64url: the first id drawn would be refused by kafka-storage.
+    ids = iter([uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid.UUID(int=1)])
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(ids))
+    cluster_id = kafka._kafka_cluster_id()
+    assert not cluster_id.startswith("-") and len(cluster_id) == 22
