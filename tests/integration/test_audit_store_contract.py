@@ -118,3 +118,95 @@ def test_a_host_name_is_resolved_on_the_loop_and_connects(pg_schema: tuple[Engin
     assert conn.info.host == "localhost"
     assert set(conn.get_dsn_parameters()["hostaddr"].split(",")) <= {"127.0.0.1", "::1"}  # ours, not libpq's
     recorder.recorder.close()
+
+
+def _counting_statements(recorder: AsyncRecorder) -> list[int]:
+    """Wrap the recorder's statement: the list gets the number of parameters' rows of each one run."""
+    counts: list[int] = []
+    execute = recorder._execute
+
+    async def counted(params: list[str]) -> list[tuple[object, ...]]:
+        counts.append(params[0].count(",") + 1)  # request ids: one per decision recorded
+        return await execute(params)
+
+    recorder._execute = counted  # type: ignore[method-assign]
+    return counts
+
+
+def test_calls_that_wait_together_share_one_statement_and_each_gets_its_own_decisions(
+    pg_schema: tuple[Engine, str],
+) -> None:
+    """Group commit: batches that finish deciding while a statement runs are recorded by the next one, and a
+    request id in two of them gets the first decision, as if they had been recorded one after the other."""
+    recorder = LoopRecorder(*pg_schema)
+    counts = _counting_statements(recorder.recorder)
+    a, b, c = (rejected(uuid.uuid4()) for _ in range(3))
+    again = rejected(a.request_id).model_copy(update={"message": "a second decision for the same request"})
+
+    async def together() -> list[list[Decision]]:
+        return list(await asyncio.gather(recorder.recorder.record([a, b]), recorder.recorder.record([c, again])))
+
+    assert asyncio.run(together()) == [[a, b], [c, a]]
+    assert counts == [3]  # one statement for both calls, the repeated id once
+    assert recorder.get([a.request_id, b.request_id, c.request_id]) == {
+        a.request_id: a,
+        b.request_id: b,
+        c.request_id: c,
+    }
+    recorder.recorder.close()
+
+
+def test_a_bad_value_in_a_shared_statement_fails_only_its_own_call(pg_schema: tuple[Engine, str]) -> None:
+    recorder = LoopRecorder(*pg_schema)
+    counts = _counting_statements(recorder.recorder)
+    fine, other = rejected(uuid.uuid4()), rejected(uuid.uuid4())
+    refused = rejected(uuid.uuid4()).model_copy(update={"message": "a\x00b"})
+
+    async def together() -> list[object]:
+        return list(
+            await asyncio.gather(
+                recorder.recorder.record([fine]),
+                recorder.recorder.record([refused]),
+                recorder.recorder.record([other]),
+                return_exceptions=True,
+            )
+        )
+
+    first, second, third = asyncio.run(together())
+    assert first == [fine] and third == [other]
+    assert isinstance(second, ValueError) and classify(second) is Failure.MESSAGE
+    assert counts == [3, 1, 1, 1]  # the shared statement failed as a whole, then each call alone
+    assert recorder.get([fine.request_id, refused.request_id, other.request_id]) == {
+        fine.request_id: fine,
+        other.request_id: other,
+    }
+    recorder.recorder.close()
+
+
+def test_a_caller_that_stops_waiting_does_not_stop_the_others(pg_schema: tuple[Engine, str]) -> None:
+    """A batch cancelled (the worker stopping) while its statement runs: the statement and the others go on."""
+    recorder = LoopRecorder(*pg_schema)
+    kept, dropped = rejected(uuid.uuid4()), rejected(uuid.uuid4())
+    execute = recorder.recorder._execute
+
+    async def one_cancelled() -> list[Decision]:
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def held(params: list[str]) -> list[tuple[object, ...]]:
+            started.set()
+            await release.wait()
+            return await execute(params)
+
+        recorder.recorder._execute = held  # type: ignore[method-assign]
+        gone = asyncio.create_task(recorder.recorder.record([dropped]))
+        stays = asyncio.create_task(recorder.recorder.record([kept]))
+        await started.wait()  # one statement holds both calls
+        gone.cancel()
+        release.set()
+        assert await stays == [kept]
+        assert gone.cancelled()
+        return await stays
+
+    assert asyncio.run(one_cancelled()) == [kept]
+    assert recorder.get([kept.request_id]) == {kept.request_id: kept}
+    recorder.recorder.close()
