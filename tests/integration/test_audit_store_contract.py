@@ -140,20 +140,18 @@ def test_calls_that_wait_together_share_one_statement_and_each_gets_its_own_deci
     request id in two of them gets the first decision, as if they had been recorded one after the other."""
     recorder = LoopRecorder(*pg_schema)
     counts = _counting_statements(recorder.recorder)
-    a, b, c, d = (rejected(uuid.uuid4()) for _ in range(4))
+    a, b, c = (rejected(uuid.uuid4()) for _ in range(3))
     again = rejected(a.request_id).model_copy(update={"message": "a second decision for the same request"})
 
     async def together() -> list[list[Decision]]:
-        record = recorder.recorder.record
-        return list(await asyncio.gather(record([a, b]), record([c, again]), record([d])))
+        return list(await asyncio.gather(recorder.recorder.record([a, b]), recorder.recorder.record([c, again])))
 
-    assert asyncio.run(together()) == [[a, b], [c, a], [d]]
-    assert counts == [2, 3]  # the first call's statement, then one for the two that waited meanwhile
-    assert recorder.get([a.request_id, b.request_id, c.request_id, d.request_id]) == {
+    assert asyncio.run(together()) == [[a, b], [c, a]]
+    assert counts == [3]  # one statement for both calls, the repeated id once
+    assert recorder.get([a.request_id, b.request_id, c.request_id]) == {
         a.request_id: a,
         b.request_id: b,
         c.request_id: c,
-        d.request_id: d,
     }
     recorder.recorder.close()
 
@@ -161,36 +159,37 @@ def test_calls_that_wait_together_share_one_statement_and_each_gets_its_own_deci
 def test_a_bad_value_in_a_shared_statement_fails_only_its_own_call(pg_schema: tuple[Engine, str]) -> None:
     recorder = LoopRecorder(*pg_schema)
     counts = _counting_statements(recorder.recorder)
-    first, fine, other = rejected(uuid.uuid4()), rejected(uuid.uuid4()), rejected(uuid.uuid4())
+    fine, other = rejected(uuid.uuid4()), rejected(uuid.uuid4())
     refused = rejected(uuid.uuid4()).model_copy(update={"message": "a\x00b"})
 
     async def together() -> list[object]:
-        record = recorder.recorder.record
         return list(
             await asyncio.gather(
-                record([first]), record([fine]), record([refused]), record([other]), return_exceptions=True
+                recorder.recorder.record([fine]),
+                recorder.recorder.record([refused]),
+                recorder.recorder.record([other]),
+                return_exceptions=True,
             )
         )
 
-    outcomes = asyncio.run(together())
-    assert outcomes[:2] == [[first], [fine]] and outcomes[3] == [other]
-    assert isinstance(outcomes[2], ValueError) and classify(outcomes[2]) is Failure.MESSAGE
-    assert counts == [1, 3, 1, 1, 1]  # the shared statement failed as a whole, then each of its calls alone
-    assert recorder.get([d.request_id for d in (first, fine, refused, other)]) == {
-        first.request_id: first,
+    first, second, third = asyncio.run(together())
+    assert first == [fine] and third == [other]
+    assert isinstance(second, ValueError) and classify(second) is Failure.MESSAGE
+    assert counts == [3, 1, 1, 1]  # the shared statement failed as a whole, then each call alone
+    assert recorder.get([fine.request_id, refused.request_id, other.request_id]) == {
         fine.request_id: fine,
         other.request_id: other,
     }
     recorder.recorder.close()
 
 
-def test_a_waiting_caller_that_stops_waiting_is_not_recorded_and_the_others_are(pg_schema: tuple[Engine, str]) -> None:
-    """A batch cancelled (the worker stopping) while it waits for a statement: the others are recorded."""
+def test_a_caller_that_stops_waiting_does_not_stop_the_others(pg_schema: tuple[Engine, str]) -> None:
+    """A batch cancelled (the worker stopping) while its statement runs: the statement and the others go on."""
     recorder = LoopRecorder(*pg_schema)
-    running, dropped, kept = rejected(uuid.uuid4()), rejected(uuid.uuid4()), rejected(uuid.uuid4())
+    kept, dropped = rejected(uuid.uuid4()), rejected(uuid.uuid4())
     execute = recorder.recorder._execute
 
-    async def one_cancelled() -> tuple[list[Decision], list[Decision]]:
+    async def one_cancelled() -> list[Decision]:
         started, release = asyncio.Event(), asyncio.Event()
 
         async def held(params: list[str]) -> list[tuple[object, ...]]:
@@ -199,20 +198,15 @@ def test_a_waiting_caller_that_stops_waiting_is_not_recorded_and_the_others_are(
             return await execute(params)
 
         recorder.recorder._execute = held  # type: ignore[method-assign]
-        record = recorder.recorder.record
-        first = asyncio.create_task(record([running]))
-        gone, stays = asyncio.create_task(record([dropped])), asyncio.create_task(record([kept]))
-        await started.wait()  # the first call's statement runs (tasks start in creation order)
-        assert len(recorder.recorder._waiting) == 2  # the two others wait for the next statement
+        gone = asyncio.create_task(recorder.recorder.record([dropped]))
+        stays = asyncio.create_task(recorder.recorder.record([kept]))
+        await started.wait()  # one statement holds both calls
         gone.cancel()
         release.set()
-        outcomes = await first, await stays
+        assert await stays == [kept]
         assert gone.cancelled()
-        return outcomes
+        return await stays
 
-    assert asyncio.run(one_cancelled()) == ([running], [kept])
-    assert recorder.get([d.request_id for d in (running, dropped, kept)]) == {
-        running.request_id: running,
-        kept.request_id: kept,
-    }
+    assert asyncio.run(one_cancelled()) == [kept]
+    assert recorder.get([kept.request_id]) == {kept.request_id: kept}
     recorder.recorder.close()

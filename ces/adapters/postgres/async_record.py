@@ -72,7 +72,7 @@ class AsyncRecorder:
         self,
         engine: Engine,
         *,
-        connections: int = 1,
+        connections: int = 4,
         timeout: float = 30.0,
         connect_args: dict[str, Any] | None = None,
     ) -> None:
@@ -84,7 +84,6 @@ class AsyncRecorder:
         self._store = AuditStore(engine)
         self._idle: list[Any] = []
         self._statements = connections
-        self._busy = 0  # statements running
         # Calls waiting for the next statement (at most the batches in flight), and the tasks running them.
         self._waiting: list[tuple[Sequence[Decision], asyncio.Future[list[Decision]]]] = []
         self._running: set[asyncio.Task[None]] = set()
@@ -92,36 +91,16 @@ class AsyncRecorder:
     async def record(self, decisions: Sequence[Decision]) -> list[Decision]:
         if not decisions:
             return []
-        if self._busy < self._statements and not self._waiting:
-            # Nothing running: this call's statement runs here, without a task or a future (the common
-            # case at light load); calls that come meanwhile wait and share the next one.
-            self._busy += 1
-            try:
-                return (await self._record([decisions]))[0]
-            finally:
-                self._busy -= 1
-                self._start()
         future: asyncio.Future[list[Decision]] = asyncio.get_running_loop().create_future()
         self._waiting.append((decisions, future))
-        self._start()
-        return await future  # a cancelled caller cancels only its future: the others' statement goes on
-
-    def _start(self) -> None:
-        """A statement for the waiting calls, if there are some and a statement may start."""
-        if self._waiting and self._busy < self._statements:
-            self._busy += 1
+        if len(self._running) < self._statements:
             task = asyncio.create_task(self._drain())
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+        return await future  # a cancelled caller cancels only its future: the others' statement goes on
 
     async def _drain(self) -> None:
         """Record what waits, one statement for all of it, until nothing waits."""
-        try:
-            await self._drain_waiting()
-        finally:
-            self._busy -= 1
-
-    async def _drain_waiting(self) -> None:
         while self._waiting:
             calls, self._waiting = self._waiting, []
             calls = [call for call in calls if not call[1].done()]
