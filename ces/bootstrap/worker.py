@@ -133,9 +133,7 @@ def build_worker_app(settings: Settings) -> Worker:
     )
     projector = RateProjector(engine, max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds))
     decider = build_decider(settings, build_rate_lookup(settings, engine, redis_client))
-    # One record statement at a time: the batches that finish deciding meanwhile share the next one (group
-    # commit; PostgreSQL's CPU per statement is mostly fixed, docs/http.md "The broker's and PostgreSQL's CPU").
-    store = AsyncRecorder(engine, connections=1)
+    store = AsyncRecorder(engine, connections=settings.conversion_batches_in_flight)
     verifier = RequestVerifier(settings.signing_keys)
     if not settings.signing_keys:
         log.warning(

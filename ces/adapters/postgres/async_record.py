@@ -55,15 +55,7 @@ _KEEPS_CONNECTION = (psycopg2.DataError, psycopg2.IntegrityError, ValueError, Un
 class AsyncRecorder:
     """`record` as `AuditStore.record` (same statement, same result), awaited on the loop.
 
-    Group commit: calls that arrive while `connections` statements are already running wait, and the next
-    statement records all of them at once, one transaction (so one commit and one WAL flush) for several
-    batches. PostgreSQL's CPU per record statement is mostly fixed (~0.2 ms on this machine against ~0.05 ms
-    a conversion, docs/http.md), and at c=32 a statement carried ~8 conversions. Each call still returns
-    only after the statement holding its decisions committed, with the standing decision per request id as
-    if the calls had run one after the other in arrival order. A statement of several calls that fails on a
-    value (a message's fault) is re-run call by call, so one batch's bad message never fails another's.
-
-    `connections`: at most this many statements at once (1: every call waits for the running statement).
+    `connections`: at most this many statements at once (batches in flight overlap their records).
     `timeout`: seconds a record may take, connecting included; also the server's `statement_timeout`.
     Connections go where `engine`'s URL says (its query's `options` too); `connect_args` as create_engine's.
     """
@@ -83,61 +75,19 @@ class AsyncRecorder:
         self.timeout = timeout
         self._store = AuditStore(engine)
         self._idle: list[Any] = []
-        self._statements = connections
-        # Calls waiting for the next statement (at most the batches in flight), and the tasks running them.
-        self._waiting: list[tuple[Sequence[Decision], asyncio.Future[list[Decision]]]] = []
-        self._running: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(connections)
 
     async def record(self, decisions: Sequence[Decision]) -> list[Decision]:
-        if not decisions:
+        unique = first_per_request(decisions)
+        if not unique:
             return []
-        future: asyncio.Future[list[Decision]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((decisions, future))
-        if len(self._running) < self._statements:
-            task = asyncio.create_task(self._drain())
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-        return await future  # a cancelled caller cancels only its future: the others' statement goes on
-
-    async def _drain(self) -> None:
-        """Record what waits, one statement for all of it, until nothing waits."""
-        while self._waiting:
-            calls, self._waiting = self._waiting, []
-            calls = [call for call in calls if not call[1].done()]
-            if not calls:
-                continue
-            try:
-                results = await self._record([decisions for decisions, _ in calls])
-            except _KEEPS_CONNECTION as exc:
-                if len(calls) == 1:
-                    _settle(calls[0][1], error=exc)
-                    continue
-                for decisions, future in calls:  # whose value it was: each call alone
-                    try:
-                        result = (await self._record([decisions]))[0]
-                    except Exception as exc:
-                        _settle(future, error=exc)
-                    else:
-                        _settle(future, result)
-            except Exception as exc:  # connection lost, timeout: every call of it fails (and is retried)
-                for _, future in calls:
-                    _settle(future, error=exc)
-            except BaseException:  # cancelled (closing): so are the calls waiting on it
-                for _, future in calls:
-                    future.cancel()
-                raise
-            else:
-                for (_, future), result in zip(calls, results, strict=True):
-                    _settle(future, result)
-
-    async def _record(self, calls: Sequence[Sequence[Decision]]) -> list[list[Decision]]:
-        """One statement for the decisions of `calls`, in order; each call's standing decisions."""
-        unique = first_per_request(decision for decisions in calls for decision in decisions)
-        rows = await self._execute(array_literals(unique.values()))
+        params = array_literals(unique.values())
+        async with self._slots:
+            rows = await self._execute(params)
         standing, earlier = split_claimed(unique, {UUID(row[0]) for row in rows})
         if earlier:
             standing.update(await asyncio.to_thread(self._store.get, earlier))
-        return [in_input_order(decisions, standing) for decisions in calls]
+        return in_input_order(decisions, standing)
 
     async def _execute(self, params: list[str]) -> list[tuple[Any, ...]]:
         conn = self._idle.pop() if self._idle else None
@@ -173,8 +123,6 @@ class AsyncRecorder:
         return conn
 
     def close(self) -> None:
-        for task in self._running:
-            task.cancel()
         while self._idle:
             self._idle.pop().close()
 
@@ -270,18 +218,6 @@ async def _ready(conn: Any) -> None:
             await waiter
         finally:
             remove(fd)
-
-
-def _settle(
-    future: asyncio.Future[list[Decision]], result: list[Decision] | None = None, *, error: BaseException | None = None
-) -> None:
-    """Give a waiting call its outcome, unless it stopped waiting (cancelled)."""
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result or [])
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
