@@ -16,7 +16,7 @@ Each result topic is read by a consumer of its own. aiokafka names every assigne
 decodes every partition's entry of each answer in Python, so one consumer for both topics paid for the
 rejected topic's (nearly always empty) partitions on every fetch that brought an audit; with its own consumer
 an idle topic costs a long-poll every 500 ms, and a rejection is still answered as soon as it is appended
-(about 5% of the gateway's CPU per request, docs/http.md).
+(3-8% of the gateway's CPU per request, docs/http.md).
 """
 
 from __future__ import annotations
