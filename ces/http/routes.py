@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -49,9 +50,20 @@ def _audit(audit: ConversionAudited, status: int = 200, headers: dict[str, str] 
     )
 
 
+def _sends_json(request: web.Request) -> bool:
+    """`request.content_type == "application/json"`, without parsing the header when it is exactly that (what
+    nearly every client sends): aiohttp parses it into a type and a parameter mapping on each request."""
+    return request.headers.get("Content-Type") == "application/json" or request.content_type == "application/json"
+
+
+@functools.cache
+def _skew(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
+
+
 async def post_conversion(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    if request.content_type != "application/json":
+    if not _sends_json(request):
         return problem("invalid_request", "send the body as application/json")
     try:
         payload = parse_json_object(await request.read())
@@ -62,7 +74,7 @@ async def post_conversion(request: web.Request) -> web.Response:
         payload,
         idempotency_key=request.headers.get("Idempotency-Key"),
         max_amount=deps.settings.max_amount,
-        max_clock_skew=timedelta(seconds=deps.settings.max_clock_skew_seconds),
+        max_clock_skew=_skew(deps.settings.max_clock_skew_seconds),
         requested_by=caller.id if caller else None,
     )
     if isinstance(wanted, Refusal):

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka import TopicPartition
 
 from ces.adapters.kafka.connection import KafkaConnection
 from ces.adapters.kafka.replies import ReplyRouter
@@ -86,3 +87,61 @@ async def test_wait_for_room_returns_once_a_waiter_is_released() -> None:
     router._route(str(request_id).encode(), rejection(request_id))
     await asyncio.wait_for(waiting, timeout=5)
     assert router.room == 1
+
+
+class _FakeConsumer:
+    """What `TailReader` uses of a started consumer: `getmany` (one batch, then nothing) and `stop`."""
+
+    def __init__(self, partitions: list[TopicPartition], batch: dict[TopicPartition, list[object]]) -> None:
+        self.partitions = partitions
+        self.batch = batch
+        self.stopped = False
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[object]]:
+        batch, self.batch = self.batch, {}
+        if not batch:
+            await asyncio.sleep(3600)  # a long-poll with nothing to read; cancelled by stop
+        return batch
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+async def test_each_result_topic_is_read_by_a_consumer_of_its_own_and_either_resolves_a_waiter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A consumer per topic (a fetch names only its topic's partitions), all feeding the same waiters; the
+    router is healthy while every reader runs, and stopping it stops them all."""
+    from types import SimpleNamespace
+
+    from ces.adapters.kafka import tail
+
+    request_id = uuid.uuid4()
+    rejected = ConversionRejected(
+        request_id=request_id, reason="no_rate", message="none", rejected_at=datetime.now(UTC)
+    )
+    record = SimpleNamespace(key=str(request_id).encode(), value=rejected.to_json(), headers=[])
+    consumers: list[_FakeConsumer] = []
+
+    async def fake_tail(kafka: KafkaConnection, partitions: list[TopicPartition]) -> _FakeConsumer:
+        on_rejected = [p for p in partitions if p.topic == "rejected"]
+        consumer = _FakeConsumer(partitions, {on_rejected[0]: [record]} if on_rejected else {})
+        consumers.append(consumer)
+        return consumer
+
+    monkeypatch.setattr(tail, "tail_from_now", fake_tail)
+
+    async def partitions_for(topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    router = ReplyRouter(KafkaConnection("127.0.0.1:9"), ["audited", "rejected"], max_pending=10)
+    waiter = router.expect(request_id)  # before start: the rejected topic's first batch resolves it
+    await router.start(partitions_for)
+    assert [sorted({p.topic for p in c.partitions}) for c in consumers] == [["audited"], ["rejected"]]
+    assert all(len(c.partitions) == 3 for c in consumers)
+    assert await asyncio.wait_for(waiter, 5) == (rejected, False)
+    assert router.healthy
+
+    await router.stop()
+    assert all(c.stopped for c in consumers)
+    assert not router.healthy
