@@ -166,10 +166,12 @@ class Postgres:
             )
 
     def _secure_existing(self, bin_dir: Path, stack: StackSecrets) -> None:
-        """A cluster from before passwords (trust on its socket): give the superuser its password, offline."""
-        hba = self.data_dir / "pg_hba.conf"
-        if "trust" not in hba.read_text():
-            return
+        """Give an existing cluster's superuser the password of the secrets file, offline, at every start.
+
+        The secrets file is the source of truth for every role (the others get theirs at every start too), and
+        the cluster lives outside the stack dir: a checkout removed and cloned again at the same path finds its
+        predecessor's cluster with passwords that went with the old checkout (a fresh CI clone failed so). A
+        cluster from before passwords (trust on its socket) is secured the same way."""
         password = stack.postgres[PG_SUPERUSER].replace("'", "''")
         subprocess.run(
             self._as_owner([str(bin_dir / "postgres"), "--single", "-D", str(self.data_dir), "postgres"]),
