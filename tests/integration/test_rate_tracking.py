@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
 from ces.adapters.redis.rate_cache import RateCache
 from ces.adapters.redis.rate_tracking import TRACKING_CLIENT_NAME, RateTracking
@@ -170,12 +171,14 @@ async def test_without_a_trusted_connection_every_read_asks_redis(
 
     task = asyncio.create_task(tracking.run())
     await until(tracking.trusted, "tracking up")
+    assert REGISTRY.get_sample_value("ces_rate_tracking_up") == 1
     assert await reader.cache.get_many([USD]) == [usd]
     assert await reader.cache.get_many([USD]) == [usd]
     assert reader.calls == 3
     task.cancel()  # the connection is gone: what was confirmed under it is not trusted any more
     await asyncio.gather(task, return_exceptions=True)
     assert not tracking.trusted()
+    assert REGISTRY.get_sample_value("ces_rate_tracking_up") == 0
     assert await reader.cache.get_many([USD]) == [usd]
     assert reader.calls == 4
 

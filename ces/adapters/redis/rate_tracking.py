@@ -31,6 +31,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from ces.metrics import RATE_TRACKING_INVALIDATIONS, RATE_TRACKING_UP
+
 log = logging.getLogger(__name__)
 
 TRACKING_CLIENT_NAME = "ces-rate-tracking"  # in CLIENT LIST, for operators
@@ -139,6 +141,7 @@ class RateTracking:
     async def _on_invalidate(self, push: list[Any]) -> object:
         keys = push[1] if len(push) > 1 else None
         self.invalidations += 1
+        RATE_TRACKING_INVALIDATIONS.inc()
         if keys is None:  # a flush: nothing held is known to be current
             self.generation += 1
             names: list[str] | None = None
@@ -151,10 +154,12 @@ class RateTracking:
     def _trust(self) -> None:
         self.generation += 1
         self._trusted_until = self._now() + 2 * self.heartbeat
+        RATE_TRACKING_UP.set(1)
 
     def _lose(self) -> None:
         self.generation += 1
         self._trusted_until = 0.0
+        RATE_TRACKING_UP.set(0)
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
