@@ -16,6 +16,12 @@ CACHE_ERRORS = Counter("ces_rate_cache_errors", "Redis cache operations that fai
 DEAD_LETTERS = Counter("ces_dead_letters", "Messages sent to the dead-letter topic", ["source_topic", "reason"])
 BATCH_SECONDS = Histogram("ces_projection_batch_seconds", "Time to project one batch", ["projection"])
 CACHE_MISSES = Counter("ces_rate_cache_misses", "Rate lookups the Redis cache could not answer")
+RATE_TRACKING_UP = Gauge(
+    "ces_rate_tracking_up", "1 while the worker's Redis tracking connection is up (rates held without asking)"
+)
+RATE_TRACKING_INVALIDATIONS = Counter(
+    "ces_rate_tracking_invalidations", "Invalidation pushes Redis sent the worker's rate tracking"
+)
 CONSUMED = Counter("ces_consumed_messages", "Messages consumed and handled", ["consumer"])
 BATCH_FAILURES = Counter(
     "ces_batch_failures", "Batch (or isolated message) handling that raised, by failure kind", ["consumer", "kind"]

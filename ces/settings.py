@@ -89,6 +89,11 @@ class Settings(BaseSettings):
 
     # Redis keys: the latest rate of a pair is at `<prefix>BASE:TARGET`.
     redis_key_prefix: str = ""
+    # The worker holds the rates it confirmed and learns of changes by Redis's invalidation pushes (CLIENT
+    # TRACKING, BCAST on the key prefix) instead of asking Redis on every batch; it trusts them only while the
+    # tracking connection answered within 2 x the heartbeat (docs/http.md, "Rates held in the worker").
+    rate_tracking: bool = True
+    rate_tracking_heartbeat_seconds: float = Field(default=0.5, gt=0, le=30)
 
     # Rate providers. `ecb` reads the ECB daily reference-rate XML feed, `fixer` a Fixer-compatible
     # JSON API. The default URL is the local simulator (`cesdev provider-sim`); the real ECB feed is

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ces.adapters.kafka.topic_source import KafkaTopicSource
     from ces.adapters.postgres.replay_target import PostgresReplayTarget
     from ces.adapters.redis.rate_cache import RateCache
+    from ces.adapters.redis.rate_tracking import RateTracking
     from ces.projections.replay import EventSource, ProgressSink, Replay, ReplayOptions, ReplayTarget
     from ces.services.conversion_requests import ConversionRequester
     from ces.services.conversions import ConversionDecider
@@ -71,17 +72,32 @@ def build_redis(settings: Settings) -> aioredis.Redis:
     return aioredis.Redis.from_url(settings.redis_dsn, socket_timeout=2, socket_connect_timeout=2)
 
 
-def build_rate_cache(settings: Settings, client: aioredis.Redis) -> RateCache:
+def build_rate_cache(settings: Settings, client: aioredis.Redis, tracking: RateTracking | None = None) -> RateCache:
     from ces.adapters.redis.rate_cache import RateCache
 
-    return RateCache(client, key_prefix=settings.redis_key_prefix)
+    return RateCache(client, key_prefix=settings.redis_key_prefix, tracking=tracking)
 
 
-def build_rate_lookup(settings: Settings, engine: Engine, redis_client: aioredis.Redis) -> RateLookup:
+def build_rate_tracking(settings: Settings, client: aioredis.Redis) -> RateTracking | None:
+    """The worker's tracking of the rate keys (None when `CES_RATE_TRACKING` is off); its `run` is a task."""
+    if not settings.rate_tracking:
+        return None
+    from ces.adapters.redis.rate_tracking import RateTracking
+
+    return RateTracking(
+        client, key_prefix=settings.redis_key_prefix, heartbeat=settings.rate_tracking_heartbeat_seconds
+    )
+
+
+def build_rate_lookup(
+    settings: Settings, engine: Engine, redis_client: aioredis.Redis, tracking: RateTracking | None = None
+) -> RateLookup:
     from ces.adapters.postgres.rate_store import RateRepository
     from ces.services.rate_lookup import RateLookup
 
-    return RateLookup(build_rate_cache(settings, redis_client), RateRepository(engine), settings.provider_base)
+    return RateLookup(
+        build_rate_cache(settings, redis_client, tracking), RateRepository(engine), settings.provider_base
+    )
 
 
 def build_decider(settings: Settings, lookup: RateLookup) -> ConversionDecider:

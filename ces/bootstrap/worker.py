@@ -27,6 +27,7 @@ from ces.bootstrap import (
     build_engine,
     build_rate_cache,
     build_rate_lookup,
+    build_rate_tracking,
     build_redis,
     ensure_all_topics,
     kafka_connection,
@@ -132,7 +133,11 @@ def build_worker_app(settings: Settings) -> Worker:
         app, fetcher=fetcher, provider_name=settings.provider, fetch_interval_seconds=settings.fetch_interval_seconds
     )
     projector = RateProjector(engine, max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds))
-    decider = build_decider(settings, build_rate_lookup(settings, engine, redis_client))
+    # The decider's reads of the rates, confirmed by Redis's invalidation pushes rather than a call per batch.
+    tracking = build_rate_tracking(settings, redis_client)
+    if tracking is not None:
+        app.task(tracking.run)
+    decider = build_decider(settings, build_rate_lookup(settings, engine, redis_client, tracking))
     store = AsyncRecorder(engine, connections=settings.conversion_batches_in_flight)
     verifier = RequestVerifier(settings.signing_keys)
     if not settings.signing_keys:

@@ -15,9 +15,11 @@ from cesdev.stack.services import Endpoint, wait_until
 # What the application (`ces.adapters.redis.rate_cache`, the gateway's readiness) sends, and no more: the
 # connection handshake, the rate hashes and the revoked sets, the two Lua scripts (EVALSHA, falling back to
 # EVAL/SCRIPT LOAD), and the gateway's token buckets (`ces.adapters.redis.rate_limit`: HMGET, HSET, PEXPIRE,
-# TIME in a script). Scripts run with the caller's ACL, so they cannot reach beyond these commands and keys.
+# TIME in a script), and the worker's tracking of the rate keys (CLIENT TRACKING, BCAST on the key prefix:
+# `ces.adapters.redis.rate_tracking`). Scripts run with the caller's ACL, so they cannot reach beyond these
+# commands and keys.
 APP_COMMANDS = (
-    "-@all +ping +hello +auth +select +client|setname +hget +hset +hgetall +del +sadd "
+    "-@all +ping +hello +auth +select +client|setname +client|tracking +hget +hset +hgetall +del +sadd "
     "+sismember +evalsha +eval +script|load +script|exists +hmget +pexpire +time"
 )
 

@@ -32,6 +32,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
+from ces.adapters.redis.rate_tracking import RateTracking
 from ces.domain.rates import Rate
 from ces.projections.rate_rows import CurrentRates
 from ces.services.ports import CacheUnavailable
@@ -118,9 +119,12 @@ def _unavailable(exc: BaseException) -> CacheUnavailable:
 
 
 class RateCache:
-    """The `RateCache` port on Redis: Redis errors surface as `CacheUnavailable`."""
+    """The `RateCache` port on Redis: Redis errors surface as `CacheUnavailable`.
 
-    def __init__(self, client: aioredis.Redis, *, key_prefix: str = "") -> None:
+    With `tracking` (the worker's), a rate confirmed by Redis while tracking was trusted is reused without
+    asking again until Redis invalidates its key (`ces.adapters.redis.rate_tracking`)."""
+
+    def __init__(self, client: aioredis.Redis, *, key_prefix: str = "", tracking: RateTracking | None = None) -> None:
         self.client = client
         self.key_prefix = key_prefix
         self._script = client.register_script(_SET_NEWEST)
@@ -130,6 +134,18 @@ class RateCache:
         # Connections held for `get_many` (taken from the client's pool, so closing the client closes them).
         self._readers: list[Any] = []
         self._reader_slots = asyncio.Semaphore(_READERS)
+        self._tracking = tracking
+        # key -> the tracking generation it was confirmed under; dropped when Redis invalidates the key.
+        self._confirmed: dict[str, int] = {}
+        if tracking is not None:
+            tracking.listen(self._forget)
+
+    def _forget(self, keys: Iterable[str] | None) -> None:
+        if keys is None:
+            self._confirmed.clear()
+        else:
+            for key in keys:
+                self._confirmed.pop(key, None)
 
     def key(self, base: str, target: str) -> str:
         return f"{self.key_prefix}{base}:{target}"
@@ -199,32 +215,51 @@ class RateCache:
     async def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Rate | None]:
         """The cached rate of each pair (None: not cached), in one round trip; a rate decoded before is
         reused only after Redis confirmed it is still the pair's (an outage is `CacheUnavailable`, never a
-        stale answer)."""
+        stale answer). With trusted tracking, pairs all confirmed and not invalidated since take no round
+        trip at all."""
         if not pairs:
             return []
         keys = [self.key(base, target) for base, target in pairs]
         # What this call tells Redis it holds is what it reuses on a 1 (another call may replace the entry
         # meanwhile).
         held = [self._decoded.get(key) for key in keys]
+        tracking = self._tracking
+        mark = (0, 0)
+        if tracking is not None:
+            if tracking.trusted():
+                generation, confirmed = tracking.generation, self._confirmed
+                rates: list[Rate | None] = [
+                    e[2] for k, e in zip(keys, held, strict=True) if e is not None and confirmed.get(k) == generation
+                ]
+                if len(rates) == len(keys):
+                    return rates
+            mark = tracking.mark()
         known: list[bytes] = []
         for entry in held:
             known += (entry[0], entry[1]) if entry is not None else (b"", b"")
         async with self._reader_slots:
             replies = await self._call_get_changed(keys, known)
+        # Trusted from now on only if no invalidation arrived while the call was in flight.
+        confirm = tracking is not None and tracking.unchanged_since(mark)
         found: list[Rate | None] = []
         for (base, target), key, entry, reply in zip(pairs, keys, held, replies, strict=True):
+            if confirm:
+                self._confirmed[key] = mark[0]
             if reply == 1 and entry is not None:
                 found.append(entry[2])
             elif not isinstance(reply, list):  # 0: nothing cached
                 self._decoded.pop(key, None)
+                self._confirmed.pop(key, None)
                 found.append(None)
             else:
                 rate = _decode_fields(base, target, reply)
                 if rate is None or reply[0] is None:
                     self._decoded.pop(key, None)
+                    self._confirmed.pop(key, None)
                 else:
                     if len(self._decoded) >= _MAX_DECODED:
                         self._decoded.clear()
+                        self._confirmed.clear()
                     self._decoded[key] = (reply[0], reply[1], rate)
                 found.append(rate)
         return found
