@@ -25,6 +25,8 @@ JPY = ("EUR", "JPY")
 
 
 async def until(check: Callable[[], Awaitable[bool]] | Callable[[], bool], what: str, deadline: float = 5.0) -> None:
+    """Poll until `check` holds, yielding to the loop between polls: the tracking task runs on the same loop,
+    so the suites' blocking `poll` / `poll_until` (time.sleep) would starve the very push being waited for."""
     end = time.monotonic() + deadline
     while True:
         result = check()

@@ -239,29 +239,31 @@ class RateCache:
             known += (entry[0], entry[1]) if entry is not None else (b"", b"")
         async with self._reader_slots:
             replies = await self._call_get_changed(keys, known)
-        # Trusted from now on only if no invalidation arrived while the call was in flight.
-        confirm = tracking is not None and tracking.unchanged_since(mark)
         found: list[Rate | None] = []
         for (base, target), key, entry, reply in zip(pairs, keys, held, replies, strict=True):
-            if confirm:
-                self._confirmed[key] = mark[0]
             if reply == 1 and entry is not None:
-                found.append(entry[2])
+                rate = entry[2]
             elif not isinstance(reply, list):  # 0: nothing cached
+                rate = None
                 self._decoded.pop(key, None)
-                self._confirmed.pop(key, None)
-                found.append(None)
             else:
                 rate = _decode_fields(base, target, reply)
                 if rate is None or reply[0] is None:
                     self._decoded.pop(key, None)
-                    self._confirmed.pop(key, None)
                 else:
                     if len(self._decoded) >= _MAX_DECODED:
                         self._decoded.clear()
                         self._confirmed.clear()
                     self._decoded[key] = (reply[0], reply[1], rate)
-                found.append(rate)
+            found.append(rate)
+        if tracking is not None:
+            # Trusted from now on only if no invalidation arrived while the call was in flight.
+            confirm = tracking.unchanged_since(mark)
+            for key in keys:
+                if key not in self._decoded:
+                    self._confirmed.pop(key, None)
+                elif confirm:
+                    self._confirmed[key] = mark[0]
         return found
 
     async def _call_get_changed(self, keys: list[str], known: list[bytes]) -> list[Any]:
