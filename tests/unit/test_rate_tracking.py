@@ -70,3 +70,12 @@ async def test_a_lost_connection_is_not_trusted_and_voids_what_was_confirmed() -
     assert not t.unchanged_since(mark)
     t._trust()
     assert t.trusted() and not t.unchanged_since(mark)  # a new connection: confirm again
+
+
+async def test_a_key_that_is_not_utf8_does_not_hide_the_others_in_its_push() -> None:
+    """Anyone who may write under the prefix can name a key with any bytes; one push may name several keys."""
+    clock = Clock()
+    t, heard = tracking(clock)
+    t._trust()
+    await t._on_invalidate([b"invalidate", [b"p:\xff\xfe\x00", b"p:EUR:USD"]])
+    assert heard and heard[0] is not None and "p:EUR:USD" in heard[0]

@@ -146,7 +146,9 @@ class RateTracking:
             self.generation += 1
             names: list[str] | None = None
         else:
-            names = [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
+            # Any bytes may name a key under the prefix; one that is not UTF-8 must not hide the others (redis-py
+            # swallows a handler's exception, and with it the whole push). Ours are ASCII, so they still match.
+            names = [k.decode(errors="replace") if isinstance(k, bytes) else str(k) for k in keys]
         for forget in self._listeners:
             forget(names)
         return _INVALIDATED
