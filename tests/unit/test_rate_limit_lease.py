@@ -66,6 +66,38 @@ async def test_a_busy_key_leases_spare_tokens_and_spends_them_without_a_call() -
     assert len(script.asked) == 6
 
 
+async def test_a_busy_key_calls_ahead_so_its_takes_never_wait_for_redis() -> None:
+    rl, script = limiter(10**6, lease=16)
+    key = uuid.uuid4()
+    held = None
+    for _ in range(64):  # a busy key, the loop running between takes as in the gateway
+        assert await rl.take(key) == 0
+        await asyncio.sleep(0)
+        held = rl._leases[f"ces:rate-limit:{key}"]
+        assert held.tokens <= 16  # never more spares than the lease (the bound)
+    assert held is not None and held.tokens > 2 and not held.calling
+    calls = len(script.asked)
+    script.gate = asyncio.Event()  # Redis answers slowly from now on
+    before_call = after_call = 0
+    while True:
+        take = asyncio.create_task(rl.take(key))
+        await asyncio.sleep(0)
+        if not take.done():
+            break
+        assert take.result() == 0
+        if len(script.asked) == calls:
+            before_call += 1
+        else:
+            after_call += 1
+    # One call went out ahead, while spares were left (the last grant's eighth, at least one): the takes went on
+    # spending them without waiting for it, and only the take that found none left waits.
+    assert len(script.asked) == calls + 1 and before_call >= 1 and after_call >= 1
+    assert script.asked[-1] + after_call <= 16  # it tops the spares up to the lease, no more
+    script.gate.set()
+    assert await take == 0
+    assert held.tokens <= 16
+
+
 async def test_an_idle_key_leases_nothing() -> None:
     now = [0.0]
     rl, script = limiter(100, lease=5, clock=lambda: now[0])

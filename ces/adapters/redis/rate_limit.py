@@ -57,11 +57,13 @@ _MAX_KEYS = 10_000
 class _Lease:
     """One key on this instance: spare tokens taken from the shared bucket, recent demand, waiting takes."""
 
-    __slots__ = ("calling", "expires", "previous", "recent", "since", "tokens", "waiters")
+    __slots__ = ("calling", "expires", "low", "previous", "recent", "since", "tokens", "waiters")
 
     def __init__(self, now: float) -> None:
         self.tokens = 0
         self.expires = 0.0
+        # The spare tokens at which a take starts the next call in the background (0: when none are left).
+        self.low = 0
         # Takes in the current window of `lease_seconds` (from `since`) and in the one before it.
         self.since = now
         self.recent = 0
@@ -75,11 +77,16 @@ class RedisRateLimiter:
 
     A take of one token is served from this instance's lease of the key when it holds an unexpired token;
     otherwise it waits for the key's next call to Redis, which takes in one script call a token for every
-    take waiting plus up to `lease` spare tokens: as many as this key was taken here in the last one to two
-    `lease_seconds`, so an idle key leases nothing and a busy one `lease`. Takes that arrive while a call is
-    in flight wait for it and go in the next one. A busy key thus costs one Redis call per `lease + 1`
+    take waiting plus spare tokens up to `lease` held: as many as this key was taken here in the last one to
+    two `lease_seconds`, so an idle key leases nothing and a busy one `lease`. Takes that arrive while a call
+    is in flight wait for it and go in the next one. A busy key thus costs one Redis call per ~`lease`
     requests instead of one per request (that call was ~10% of the gateway's CPU, docs/http.md). Spare
     tokens not spent within `lease_seconds` are dropped, never given back: they only make the limit stricter.
+
+    The next call starts **ahead**, in the background, when a take leaves an eighth of the last spares (at
+    least one): a busy key's takes then never wait for Redis. A take that waited for the call was produced
+    apart from the requests around it and split the worker's batches (docs/http.md, "The token bucket's
+    lease"); the call ahead asks only for what tops the held spares up to `lease`, so the bound is unchanged.
 
     The bound (docs/security.md): every token spent was taken from the one shared bucket, atomically and in
     arrival order, so over any window of time the requests admitted for a key by N gateway instances exceed
@@ -130,23 +137,35 @@ class RedisRateLimiter:
         if held.tokens > 0:
             if now < held.expires:
                 held.tokens -= 1
+                if held.tokens <= held.low and not held.calling:
+                    self._start_refill(key, held)  # ahead: this take and the next ones do not wait for it
                 return 0.0
             held.tokens = 0  # expired: dropped (see the class docstring)
         fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         held.waiters.append(fut)
         if not held.calling:
-            held.calling = True
-            task = asyncio.create_task(self._refill(key, held))
-            self._calls.add(task)
-            task.add_done_callback(self._calls.discard)
+            self._start_refill(key, held)
         return await fut
 
+    def _start_refill(self, key: str, held: _Lease) -> None:
+        held.calling = True
+        task = asyncio.create_task(self._refill(key, held))
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
     async def _refill(self, key: str, held: _Lease) -> None:
-        """Call Redis for `key` until no take of it waits; each call asks for the waiting takes and the spares."""
+        """Call Redis for `key` until no take of it waits; each call asks for the waiting takes and the spares
+        that top the held ones up to the key's recent demand, at most `lease` (a call ahead: spares only)."""
         try:
-            while held.waiters:
+            ahead = not held.waiters
+            while held.waiters or ahead:
+                ahead = False
                 waiters, held.waiters = held.waiters, []
-                spare = min(self.lease, max(0, held.previous + held.recent - len(waiters)))
+                demand = held.previous + held.recent - len(waiters)
+                spare = min(self.lease, max(0, demand)) - held.tokens
+                if spare <= 0 and not waiters:
+                    return  # ahead, but the held spares already cover the demand
+                spare = max(0, spare)
                 try:
                     granted, wait = await self._call(key, 1, len(waiters) + spare)
                 except BaseException as exc:
@@ -165,6 +184,7 @@ class RedisRateLimiter:
                         fut.set_result(0.0 if i < granted else wait)
                 if granted > len(waiters):
                     held.tokens += granted - len(waiters)
+                    held.low = max(1, (granted - len(waiters)) // 8)
                 if held.tokens > 0:
                     held.expires = self.clock() + self.lease_seconds
                 # Takes that queued during the call spend what it brought before asking for more.
