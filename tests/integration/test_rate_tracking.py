@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,7 +43,8 @@ async def until(check: Callable[[], Awaitable[bool]] | Callable[[], bool], what:
 async def prefix(redis_client: aioredis.Redis, unique: str) -> AsyncIterator[str]:
     prefix = f"track-{unique}:"
     yield prefix
-    await redis_client.delete(f"{prefix}EUR:USD", f"{prefix}EUR:JPY", f"{prefix}ces:revoked-rates")
+    keys = ("EUR:USD", "EUR:JPY", "ces:revoked-rates", "ces:other")
+    await redis_client.delete(*(f"{prefix}{key}" for key in keys))
 
 
 @pytest.fixture
@@ -137,6 +139,21 @@ async def test_a_revocation_and_a_deleted_key_reach_the_reader(
     await redis_client.delete(reader.cache.key(*USD))  # a flushed cache, before its rebuild
     await until(lambda: tracking.invalidations > seen, "the delete's invalidation")
     assert await reader.cache.get_many([USD]) == [None]
+
+
+async def test_only_rate_keys_push_invalidations_not_the_token_buckets(
+    redis_client: aioredis.Redis, writer: RateCache, tracking: RateTracking, prefix: str
+) -> None:
+    pushed: list[str | None] = []
+    tracking.listen(lambda keys: pushed.extend(keys if keys is not None else [None]))
+    bucket = f"{prefix}ces:rate-limit:{uuid.uuid4()}"  # a gateway's token bucket: written on every lease call
+    await redis_client.hset(bucket, mapping={"tokens": "5", "at": "0"})
+    await redis_client.hset(f"{prefix}ces:other", mapping={"a": "1"})
+    await redis_client.delete(bucket)
+    await writer.put_many([stored_rate("USD", "1.08", T0)])
+    # Pushes come in write order on one connection: once the rate key's is in, the others would have been.
+    await until(lambda: writer.key(*USD) in pushed, "the rate key's invalidation")
+    assert pushed == [writer.key(*USD)]
 
 
 async def test_a_write_under_way_during_a_read_leaves_the_answer_unconfirmed(

@@ -5,11 +5,14 @@ Without it the worker asks Redis on every batch whether the legs it holds decode
 and ~18% of the worker's CPU per request (docs/http.md, "Rates held in the worker"). With tracking, Redis
 itself tells the worker when a rate key changes, so a leg confirmed once is reused until Redis says otherwise.
 
-One dedicated connection in RESP3 runs `CLIENT TRACKING ON BCAST PREFIX <key prefix>`: every write to a key
-under the prefix (a newer rate, a revocation, a delete, an eviction, a flush) sends this connection an
-`invalidate` push naming the keys (or none: everything). The connection is pinged when quiet, and is only
-*trusted* while something arrived on it within `2 x heartbeat`; a connection lost, refused or silent makes
-every reader ask Redis again, as without tracking (so an outage is `CacheUnavailable`, never a stale rate).
+One dedicated connection in RESP3 runs `CLIENT TRACKING ON BCAST PREFIX <key prefix>A ... PREFIX <key prefix>Z`:
+every write to a rate key (`<key prefix>BASE:TARGET`, codes upper-case: a newer rate, a revocation, a delete,
+an eviction) sends this connection an `invalidate` push naming the keys, and a flush one naming none
+(everything). Only the rate keys: the gateways' token buckets (`<key prefix>ces:rate-limit:...`, written on
+every lease call) and CES's other keys would otherwise push an invalidation to every worker, and void the
+reads in flight, for nothing. The connection is pinged when quiet, and is only *trusted* while something
+arrived on it within `2 x heartbeat`; a connection lost, refused or silent makes every reader ask Redis
+again, as without tracking (so an outage is `CacheUnavailable`, never a stale rate).
 
 What a reader may trust: a rate it read while the connection was trusted, if no invalidation arrived while
 its read was in flight (`mark` before, `unchanged_since` after) and none for its key since (`forgets` is
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import string
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -37,6 +41,11 @@ log = logging.getLogger(__name__)
 
 TRACKING_CLIENT_NAME = "ces-rate-tracking"  # in CLIENT LIST, for operators
 _INVALIDATED = object()  # what the push handler returns, so the reader loop tells a push from a timeout
+
+
+def tracked_prefixes(key_prefix: str) -> list[str]:
+    """The prefixes that cover every rate key (`RateCache.key`: an upper-case ISO code first) and no other."""
+    return [f"{key_prefix}{letter}" for letter in string.ascii_uppercase]
 
 
 class RateTracking:
@@ -114,14 +123,16 @@ class RateTracking:
             await conn.connect()
             # The parser's hook for `invalidate` pushes; without one, redis-py drops their content.
             conn._parser.set_invalidation_push_handler(self._on_invalidate)
-            args = ["CLIENT", "TRACKING", "ON", "BCAST"] + (["PREFIX", self.key_prefix] if self.key_prefix else [])
+            args = ["CLIENT", "TRACKING", "ON", "BCAST"]
+            for prefix in tracked_prefixes(self.key_prefix):
+                args += ["PREFIX", prefix]
             await conn.send_command(*args)
             reply = await conn.read_response()
             if reply not in (b"OK", "OK"):
                 raise ResponseError(f"CLIENT TRACKING answered {reply!r}")
             self._trust()
             log.info(
-                "rate tracking on (prefix %r): rates held by the worker are dropped as Redis changes them",
+                "rate tracking on (rate keys %r A-Z): rates held by the worker are dropped as Redis changes them",
                 self.key_prefix,
             )
             awaiting_pong = False
