@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Gauge, Histogram
 
 RATE_FETCHES = Counter("ces_rate_fetches", "Provider fetches by outcome", ["provider", "outcome"])
@@ -16,9 +18,6 @@ CACHE_ERRORS = Counter("ces_rate_cache_errors", "Redis cache operations that fai
 DEAD_LETTERS = Counter("ces_dead_letters", "Messages sent to the dead-letter topic", ["source_topic", "reason"])
 BATCH_SECONDS = Histogram("ces_projection_batch_seconds", "Time to project one batch", ["projection"])
 CACHE_MISSES = Counter("ces_rate_cache_misses", "Rate lookups the Redis cache could not answer")
-RATE_TRACKING_UP = Gauge(
-    "ces_rate_tracking_up", "1 while the worker's Redis tracking connection is up (rates held without asking)"
-)
 RATE_TRACKING_INVALIDATIONS = Counter(
     "ces_rate_tracking_invalidations", "Invalidation pushes Redis sent the worker's rate tracking"
 )
@@ -57,3 +56,12 @@ UNAUTHENTICATED_REQUESTS = Counter(
     "Conversion requests naming requested_by without a valid gateway signature (rejected), by why",
     ["failure"],
 )
+
+
+@functools.cache
+def rate_tracking_up() -> Gauge:
+    """Registered when a process starts rate tracking (the worker), not at import: every other process (the
+    gateway) would show it at 0, which reads as "tracking is down"."""
+    return Gauge(
+        "ces_rate_tracking_up", "1 while the worker's Redis tracking connection is up (rates held without asking)"
+    )

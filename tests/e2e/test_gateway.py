@@ -210,6 +210,7 @@ def test_no_worker_means_504_and_the_gateway_stays_healthy(
     assert statuses == [504] * 20
     assert healthy == 200
     assert "ces_gateway_pending_conversions" in metrics_text
+    assert "ces_rate_tracking_up" not in metrics_text  # the worker's gauge: here it would read 0, "down"
 
 
 def test_postgres_down_means_503_with_retry_after_and_readyz_says_which(

@@ -35,7 +35,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from ces.metrics import RATE_TRACKING_INVALIDATIONS, RATE_TRACKING_UP
+from ces.metrics import RATE_TRACKING_INVALIDATIONS, rate_tracking_up
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ class RateTracking:
         self._trusted_until = 0.0  # loop time; 0 while not connected
         self._listeners: list[Callable[[Iterable[str] | None], None]] = []
         self.refused: str | None = None  # why tracking is off for good (the ACL), once known
+        self._up = rate_tracking_up()
 
     def listen(self, forget: Callable[[Iterable[str] | None], None]) -> None:
         """`forget(keys)` is called with each invalidation's keys (None: every key)."""
@@ -167,12 +168,12 @@ class RateTracking:
     def _trust(self) -> None:
         self.generation += 1
         self._trusted_until = self._now() + 2 * self.heartbeat
-        RATE_TRACKING_UP.set(1)
+        self._up.set(1)
 
     def _lose(self) -> None:
         self.generation += 1
         self._trusted_until = 0.0
-        RATE_TRACKING_UP.set(0)
+        self._up.set(0)
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
