@@ -8,7 +8,6 @@ key, 403 with a key that lacks the scope, 429 with `Retry-After` once the key's 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 
@@ -93,9 +92,7 @@ async def authorize(request: web.Request, canonical: str | None) -> web.Response
     if secret is None:
         AUTH_REFUSALS.labels("missing").inc()
         return problem("unauthorized", "send `Authorization: Bearer <API key>`", headers=CHALLENGE)
-    hit, key = deps.keys.cached(secret)
-    if not hit:
-        key = await asyncio.to_thread(deps.keys.verify, secret)
+    key = await deps.keys.check(secret)
     if key is None:
         AUTH_REFUSALS.labels("invalid").inc()
         return problem("unauthorized", "unknown or revoked API key", headers=CHALLENGE)

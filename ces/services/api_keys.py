@@ -2,11 +2,14 @@
 
 A key is `ces_` + 43 URL-safe characters (256 random bits). Only its SHA-256 is stored: the keys are random,
 so a slow password hash adds nothing but latency on every request. Verification caches what the store said
-for `cache_seconds` (default 10 s), so a revoked key stops working within that time on every gateway.
+for `cache_seconds` (default 10 s), so a revoked key stops working within that time on every gateway. A key in
+use is looked up again in the background before its entry expires, once however many requests use it, so its
+requests never wait for the store (`KeyVerifier.check`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -85,7 +88,7 @@ def create_key(store: ApiKeyStore, name: str, scopes: frozenset[Scope]) -> tuple
 class KeyVerifier:
     """Secret -> active key or None, asking the store at most once per `cache_seconds` per secret.
 
-    Blocking (the store is PostgreSQL): the gateway calls `verify` from a thread only on a cache miss.
+    Blocking (the store is PostgreSQL): `verify` asks it; the gateway calls `check`, which asks it in a thread.
     """
 
     def __init__(
@@ -101,13 +104,38 @@ class KeyVerifier:
         self.max_entries = max_entries
         self.clock = clock
         self._cache: dict[bytes, tuple[float, ApiKey | None]] = {}
+        # Store lookups under way, by digest: the requests that miss together share one (see `check`).
+        self._lookups: dict[bytes, asyncio.Task[ApiKey | None]] = {}
 
-    def cached(self, secret: str) -> tuple[bool, ApiKey | None]:
-        """(hit, key): a hit needs no store round trip."""
-        entry = self._cache.get(key_hash(secret))
-        if entry is not None and self.clock() - entry[0] < self.cache_seconds:
-            return True, entry[1]
-        return False, None
+    async def check(self, secret: str) -> ApiKey | None:
+        """`verify` for the gateway: a cached answer without waiting; on a miss one store lookup (in a thread) for
+        all the requests that miss together. An entry used in the last quarter of its `cache_seconds` starts its
+        next lookup in the background and is served meanwhile: a key in use never makes its requests wait, and
+        a request that waited would be published apart from the ones beside it (docs/http.md, "The lease's
+        call ahead"). The revocation bound is unchanged: an entry is never served past `cache_seconds`."""
+        digest = key_hash(secret)
+        entry = self._cache.get(digest)
+        if entry is not None:
+            age = self.clock() - entry[0]
+            if age < self.cache_seconds:
+                if age >= 0.75 * self.cache_seconds and digest not in self._lookups:
+                    self._look_up(digest, secret)
+                return entry[1]
+        lookup = self._lookups.get(digest) or self._look_up(digest, secret)
+        return await asyncio.shield(lookup)  # a caller that goes away does not cancel the others' lookup
+
+    def _look_up(self, digest: bytes, secret: str) -> asyncio.Task[ApiKey | None]:
+        task = asyncio.create_task(asyncio.to_thread(self.verify, secret))
+        self._lookups[digest] = task
+
+        def done(task: asyncio.Task[ApiKey | None]) -> None:
+            if self._lookups.get(digest) is task:
+                del self._lookups[digest]
+            if not task.cancelled():
+                task.exception()  # retrieved: a background lookup's failure is the next miss's to report
+
+        task.add_done_callback(done)
+        return task
 
     def verify(self, secret: str) -> ApiKey | None:
         """Ask the store. When the store fails, a key verified before keeps its last answer (stale if error):

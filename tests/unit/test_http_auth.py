@@ -3,6 +3,9 @@ open routes stay open, the caller's key id reaches the conversion, and a verifie
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -10,7 +13,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from ces.services.api_keys import KeyVerifier, Scope, create_key, key_hash
+from ces.services.api_keys import ApiKey, KeyVerifier, Scope, create_key, key_hash
 from tests.fakes import (
     FakeApiKeyStore,
     FakeRateLimiter,
@@ -32,6 +35,13 @@ def gateway(gateways: Gateways) -> Make:
         )
 
     return make
+
+
+async def until(check: Callable[[], bool], what: str, deadline: float = 5.0) -> None:
+    end = time.monotonic() + deadline
+    while not check():
+        assert time.monotonic() < end, f"not within {deadline}s: {what}"
+        await asyncio.sleep(0.005)
 
 
 def conversion() -> dict[str, Any]:
@@ -124,21 +134,76 @@ async def test_a_verified_key_is_cached_and_a_bad_one_too(gateway: Make) -> None
     assert store.finds == 2  # one store read per secret within the cache time
 
 
-def test_the_verifier_forgets_after_its_cache_time_and_stays_bounded() -> None:
+async def test_the_verifier_forgets_after_its_cache_time_and_stays_bounded() -> None:
     store = FakeApiKeyStore()
     key, secret = create_key(store, "k", frozenset(Scope))
     now = [0.0]
     verifier = KeyVerifier(store, cache_seconds=10, max_entries=3, clock=lambda: now[0])
-    assert verifier.verify(secret) == key
+    assert await verifier.check(secret) == key
     store.revoke(key.id)
-    assert verifier.cached(secret) == (True, key)  # within the cache time: the old answer
+    now[0] = 5.0
+    assert await verifier.check(secret) == key  # within the cache time (and before its last quarter): the old answer
+    assert store.finds == 1
     now[0] = 10.5
-    assert verifier.cached(secret) == (False, None)
-    assert verifier.verify(secret) is None  # revoked, seen once the cache expired
+    assert await verifier.check(secret) is None  # revoked, seen once the cache expired
+    assert store.finds == 2
     for i in range(10):
         verifier.verify(f"ces_random{i}")
     assert len(verifier._cache) <= 3
     assert key_hash(secret) != key_hash(secret + "x")
+
+
+async def test_requests_that_miss_together_share_one_store_lookup() -> None:
+    store = FakeApiKeyStore()
+    key, secret = create_key(store, "k", frozenset(Scope))
+    verifier = KeyVerifier(store, cache_seconds=10)
+    assert await asyncio.gather(*(verifier.check(secret) for _ in range(20))) == [key] * 20
+    assert store.finds == 1
+
+
+async def test_a_key_in_use_is_looked_up_again_ahead_and_its_requests_never_wait() -> None:
+    store = FakeApiKeyStore()
+    key, secret = create_key(store, "k", frozenset(Scope))
+    now = [0.0]
+    verifier = KeyVerifier(store, cache_seconds=10, clock=lambda: now[0])
+    assert await verifier.check(secret) == key
+    release = threading.Event()
+    find = store.find
+
+    def slow_find(digest: bytes) -> ApiKey | None:
+        release.wait(10)  # the store answers only when told: a request waiting for it would hang here
+        return find(digest)
+
+    store.find = slow_find  # type: ignore[method-assign]
+    now[0] = 8.0  # the entry's last quarter: served at once, and looked up again in the background, once
+    assert [await verifier.check(secret) for _ in range(5)] == [key] * 5
+    assert len(verifier._lookups) == 1
+    store.revoke(key.id)
+    release.set()
+    await until(lambda: not verifier._lookups, "the background lookup")
+    assert store.finds == 2
+    now[0] = 12.0  # past the first lookup's 10 s: the one made at 8 s answers, and it saw the revocation
+    assert await verifier.check(secret) is None
+    assert store.finds == 2
+
+
+async def test_a_background_lookup_that_fails_keeps_the_answer_until_it_expires() -> None:
+    store = FakeApiKeyStore()
+    key, secret = create_key(store, "k", frozenset(Scope))
+    now = [0.0]
+    verifier = KeyVerifier(store, cache_seconds=10, clock=lambda: now[0])
+    assert await verifier.check(secret) == key
+
+    def down(digest: bytes) -> None:
+        raise ConnectionError("database down")
+
+    store.find = down  # type: ignore[method-assign]
+    now[0] = 9.0
+    assert await verifier.check(secret) == key
+    await until(lambda: not verifier._lookups, "the background lookup")
+    assert await verifier.check(secret) == key  # stale if error, as `verify` has it
+    with pytest.raises(ConnectionError):
+        await verifier.check("ces_never-seen")
 
 
 def test_a_store_outage_keeps_known_keys_working_and_fails_unknown_ones() -> None:
