@@ -6,6 +6,7 @@ PostgreSQL store by the same assertions (tests/contracts/audit_store.py).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -250,6 +251,38 @@ class FakeApiKeyStore:
                 self.keys[digest] = ApiKey(key.id, key.name, key.scopes, key.created_at, key.created_at)
                 return self.keys[digest]
         return None
+
+
+class FakeBucketScript:
+    """`RedisRateLimiter`'s `_TAKE` script in memory, for a bucket that never refills: `granted` of `count` takes,
+    in order."""
+
+    def __init__(self, tokens: int) -> None:
+        self.tokens = tokens
+        self.asked: list[int] = []
+        self.fail: Exception | None = None
+        self.gate: asyncio.Event | None = None  # set: calls wait for it (takes pile up behind them)
+
+    async def __call__(self, *, keys: list[str], args: list[Any]) -> list[int]:
+        cost, count = args[2], args[3]
+        self.asked.append(count)
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+        granted = min(count, self.tokens // cost)
+        self.tokens -= granted * cost
+        return [granted, 0 if granted == count else 250]
+
+
+class FakeScriptClient:
+    """A Redis client whose one registered script is `script`."""
+
+    def __init__(self, script: FakeBucketScript) -> None:
+        self.script = script
+
+    def register_script(self, source: str) -> FakeBucketScript:
+        return self.script
 
 
 class FakeRateLimiter:

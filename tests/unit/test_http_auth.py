@@ -11,16 +11,24 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from prometheus_client import REGISTRY
 
+from ces.adapters.redis.rate_limit import RedisRateLimiter
+from ces.http.auth import API_KEY, authorize
+from ces.http.deps import DEPS
 from ces.services.api_keys import ApiKey, KeyVerifier, Scope, create_key, key_hash
+from ces.settings import Settings
 from tests.fakes import (
     FakeApiKeyStore,
+    FakeBucketScript,
     FakeRateLimiter,
     FakeRequester,
+    FakeScriptClient,
     audited,
 )
-from tests.gateway_clients import Client, Gateways
+from tests.gateway_clients import Client, Gateways, fake_deps
 
 Make = Callable[..., Awaitable[Client]]
 
@@ -221,6 +229,27 @@ def test_a_store_outage_keeps_known_keys_working_and_fails_unknown_ones() -> Non
     assert verifier.verify(secret) == key  # stale, but the database cannot say otherwise now
     with pytest.raises(ConnectionError):
         verifier.verify("ces_never-seen")
+
+
+async def test_a_cached_key_and_a_held_lease_pass_the_check_without_suspending() -> None:
+    """Nothing on the POST path may wait before the request is published: a request that waits is published
+    apart from the ones that arrived with it and splits the worker's batches (docs/http.md, "The lease's call
+    ahead"). With the key cached and the lease holding spares, `authorize` completes in one step."""
+    store = FakeApiKeyStore()
+    _, secret = create_key(store, "k", frozenset(Scope))
+    limiter = RedisRateLimiter(FakeScriptClient(FakeBucketScript(10**6)), rate=1000, burst=2000, lease=100)  # type: ignore[arg-type]
+    app = web.Application()
+    app[DEPS] = fake_deps(Settings(), keys=KeyVerifier(store, cache_seconds=60), limiter=limiter)
+    request = make_mocked_request("POST", "/v1/conversions", headers=bearer(secret), app=app)
+    for _ in range(20):  # the key's first lookup and the lease's first calls
+        assert await authorize(request, "/v1/conversions") is None
+        await asyncio.sleep(0)
+    for _ in range(500):  # several leases' worth: the next call always went out ahead
+        step = authorize(request, "/v1/conversions")
+        with pytest.raises(StopIteration) as done:
+            step.send(None)  # a suspension would return the awaited future here instead
+        assert done.value.value is None and request[API_KEY].name == "k"
+        await asyncio.sleep(0)  # the loop runs between requests, and with it a call ahead
 
 
 async def test_two_authorization_headers_are_refused_even_if_one_is_valid(gateway: Make) -> None:

@@ -10,35 +10,8 @@ import pytest
 
 from ces.adapters.redis.rate_limit import RedisRateLimiter
 from ces.services.ports import CacheUnavailable
-
-
-class FakeScript:
-    """The `_TAKE` script's answer for a bucket that never refills: `granted` of `count` takes, in order."""
-
-    def __init__(self, tokens: int) -> None:
-        self.tokens = tokens
-        self.asked: list[int] = []
-        self.fail: Exception | None = None
-        self.gate: asyncio.Event | None = None  # set: calls wait for it (takes pile up behind them)
-
-    async def __call__(self, *, keys: list[str], args: list[Any]) -> list[int]:
-        cost, count = args[2], args[3]
-        self.asked.append(count)
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail is not None:
-            raise self.fail
-        granted = min(count, self.tokens // cost)
-        self.tokens -= granted * cost
-        return [granted, 0 if granted == count else 250]
-
-
-class FakeClient:
-    def __init__(self, script: FakeScript) -> None:
-        self.script = script
-
-    def register_script(self, source: str) -> FakeScript:
-        return self.script
+from tests.fakes import FakeBucketScript as FakeScript
+from tests.fakes import FakeScriptClient as FakeClient
 
 
 def limiter(tokens: int, **kwargs: Any) -> tuple[RedisRateLimiter, FakeScript]:
