@@ -133,7 +133,7 @@ class RateTracking:
                 raise ResponseError(f"CLIENT TRACKING answered {reply!r}")
             self._trust()
             log.info(
-                "rate tracking on (rate keys %r A-Z): rates held by the worker are dropped as Redis changes them",
+                "rate tracking on (keys %s[A-Z]*): rates held by the worker are dropped as Redis changes them",
                 self.key_prefix,
             )
             awaiting_pong = False
