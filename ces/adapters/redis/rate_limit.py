@@ -81,12 +81,13 @@ class RedisRateLimiter:
     two `lease_seconds`, so an idle key leases nothing and a busy one `lease`. Takes that arrive while a call
     is in flight wait for it and go in the next one. A busy key thus costs one Redis call per ~`lease`
     requests instead of one per request (that call was ~10% of the gateway's CPU, docs/http.md). Spare
-    tokens not spent within `lease_seconds` are dropped, never given back: they only make the limit stricter.
+    tokens not spent within `lease_seconds` of the last call are dropped, never given back: they only make the
+    limit stricter.
 
     The next call starts **ahead**, in the background, when a take leaves an eighth of the last spares (at
     least one): a busy key's takes then never wait for Redis. A take that waited for the call was produced
-    apart from the requests around it and split the worker's batches (docs/http.md, "The token bucket's
-    lease"); the call ahead asks only for what tops the held spares up to `lease`, so the bound is unchanged.
+    apart from the requests around it and split the worker's batches (docs/http.md, "The lease's call
+    ahead"); the call ahead asks only for what tops the held spares up to `lease`, so the bound is unchanged.
 
     The bound (docs/security.md): every token spent was taken from the one shared bucket, atomically and in
     arrival order, so over any window of time the requests admitted for a key by N gateway instances exceed
