@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -50,6 +51,30 @@ async def until(check: Callable[[], bool], what: str, deadline: float = 5.0) -> 
     while not check():
         assert time.monotonic() < end, f"not within {deadline}s: {what}"
         await asyncio.sleep(0.005)
+
+
+@dataclass
+class Checked:
+    """A store holding one key, and a verifier on a settable clock (`now[0]`) that checked it once at 0 s."""
+
+    store: FakeApiKeyStore
+    key: ApiKey
+    secret: str
+    verifier: KeyVerifier
+    now: list[float]
+
+
+async def checked(**kwargs: Any) -> Checked:
+    store = FakeApiKeyStore()
+    key, secret = create_key(store, "k", frozenset(Scope))
+    now = [0.0]
+    verifier = KeyVerifier(store, cache_seconds=10, clock=lambda: now[0], **kwargs)
+    assert await verifier.check(secret) == key
+    return Checked(store, key, secret, verifier, now)
+
+
+def store_down(digest: bytes) -> None:
+    raise ConnectionError("database down")
 
 
 def conversion() -> dict[str, Any]:
@@ -143,22 +168,18 @@ async def test_a_verified_key_is_cached_and_a_bad_one_too(gateway: Make) -> None
 
 
 async def test_the_verifier_forgets_after_its_cache_time_and_stays_bounded() -> None:
-    store = FakeApiKeyStore()
-    key, secret = create_key(store, "k", frozenset(Scope))
-    now = [0.0]
-    verifier = KeyVerifier(store, cache_seconds=10, max_entries=3, clock=lambda: now[0])
-    assert await verifier.check(secret) == key
-    store.revoke(key.id)
-    now[0] = 5.0
-    assert await verifier.check(secret) == key  # within the cache time (and before its last quarter): the old answer
-    assert store.finds == 1
-    now[0] = 10.5
-    assert await verifier.check(secret) is None  # revoked, seen once the cache expired
-    assert store.finds == 2
+    c = await checked(max_entries=3)
+    c.store.revoke(c.key.id)
+    c.now[0] = 5.0
+    assert await c.verifier.check(c.secret) == c.key  # within the cache time, before its last quarter: the old answer
+    assert c.store.finds == 1
+    c.now[0] = 10.5
+    assert await c.verifier.check(c.secret) is None  # revoked, seen once the cache expired
+    assert c.store.finds == 2
     for i in range(10):
-        verifier.verify(f"ces_random{i}")
-    assert len(verifier._cache) <= 3
-    assert key_hash(secret) != key_hash(secret + "x")
+        c.verifier.verify(f"ces_random{i}")
+    assert len(c.verifier._cache) <= 3
+    assert key_hash(c.secret) != key_hash(c.secret + "x")
 
 
 async def test_requests_that_miss_together_share_one_store_lookup() -> None:
@@ -170,48 +191,36 @@ async def test_requests_that_miss_together_share_one_store_lookup() -> None:
 
 
 async def test_a_key_in_use_is_looked_up_again_ahead_and_its_requests_never_wait() -> None:
-    store = FakeApiKeyStore()
-    key, secret = create_key(store, "k", frozenset(Scope))
-    now = [0.0]
-    verifier = KeyVerifier(store, cache_seconds=10, clock=lambda: now[0])
-    assert await verifier.check(secret) == key
+    c = await checked()
     release = threading.Event()
-    find = store.find
+    find = c.store.find
 
     def slow_find(digest: bytes) -> ApiKey | None:
         release.wait(10)  # the store answers only when told: a request waiting for it would hang here
         return find(digest)
 
-    store.find = slow_find  # type: ignore[method-assign]
-    now[0] = 8.0  # the entry's last quarter: served at once, and looked up again in the background, once
-    assert [await verifier.check(secret) for _ in range(5)] == [key] * 5
-    assert len(verifier._lookups) == 1
-    store.revoke(key.id)
+    c.store.find = slow_find  # type: ignore[method-assign]
+    c.now[0] = 8.0  # the entry's last quarter: served at once, and looked up again in the background, once
+    assert [await c.verifier.check(c.secret) for _ in range(5)] == [c.key] * 5
+    assert len(c.verifier._lookups) == 1
+    c.store.revoke(c.key.id)
     release.set()
-    await until(lambda: not verifier._lookups, "the background lookup")
-    assert store.finds == 2
-    now[0] = 12.0  # past the first lookup's 10 s: the one made at 8 s answers, and it saw the revocation
-    assert await verifier.check(secret) is None
-    assert store.finds == 2
+    await until(lambda: not c.verifier._lookups, "the background lookup")
+    assert c.store.finds == 2
+    c.now[0] = 12.0  # past the first lookup's 10 s: the one made at 8 s answers, and it saw the revocation
+    assert await c.verifier.check(c.secret) is None
+    assert c.store.finds == 2
 
 
 async def test_a_background_lookup_that_fails_keeps_the_answer_until_it_expires() -> None:
-    store = FakeApiKeyStore()
-    key, secret = create_key(store, "k", frozenset(Scope))
-    now = [0.0]
-    verifier = KeyVerifier(store, cache_seconds=10, clock=lambda: now[0])
-    assert await verifier.check(secret) == key
-
-    def down(digest: bytes) -> None:
-        raise ConnectionError("database down")
-
-    store.find = down  # type: ignore[method-assign]
-    now[0] = 9.0
-    assert await verifier.check(secret) == key
-    await until(lambda: not verifier._lookups, "the background lookup")
-    assert await verifier.check(secret) == key  # stale if error, as `verify` has it
+    c = await checked()
+    c.store.find = store_down  # type: ignore[method-assign]
+    c.now[0] = 9.0
+    assert await c.verifier.check(c.secret) == c.key
+    await until(lambda: not c.verifier._lookups, "the background lookup")
+    assert await c.verifier.check(c.secret) == c.key  # stale if error, as `verify` has it
     with pytest.raises(ConnectionError):
-        await verifier.check("ces_never-seen")
+        await c.verifier.check("ces_never-seen")
 
 
 def test_a_store_outage_keeps_known_keys_working_and_fails_unknown_ones() -> None:
@@ -222,10 +231,7 @@ def test_a_store_outage_keeps_known_keys_working_and_fails_unknown_ones() -> Non
     assert verifier.verify(secret) == key
     now[0] = 60.0
 
-    def down(digest: bytes) -> None:
-        raise ConnectionError("database down")
-
-    store.find = down  # type: ignore[method-assign]
+    store.find = store_down  # type: ignore[method-assign]
     assert verifier.verify(secret) == key  # stale, but the database cannot say otherwise now
     with pytest.raises(ConnectionError):
         verifier.verify("ces_never-seen")

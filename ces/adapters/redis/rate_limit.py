@@ -158,15 +158,11 @@ class RedisRateLimiter:
         """Call Redis for `key` until no take of it waits; each call asks for the waiting takes and the spares
         that top the held ones up to the key's recent demand, at most `lease` (a call ahead: spares only)."""
         try:
-            ahead = not held.waiters
-            while held.waiters or ahead:
-                ahead = False
+            while True:  # the first call may be ahead (no take waiting); the next ones are for takes that wait
                 waiters, held.waiters = held.waiters, []
-                demand = held.previous + held.recent - len(waiters)
-                spare = min(self.lease, max(0, demand)) - held.tokens
-                if spare <= 0 and not waiters:
+                spare = max(0, min(self.lease, held.previous + held.recent - len(waiters)) - held.tokens)
+                if not (waiters or spare):
                     return  # ahead, but the held spares already cover the demand
-                spare = max(0, spare)
                 try:
                     granted, wait = await self._call(key, 1, len(waiters) + spare)
                 except BaseException as exc:
@@ -183,9 +179,10 @@ class RedisRateLimiter:
                         held.tokens += 1 if i < granted else 0
                     else:
                         fut.set_result(0.0 if i < granted else wait)
-                if granted > len(waiters):
-                    held.tokens += granted - len(waiters)
-                    held.low = max(1, (granted - len(waiters)) // 8)
+                spares = granted - len(waiters)
+                if spares > 0:
+                    held.tokens += spares
+                    held.low = max(1, spares // 8)
                 if held.tokens > 0:
                     held.expires = self.clock() + self.lease_seconds
                 # Takes that queued during the call spend what it brought before asking for more.
@@ -194,6 +191,8 @@ class RedisRateLimiter:
                     if not fut.done():
                         held.tokens -= 1
                         fut.set_result(0.0)
+                if not held.waiters:
+                    return
         finally:
             held.calling = False
 
