@@ -2,9 +2,16 @@
 
 On a fresh schema / topic prefix / Redis key prefix / app id it migrates, creates the topics, starts
 `--workers` workers and a gateway (`--processes` processes) on `--port`, seeds five fresh EUR rates,
-mints an API key with the convert scope and writes it to `--key-file` (then prints `ready`). It serves
-until interrupted (SIGINT/SIGTERM), then stops its processes and drops everything it created. Every
-`CES_*` variable of its own environment reaches the processes (e.g. `CES_EVENT_LOOP=asyncio`).
+mints an API key with the convert scope and writes it to `--key-file`, warms the round trip up with
+`--warm` seconds of closed-loop conversions, then prints `ready`. It serves until interrupted
+(SIGINT/SIGTERM), then stops its processes and drops everything it created. Every `CES_*` variable of its
+own environment reaches the processes (e.g. `CES_EVENT_LOOP=asyncio`).
+
+Why the warm-up: right after a broker start the JVM is still compiling its hot paths, and the broker spent
+0.51 ms of CPU per conversion in the first round after a restart against 0.12 ms three rounds later (c=32:
+1,218 against 1,800 requests/s, docs/http.md); 2 s of a benchmark's own warm-up do not cover it. A port
+that already answers is refused: a second serve on it would mint its key in its own schema and report
+ready on the first one's gateway.
 
     python benchmarks/serve_isolated.py --port 18080 --key-file /tmp/key [--processes 1] [--workers 1]
     python benchmarks/gateway.py --peer --url http://127.0.0.1:18080 --header "Authorization: Bearer $(cat /tmp/key)"
@@ -16,13 +23,16 @@ import argparse
 import asyncio
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
+import aiohttp
 from sqlalchemy import create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,6 +58,33 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"{url} not ready within {timeout:.0f}s")
 
 
+WARM_BODY = {"base_currency": "EUR", "target_currency": "USD", "amount": "100.00"}
+
+
+def port_taken(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def warm(url: str, key: str, seconds: float, concurrency: int = 16) -> int:
+    """Closed-loop `POST /v1/conversions` for `seconds`, each with a fresh request id; the number answered 201."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    deadline = time.monotonic() + seconds
+    done = 0
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            body = {**WARM_BODY, "request_id": str(uuid.uuid4())}
+            async with session.post(url, json=body, headers=headers) as response:
+                await response.read()
+                done += response.status == 201
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+    return done
+
+
 def main() -> None:
     export_role_env("admin")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -56,7 +93,10 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--warm", type=float, default=20.0, help="seconds of warm-up load before `ready` (0: none)")
     args = parser.parse_args()
+    if port_taken(args.port):
+        raise SystemExit(f"port {args.port} already answers: another serve (or something else) holds it")
 
     run = Isolation.new()
     settings = run.settings
@@ -97,9 +137,14 @@ def main() -> None:
             )
         procs.append(gateway)
         wait_http(f"http://127.0.0.1:{args.port}/readyz")
+        if gateway.poll() is not None:
+            raise RuntimeError(f"the gateway exited ({gateway.returncode}); see {log_dir / 'gateway.log'}")
         owner = create_engine(run.owner_url)
         _, secret = create_key(PostgresApiKeyStore(owner), run.app_id, parse_scopes("convert"))
         owner.dispose()
+        if args.warm > 0:
+            answered = asyncio.run(warm(f"http://127.0.0.1:{args.port}/v1/conversions", secret, args.warm))
+            print(f"warmed up: {answered} conversions in {args.warm:g}s", flush=True)
         args.key_file.write_text(secret)
         pids = " ".join(str(p.pid) for p in procs)
         print(f"ready: {len(RATES)} rates, gateway on {args.port} (pid {gateway.pid}), pids {pids}", flush=True)
