@@ -8,8 +8,9 @@ mints an API key with the convert scope and writes it to `--key-file`, warms the
 own environment reaches the processes (e.g. `CES_EVENT_LOOP=asyncio`).
 
 Why the warm-up: right after a broker start the JVM is still compiling its hot paths, and the broker spent
-0.51 ms of CPU per conversion in the first round after a restart against 0.12 ms three rounds later (c=32:
-1,218 against 1,800 requests/s, docs/http.md); 2 s of a benchmark's own warm-up do not cover it. A port
+0.51 ms of CPU per conversion in the first round after a start against 0.07 ms four rounds later (c=32:
+1,219 against 1,801 requests/s, docs/http.md, "Tenth session"); 2 s of a benchmark's own warm-up do not
+cover it. A port
 that already answers is refused: a second serve on it would mint its key in its own schema and report
 ready on the first one's gateway.
 

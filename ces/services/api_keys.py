@@ -125,7 +125,7 @@ class KeyVerifier:
         return await asyncio.shield(lookup)  # a caller that goes away does not cancel the others' lookup
 
     def _look_up(self, digest: bytes, secret: str) -> asyncio.Task[ApiKey | None]:
-        task = asyncio.create_task(asyncio.to_thread(self.verify, secret))
+        task = asyncio.create_task(asyncio.to_thread(self._ask, digest, secret))
         self._lookups[digest] = task
 
         def done(task: asyncio.Task[ApiKey | None]) -> None:
@@ -140,7 +140,10 @@ class KeyVerifier:
     def verify(self, secret: str) -> ApiKey | None:
         """Ask the store. When the store fails, a key verified before keeps its last answer (stale if error):
         a PostgreSQL outage must not lock out every caller; one never verified gets the store's error."""
-        digest = key_hash(secret)
+        return self._ask(key_hash(secret), secret)
+
+    def _ask(self, digest: bytes, secret: str) -> ApiKey | None:
+        """`verify` with the secret's digest already computed (`check` has it)."""
         try:
             found = self.store.find(digest) if secret.startswith(KEY_PREFIX) else None
         except Exception:
