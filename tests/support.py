@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
@@ -128,3 +129,17 @@ def schema_catalog(database_url: str, schema: str, *, leave_out: Sequence[str] =
         for kind, table, name, definition in rows
         if table not in leave_out
     ]
+
+
+async def until(check: Callable[[], Awaitable[bool]] | Callable[[], bool], what: str, deadline: float = 5.0) -> None:
+    """Poll until `check` holds, yielding to the loop between polls: for what a task on the test's own loop does
+    (the suites' blocking `poll` / `poll_until` sleep the thread, and would starve the very task waited for)."""
+    end = time.monotonic() + deadline
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < end, f"not within {deadline}s: {what}"
+        await asyncio.sleep(0.01)

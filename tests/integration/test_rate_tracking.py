@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,25 +18,11 @@ from ces.adapters.redis.rate_tracking import TRACKING_CLIENT_NAME, RateTracking
 from ces.services.ports import CacheUnavailable
 from ces.settings import Settings
 from tests.fakes import stored_rate
-from tests.support import redis_admin_dsn
+from tests.support import redis_admin_dsn, until
 
 T0 = datetime(2026, 11, 20, 16, 0, 0, 123456, tzinfo=UTC)
 USD = ("EUR", "USD")
 JPY = ("EUR", "JPY")
-
-
-async def until(check: Callable[[], Awaitable[bool]] | Callable[[], bool], what: str, deadline: float = 5.0) -> None:
-    """Poll until `check` holds, yielding to the loop between polls: the tracking task runs on the same loop,
-    so the suites' blocking `poll` / `poll_until` (time.sleep) would starve the very push being waited for."""
-    end = time.monotonic() + deadline
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < end, f"not within {deadline}s: {what}"
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from tests.fakes import (
     audited,
 )
 from tests.gateway_clients import Client, Gateways, fake_deps
+from tests.support import until
 
 Make = Callable[..., Awaitable[Client]]
 
@@ -44,13 +44,6 @@ def gateway(gateways: Gateways) -> Make:
         )
 
     return make
-
-
-async def until(check: Callable[[], bool], what: str, deadline: float = 5.0) -> None:
-    end = time.monotonic() + deadline
-    while not check():
-        assert time.monotonic() < end, f"not within {deadline}s: {what}"
-        await asyncio.sleep(0.005)
 
 
 @dataclass
